@@ -1,0 +1,351 @@
+/**
+ * The client side of a durable consumer, shared by every bus backend.
+ *
+ * A backend only provides a `ConsumerSource` (pull deliveries, ack, nak with delay, extend the
+ * ack deadline, dead-letter). Everything a handler observes — concurrency, per-key ordering,
+ * handler timeouts, retry delays, dead-lettering after `maxDeliver`, replay targeting, graceful
+ * stop — is decided here once, so the JetStream and embedded buses cannot drift apart.
+ *
+ * Per-key ordering across failures: a failed message is nak'd on the bus (so the bus owns the
+ * retry and its delivery count survives a crash) and its key's lane stays blocked on it until
+ * the redelivery arrives; later messages of that key wait behind it. Lanes are kept sorted by
+ * stream sequence, so a redelivery that overtakes newer messages still runs first.
+ */
+import {
+  Cause,
+  Chunk,
+  Duration,
+  Effect,
+  Exit,
+  Fiber,
+  FiberSet,
+  Queue,
+  Schedule,
+  type Scope,
+} from "effect"
+import {
+  type BusError,
+  BusHeader,
+  type BusMessage,
+  type ConsumerSpec,
+  describeCause,
+  type Disposition,
+  type Handler,
+} from "./Bus.ts"
+
+/** One delivery as a backend hands it over. */
+export interface Delivery {
+  readonly message: BusMessage
+  readonly ack: Effect.Effect<void, BusError>
+  readonly nak: (delay: Duration.Duration) => Effect.Effect<void, BusError>
+  /** Push the ack deadline out by another `ackWait`. */
+  readonly inProgress: Effect.Effect<void, BusError>
+}
+
+export interface ConsumerSource {
+  /** Wait up to `expires` for deliveries; return at most `max` (possibly none). */
+  readonly pull: (
+    max: number,
+    expires: Duration.Duration,
+  ) => Effect.Effect<ReadonlyArray<Delivery>, BusError>
+  /**
+   * Store the delivery as a dead letter with `reason` and `deliveries`, then remove it from the
+   * consumer for good. Idempotent per (consumer, stream sequence).
+   */
+  readonly deadLetter: (
+    delivery: Delivery,
+    reason: string,
+    deliveries: number,
+  ) => Effect.Effect<void, BusError>
+}
+
+export interface ResolvedConsumerSpec {
+  readonly stream: string
+  readonly name: string
+  readonly filter: string | undefined
+  readonly ackWait: Duration.Duration
+  readonly maxDeliver: number
+  readonly maxAckPending: number
+  readonly concurrency: number
+  readonly ordering: "none" | "key"
+  readonly handlerTimeout: Duration.Duration
+  readonly retry: Schedule.Schedule<unknown, unknown>
+  readonly startAt: "all" | "new"
+}
+
+export const defaultRetry: Schedule.Schedule<unknown, unknown> = Schedule.exponential(
+  "500 millis",
+).pipe(Schedule.either(Schedule.spaced("30 seconds")))
+
+export const resolveConsumerSpec = (spec: ConsumerSpec): ResolvedConsumerSpec => ({
+  stream: spec.stream,
+  name: spec.name,
+  filter: spec.filter,
+  ackWait: Duration.decode(spec.ackWait ?? "30 seconds"),
+  maxDeliver: Math.max(1, spec.maxDeliver ?? 5),
+  maxAckPending: Math.max(1, spec.maxAckPending ?? 256),
+  concurrency: Math.max(1, spec.concurrency ?? 16),
+  ordering: spec.ordering ?? "none",
+  handlerTimeout: Duration.decode(spec.handlerTimeout ?? "30 seconds"),
+  retry: spec.retry ?? defaultRetry,
+  startAt: spec.startAt ?? "all",
+})
+
+/** The delay the retry schedule prescribes before delivery number `failedDeliveries + 1`. */
+export const retryDelay = (
+  schedule: Schedule.Schedule<unknown, unknown>,
+  failedDeliveries: number,
+): Effect.Effect<Duration.Duration> =>
+  Schedule.run(
+    Schedule.delays(schedule),
+    0,
+    Array.from({ length: Math.max(1, failedDeliveries) }, () => undefined),
+  ).pipe(
+    Effect.map((delays) => Chunk.last(delays)),
+    Effect.map((last) => (last._tag === "Some" ? last.value : Duration.zero)),
+  )
+
+type Status = "queued" | "running" | "waiting"
+interface Held {
+  delivery: Delivery
+  status: Status
+  readonly key: string
+}
+interface Lane {
+  readonly seqs: Array<number>
+  running: boolean
+}
+
+const insertSorted = (seqs: Array<number>, seq: number) => {
+  let i = seqs.length
+  while (i > 0 && seqs[i - 1]! > seq) i--
+  seqs.splice(i, 0, seq)
+}
+
+/**
+ * Run `handler` over `source` in the background of the current scope. Closing the scope stops
+ * pulling, waits (up to `drainTimeout`) for running handlers and hands queued deliveries back.
+ */
+export const runConsumer = <E, R>(
+  spec: ResolvedConsumerSpec,
+  source: ConsumerSource,
+  handler: Handler<E, R>,
+  options: { readonly drainTimeout?: Duration.DurationInput } = {},
+): Effect.Effect<void, never, Scope.Scope | R> =>
+  Effect.gen(function* () {
+    const fibers = yield* FiberSet.make()
+    const fork = yield* FiberSet.runtime(fibers)<R>()
+    const permits = yield* Effect.makeSemaphore(spec.concurrency)
+    const wake = yield* Queue.sliding<void>(1)
+    const held = new Map<number, Held>()
+    const lanes = new Map<string, Lane>()
+    let running = 0
+    let stopping = false
+    const log = Effect.annotateLogs({ consumer: spec.name, stream: spec.stream })
+
+    const release = (seq: number) => {
+      const entry = held.get(seq)
+      held.delete(seq)
+      if (entry && spec.ordering === "key") {
+        const lane = lanes.get(entry.key)
+        if (lane) {
+          const at = lane.seqs.indexOf(seq)
+          if (at >= 0) lane.seqs.splice(at, 1)
+          lane.running = false
+          if (lane.seqs.length === 0) lanes.delete(entry.key)
+          else pump(lane)
+        }
+      }
+      Queue.unsafeOffer(wake, undefined)
+    }
+
+    const settle = (seq: number, exit: Exit.Exit<Disposition | void, unknown>) =>
+      Effect.gen(function* () {
+        const entry = held.get(seq)
+        if (!entry) return
+        const { delivery } = entry
+        const count = delivery.message.deliveryCount
+        let failure: { reason: string; delay: Duration.Duration | undefined } | undefined
+        let deadNow: string | undefined
+        if (Exit.isSuccess(exit)) {
+          const d = exit.value
+          if (d && d._tag === "Nak") {
+            failure = { reason: d.reason, delay: Duration.decode(d.delay) }
+          } else if (d && d._tag === "DeadLetter") deadNow = d.reason
+        } else {
+          const cause = exit.cause
+          const reason = Cause.isInterruptedOnly(cause)
+            ? "interrupted"
+            : Cause.failureOption(cause).pipe((o) =>
+              o._tag === "Some" ? describeCause(o.value) : Cause.pretty(cause)
+            )
+          failure = { reason, delay: undefined }
+        }
+        if (deadNow === undefined && failure && count >= spec.maxDeliver) deadNow = failure.reason
+        if (deadNow !== undefined) {
+          yield* source.deadLetter(delivery, deadNow, count).pipe(
+            Effect.tap(() =>
+              Effect.logWarning("message dead-lettered").pipe(
+                Effect.annotateLogs({
+                  seq,
+                  subject: delivery.message.subject,
+                  deliveries: count,
+                  reason: deadNow,
+                }),
+              )
+            ),
+            Effect.catchAll((e) =>
+              Effect.logError("could not dead-letter; the bus will redeliver it", e)
+            ),
+          )
+          release(seq)
+        } else if (failure) {
+          const delay = failure.delay ?? (yield* retryDelay(spec.retry, count))
+          yield* Effect.logDebug("handler failed; redelivery scheduled").pipe(
+            Effect.annotateLogs({ seq, deliveries: count, reason: failure.reason }),
+          )
+          entry.status = "waiting"
+          yield* delivery.nak(delay).pipe(
+            Effect.catchAll((e) =>
+              Effect.logWarning("nak failed; redelivery after ack wait", e)
+            ),
+          )
+          if (spec.ordering === "key") {
+            const lane = lanes.get(entry.key)
+            if (lane) lane.running = false
+          }
+        } else {
+          yield* delivery.ack.pipe(
+            Effect.retry(Schedule.recurs(3).pipe(Schedule.addDelay(() => "100 millis"))),
+            Effect.catchAll((e) => Effect.logWarning("ack failed; message may be redelivered", e)),
+          )
+          release(seq)
+        }
+      })
+
+    const execute = (seq: number) =>
+      Effect.gen(function* () {
+        const entry = held.get(seq)
+        if (!entry) return
+        entry.status = "running"
+        running++
+        const exit = yield* Effect.suspend(() => handler(entry.delivery.message)).pipe(
+          Effect.timeoutFail({
+            duration: spec.handlerTimeout,
+            onTimeout: () =>
+              `handler timed out after ${Duration.format(spec.handlerTimeout)}` as unknown,
+          }),
+          Effect.exit,
+        )
+        running--
+        yield* settle(seq, exit)
+      }).pipe(permits.withPermits(1), log)
+
+    const start = (seq: number) => {
+      if (stopping) return
+      fork(execute(seq))
+    }
+
+    const pump = (lane: Lane) => {
+      if (lane.running || stopping) return
+      const head = lane.seqs[0]
+      if (head === undefined) return
+      const entry = held.get(head)
+      if (!entry || entry.status !== "queued") return
+      lane.running = true
+      start(head)
+    }
+
+    const dispatch = (delivery: Delivery) =>
+      Effect.gen(function* () {
+        const message = delivery.message
+        const target = message.headers[BusHeader.replayFor]
+        if (target !== undefined && target !== spec.name) {
+          yield* delivery.ack.pipe(Effect.ignore)
+          return
+        }
+        const existing = held.get(message.seq)
+        if (existing) {
+          // A redelivery of something we hold: keep the newest handle; run it if it was waiting.
+          existing.delivery = delivery
+          if (existing.status === "waiting") {
+            existing.status = "queued"
+            if (spec.ordering === "key") {
+              const lane = lanes.get(existing.key)
+              if (lane) pump(lane)
+            } else start(message.seq)
+          }
+          return
+        }
+        if (message.deliveryCount > spec.maxDeliver) {
+          // The previous holder crashed or hung on its last allowed delivery.
+          yield* source.deadLetter(
+            delivery,
+            `delivered ${
+              message.deliveryCount - 1
+            } times without an acknowledgement (consumer crashed or timed out)`,
+            message.deliveryCount - 1,
+          ).pipe(Effect.catchAll((e) => Effect.logError("could not dead-letter", e)))
+          return
+        }
+        const key = message.key ?? message.subject
+        held.set(message.seq, { delivery, status: "queued", key })
+        if (spec.ordering === "key") {
+          let lane = lanes.get(key)
+          if (!lane) {
+            lane = { seqs: [], running: false }
+            lanes.set(key, lane)
+          }
+          insertSorted(lane.seqs, message.seq)
+          pump(lane)
+        } else start(message.seq)
+      })
+
+    const heartbeat = Effect.gen(function* () {
+      for (const entry of held.values()) {
+        if (entry.status !== "waiting") yield* entry.delivery.inProgress.pipe(Effect.ignore)
+      }
+    }).pipe(
+      Effect.repeat(Schedule.spaced(Duration.divide(spec.ackWait, 3).pipe((d) =>
+        d._tag === "Some" ? d.value : spec.ackWait
+      ))),
+    )
+
+    const pullLoop = Effect.gen(function* () {
+      const room = spec.maxAckPending - held.size
+      if (room <= 0) {
+        yield* Queue.take(wake).pipe(Effect.timeout("1 second"), Effect.ignore)
+        return
+      }
+      const deliveries = yield* source.pull(Math.min(room, 256), Duration.seconds(1)).pipe(
+        Effect.tapError((e) => Effect.logWarning("pull failed; retrying", e)),
+        Effect.retry(
+          Schedule.exponential("100 millis").pipe(Schedule.either(Schedule.spaced("5 seconds"))),
+        ),
+      )
+      for (const d of deliveries) yield* dispatch(d)
+    }).pipe(Effect.forever, log)
+
+    const pullFiber = yield* Effect.forkDaemon(pullLoop)
+    const beatFiber = yield* Effect.forkDaemon(heartbeat)
+
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function* () {
+        stopping = true
+        yield* Fiber.interrupt(pullFiber)
+        // Let running handlers finish, then hand everything not started back to the bus.
+        yield* Effect.suspend(() => (running === 0 ? Effect.void : Effect.fail("busy"))).pipe(
+          Effect.retry(Schedule.spaced("20 millis")),
+          Effect.timeout(options.drainTimeout ?? "10 seconds"),
+          Effect.ignore,
+        )
+        for (const [seq, entry] of held) {
+          if (entry.status === "queued") {
+            yield* entry.delivery.nak(Duration.zero).pipe(Effect.ignore)
+            held.delete(seq)
+          }
+        }
+        yield* Fiber.interrupt(beatFiber)
+      }).pipe(log)
+    )
+  })

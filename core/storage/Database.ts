@@ -1,0 +1,172 @@
+/**
+ * The `Database` service: one Kysely instance over SQLite (embedded default) or PostgreSQL.
+ *
+ * SQLite runs in WAL mode with `synchronous=FULL`: a committed transaction survives a power
+ * loss. That costs one fsync per commit, so writers that care about speed batch many rows per
+ * transaction (group commit) instead of relaxing durability.
+ *
+ * Every query goes through `Database.query`, which wraps the Promise once and maps failures to
+ * a tagged `DatabaseError` that says whether a retry can help.
+ */
+import { Context, Data, Effect, Layer, type Scope } from "effect"
+import { Kysely, PostgresDialect, sql, SqliteDialect } from "kysely"
+import type { CoreTables } from "./tables.ts"
+import { openSqlite } from "./sqlite.node.ts"
+
+export type Dialect = "sqlite" | "postgres"
+
+export interface DatabaseOptions {
+  /** `postgres://…` selects PostgreSQL; otherwise SQLite at `sqliteFile`. */
+  readonly url?: string | undefined
+  /** PostgreSQL schema to use (created if absent). Default `public`. */
+  readonly schema?: string | undefined
+  /** SQLite file; `:memory:` for a throwaway database. */
+  readonly sqliteFile: string
+  /** PostgreSQL pool size. Default 10. */
+  readonly poolSize?: number | undefined
+}
+
+export interface DatabaseShape {
+  readonly dialect: Dialect
+  /** Where the data lives, safe to log (no password). */
+  readonly location: string
+  /** PostgreSQL schema, or undefined on SQLite. */
+  readonly schema: string | undefined
+  readonly db: Kysely<CoreTables>
+  /** Run a Kysely query; failures become `DatabaseError`. */
+  readonly query: <A>(
+    operation: string,
+    run: (db: Kysely<CoreTables>) => Promise<A>,
+  ) => Effect.Effect<A, DatabaseError>
+  /** Run `run` in one transaction. */
+  readonly transaction: <A>(
+    operation: string,
+    run: (trx: Kysely<CoreTables>) => Promise<A>,
+  ) => Effect.Effect<A, DatabaseError>
+  readonly ping: Effect.Effect<void, DatabaseError>
+}
+
+export class Database extends Context.Tag("chorus/core/Database")<Database, DatabaseShape>() {}
+
+export class DatabaseError extends Data.TaggedError("DatabaseError")<{
+  readonly operation: string
+  readonly cause: unknown
+  /** True for connection loss, lock timeouts and serialization failures. */
+  readonly retryable: boolean
+}> {
+  override get message() {
+    const detail = this.cause instanceof Error ? this.cause.message : String(this.cause)
+    return `database ${this.operation} failed: ${detail}`
+  }
+}
+
+const RETRYABLE_CODES = new Set([
+  "SQLITE_BUSY",
+  "SQLITE_LOCKED",
+  "40001", // serialization_failure
+  "40P01", // deadlock_detected
+  "57P01", // admin_shutdown
+  "08000",
+  "08003",
+  "08006", // connection exceptions
+  "ECONNREFUSED",
+  "ECONNRESET",
+])
+
+const isRetryable = (cause: unknown): boolean => {
+  const code = (cause as { code?: unknown } | null)?.code
+  return typeof code === "string" && RETRYABLE_CODES.has(code)
+}
+
+const toError = (operation: string) => (cause: unknown) =>
+  new DatabaseError({ operation, cause, retryable: isRetryable(cause) })
+
+export const redactUrl = (url: string): string => url.replace(/\/\/([^:/@]+):[^@]*@/, "//$1:***@")
+
+const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/
+
+const makeKysely = (
+  options: DatabaseOptions,
+): Effect.Effect<
+  { dialect: Dialect; db: Kysely<CoreTables>; location: string; schema: string | undefined },
+  DatabaseError,
+  Scope.Scope
+> => {
+  const url = options.url
+  if (url && /^postgres(ql)?:\/\//.test(url)) {
+    const schema = options.schema ?? "public"
+    if (!SCHEMA_NAME.test(schema)) {
+      return Effect.fail(
+        new DatabaseError({
+          operation: "connect",
+          cause: new Error(`invalid schema name ${JSON.stringify(schema)}`),
+          retryable: false,
+        }),
+      )
+    }
+    return Effect.acquireRelease(
+      Effect.tryPromise({
+        try: async () => {
+          const pg = await import("pg")
+          const Pool = pg.default?.Pool ?? pg.Pool
+          const pool = new Pool({
+            connectionString: url,
+            max: options.poolSize ?? 10,
+            options: `-c search_path=${schema}`,
+          })
+          const client = await pool.connect()
+          try {
+            await client.query(`CREATE SCHEMA IF NOT EXISTS "${schema}"`)
+          } finally {
+            client.release()
+          }
+          return new Kysely<CoreTables>({ dialect: new PostgresDialect({ pool }) })
+        },
+        catch: toError("connect"),
+      }),
+      (db) => Effect.promise(() => db.destroy()),
+    ).pipe(Effect.map((db) => ({ dialect: "postgres" as const, db, location: redactUrl(url), schema })))
+  }
+  return Effect.acquireRelease(
+    Effect.try({
+      try: () => {
+        const sqlite = openSqlite(options.sqliteFile)
+        sqlite.pragma("journal_mode = WAL")
+        sqlite.pragma("synchronous = FULL")
+        sqlite.pragma("busy_timeout = 5000")
+        sqlite.pragma("foreign_keys = ON")
+        return new Kysely<CoreTables>({ dialect: new SqliteDialect({ database: sqlite }) })
+      },
+      catch: toError("open"),
+    }),
+    (db) => Effect.promise(() => db.destroy()),
+  ).pipe(
+    Effect.map((db) => ({
+      dialect: "sqlite" as const,
+      db,
+      location: options.sqliteFile,
+      schema: undefined,
+    })),
+  )
+}
+
+export const makeDatabase = (
+  options: DatabaseOptions,
+): Effect.Effect<DatabaseShape, DatabaseError, Scope.Scope> =>
+  Effect.gen(function* () {
+    const { dialect, db, location, schema } = yield* makeKysely(options)
+    const query = <A>(operation: string, run: (db: Kysely<CoreTables>) => Promise<A>) =>
+      Effect.tryPromise({ try: () => run(db), catch: toError(operation) }).pipe(
+        Effect.withSpan(`Database.${operation}`),
+      )
+    const transaction = <A>(operation: string, run: (trx: Kysely<CoreTables>) => Promise<A>) =>
+      Effect.tryPromise({
+        try: () => db.transaction().execute((trx) => run(trx)),
+        catch: toError(operation),
+      }).pipe(Effect.withSpan(`Database.${operation}`))
+    const ping = query("ping", (db) => sql`select 1`.execute(db)).pipe(Effect.asVoid)
+    return { dialect, location, schema, db, query, transaction, ping } satisfies DatabaseShape
+  })
+
+export const layer = (options: DatabaseOptions): Layer.Layer<Database, DatabaseError> =>
+  Layer.scoped(Database, makeDatabase(options))

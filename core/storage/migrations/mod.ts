@@ -1,0 +1,7 @@
+/** The core's migrations, in the order they run. Names are dated; never rename one that shipped. */
+import type { Migration } from "kysely"
+import * as embeddedBus from "./2026_11_23_0001_embedded_bus.ts"
+
+export const coreMigrations: Record<string, Migration> = {
+  "2026_11_23_0001_embedded_bus": embeddedBus,
+}

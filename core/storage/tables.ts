@@ -1,0 +1,6 @@
+/**
+ * The core's tables, one interface per table, typed for Kysely. Plugins declare their own.
+ */
+import type { EmbeddedBusTables } from "../bus/EmbeddedBusTables.ts"
+
+export interface CoreTables extends EmbeddedBusTables {}

@@ -1,0 +1,174 @@
+/**
+ * Chorus configuration: one Schema, decoded from defaults < `chorus.config.json` < `CHORUS_*`
+ * environment variables. Every setting has a default, so an empty directory starts Chorus with
+ * SQLite and the embedded bus.
+ *
+ * `settings` below is the single table of keys: the env variable, what is expected (for error
+ * messages) and the documentation line. The README's configuration reference mirrors it, and a
+ * test keeps the two in step.
+ */
+import { Context, Schema } from "effect"
+
+const NonEmpty = Schema.String.pipe(Schema.minLength(1))
+
+export const LogLevel = Schema.Literal("debug", "info", "warning", "error")
+export const LogFormat = Schema.Literal("json", "pretty")
+
+export const HttpConfig = Schema.Struct({
+  host: Schema.optionalWith(NonEmpty, { default: () => "127.0.0.1" }),
+  port: Schema.optionalWith(Schema.Int.pipe(Schema.between(0, 65535)), { default: () => 8080 }),
+})
+
+export const DatabaseConfig = Schema.Struct({
+  url: Schema.optional(Schema.String.pipe(Schema.pattern(/^postgres(ql)?:\/\/.+/))),
+  sqliteFile: Schema.optional(NonEmpty),
+  schema: Schema.optionalWith(Schema.String.pipe(Schema.pattern(/^[a-z_][a-z0-9_]{0,62}$/)), {
+    default: () => "public",
+  }),
+  poolSize: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, 200)), { default: () => 10 }),
+})
+
+export const BusConfig = Schema.Struct({
+  natsUrl: Schema.optional(
+    Schema.String.pipe(
+      Schema.pattern(/^(nats|tls|ws|wss):\/\/[^,\s]+(,(nats|tls|ws|wss):\/\/[^,\s]+)*$/),
+    ),
+  ),
+  namespace: Schema.optionalWith(Schema.String.pipe(Schema.pattern(/^[a-z][a-z0-9_-]{0,31}$/)), {
+    default: () => "chorus",
+  }),
+  replicas: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, 5)), { default: () => 1 }),
+})
+
+export const LogConfig = Schema.Struct({
+  level: Schema.optionalWith(LogLevel, { default: () => "info" as const }),
+  format: Schema.optionalWith(LogFormat, { default: () => "json" as const }),
+})
+
+export const ChorusConfigSchema = Schema.Struct({
+  dataDir: Schema.optionalWith(NonEmpty, { default: () => "./data" }),
+  http: Schema.optionalWith(HttpConfig, { default: () => HttpConfig.make({}) }),
+  database: Schema.optionalWith(DatabaseConfig, { default: () => DatabaseConfig.make({}) }),
+  bus: Schema.optionalWith(BusConfig, { default: () => BusConfig.make({}) }),
+  log: Schema.optionalWith(LogConfig, { default: () => LogConfig.make({}) }),
+})
+
+export type ChorusConfig = typeof ChorusConfigSchema.Type
+
+export class Config extends Context.Tag("chorus/core/Config")<Config, ChorusConfig>() {}
+
+export type SettingKind = "string" | "integer"
+
+export interface Setting {
+  /** Dotted path in the config file. */
+  readonly key: string
+  readonly env: string
+  readonly kind: SettingKind
+  /** What a valid value looks like, as said in error messages. */
+  readonly expected: string
+  readonly default: string
+  readonly doc: string
+}
+
+export const settings: ReadonlyArray<Setting> = [
+  {
+    key: "dataDir",
+    env: "CHORUS_DATA_DIR",
+    kind: "string",
+    expected: "a non-empty directory path",
+    default: "./data",
+    doc: "Where Chorus keeps its SQLite database and files; created if missing.",
+  },
+  {
+    key: "http.host",
+    env: "CHORUS_HTTP_HOST",
+    kind: "string",
+    expected: "a non-empty host name or IP address",
+    default: "127.0.0.1",
+    doc: "Address the HTTP server listens on (`0.0.0.0` for every interface).",
+  },
+  {
+    key: "http.port",
+    env: "CHORUS_HTTP_PORT",
+    kind: "integer",
+    expected: "an integer from 0 to 65535 (0 picks a free port)",
+    default: "8080",
+    doc: "HTTP port.",
+  },
+  {
+    key: "database.url",
+    env: "CHORUS_DATABASE_URL",
+    kind: "string",
+    expected: "a postgres:// or postgresql:// URL",
+    default: "(unset: SQLite)",
+    doc: "PostgreSQL connection URL. Unset means SQLite in the data directory.",
+  },
+  {
+    key: "database.sqliteFile",
+    env: "CHORUS_DATABASE_SQLITE_FILE",
+    kind: "string",
+    expected: "a non-empty file path",
+    default: "<dataDir>/chorus.sqlite",
+    doc: "SQLite database file (when no PostgreSQL URL is set).",
+  },
+  {
+    key: "database.schema",
+    env: "CHORUS_DATABASE_SCHEMA",
+    kind: "string",
+    expected: "a lower-case SQL identifier ([a-z_][a-z0-9_]*, at most 63 characters)",
+    default: "public",
+    doc: "PostgreSQL schema for Chorus's tables; created if missing.",
+  },
+  {
+    key: "database.poolSize",
+    env: "CHORUS_DATABASE_POOL_SIZE",
+    kind: "integer",
+    expected: "an integer from 1 to 200",
+    default: "10",
+    doc: "PostgreSQL connections per node.",
+  },
+  {
+    key: "bus.natsUrl",
+    env: "CHORUS_NATS_URL",
+    kind: "string",
+    expected: "nats:// (or tls://, ws://, wss://) URLs, comma-separated",
+    default: "(unset: embedded bus)",
+    doc: "NATS servers with JetStream. Unset means the embedded bus in the local database.",
+  },
+  {
+    key: "bus.namespace",
+    env: "CHORUS_BUS_NAMESPACE",
+    kind: "string",
+    expected: "a lower-case name: a letter, then letters, digits, '_' or '-' (at most 32)",
+    default: "chorus",
+    doc: "Prefix of every stream and subject, so several Chorus installations can share one NATS.",
+  },
+  {
+    key: "bus.replicas",
+    env: "CHORUS_NATS_REPLICAS",
+    kind: "integer",
+    expected: "an integer from 1 to 5",
+    default: "1",
+    doc: "JetStream stream replicas (3 on a three-node NATS cluster survives the loss of a node).",
+  },
+  {
+    key: "log.level",
+    env: "CHORUS_LOG_LEVEL",
+    kind: "string",
+    expected: "one of debug, info, warning, error",
+    default: "info",
+    doc: "Lowest level logged.",
+  },
+  {
+    key: "log.format",
+    env: "CHORUS_LOG_FORMAT",
+    kind: "string",
+    expected: "json or pretty",
+    default: "json",
+    doc: "`json`: one JSON object per line (for log shippers); `pretty`: for people.",
+  },
+]
+
+/** The SQLite file actually used: the configured one, else `<dataDir>/chorus.sqlite`. */
+export const sqliteFileOf = (config: ChorusConfig): string =>
+  config.database.sqliteFile ?? `${config.dataDir.replace(/\/+$/, "")}/chorus.sqlite`

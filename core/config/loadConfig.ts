@@ -23,7 +23,9 @@ export class ConfigError extends Data.TaggedError("ConfigError")<{
 }> {
   override get message() {
     const lines = this.problems.map((p) => {
-      const where = p.source.startsWith("CHORUS_") ? `${p.source} (${p.key})` : `${p.key} in ${p.source}`
+      const where = p.source.startsWith("CHORUS_")
+        ? `${p.source} (${p.key})`
+        : `${p.key} in ${p.source}`
       const given = p.value === undefined ? "missing" : `got ${JSON.stringify(p.value)}`
       return `  - ${where}: ${given}, expected ${p.expected}`
     })
@@ -66,7 +68,12 @@ const readFile = (path: string, required: boolean) =>
     if (!NodeFs.existsSync(path)) {
       if (!required) return { raw: {} as Raw, name: undefined }
       return yield* new ConfigError({
-        problems: [{ key: "(file)", source: path, value: undefined, expected: "an existing JSON file" }],
+        problems: [{
+          key: "(file)",
+          source: path,
+          value: undefined,
+          expected: "an existing JSON file",
+        }],
       })
     }
     const text = NodeFs.readFileSync(path, "utf8")
@@ -114,9 +121,7 @@ export const decodeConfig = (
           const setting = settingByKey.get(key)
           const value = issue.path.reduce<unknown>(
             (node, part) =>
-              typeof node === "object" && node !== null
-                ? (node as Raw)[String(part)]
-                : undefined,
+              typeof node === "object" && node !== null ? (node as Raw)[String(part)] : undefined,
             raw,
           )
           if (issue._tag === "Unexpected") {
@@ -138,7 +143,9 @@ export const decodeConfig = (
       }),
     )
 
-export const loadConfig = (options: LoadConfigOptions = {}): Effect.Effect<ChorusConfig, ConfigError> =>
+export const loadConfig = (
+  options: LoadConfigOptions = {},
+): Effect.Effect<ChorusConfig, ConfigError> =>
   Effect.gen(function* () {
     const env = options.env ?? process.env
     const cwd = options.cwd ?? process.cwd()

@@ -125,7 +125,9 @@ const makeKysely = (
         catch: toError("connect"),
       }),
       (db) => Effect.promise(() => db.destroy()),
-    ).pipe(Effect.map((db) => ({ dialect: "postgres" as const, db, location: redactUrl(url), schema })))
+    ).pipe(
+      Effect.map((db) => ({ dialect: "postgres" as const, db, location: redactUrl(url), schema })),
+    )
   }
   return Effect.acquireRelease(
     Effect.try({

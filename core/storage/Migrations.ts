@@ -32,7 +32,10 @@ export class MigrationFailed extends Data.TaggedError("MigrationFailed")<{
   }
 }
 
-export const coreMigrationSet: MigrationSet = { table: "chorus_migrations", migrations: coreMigrations }
+export const coreMigrationSet: MigrationSet = {
+  table: "chorus_migrations",
+  migrations: coreMigrations,
+}
 
 export const pluginMigrationTable = (pluginId: string): string =>
   `chorus_plugin_${pluginId.replace(/[^A-Za-z0-9]/g, "_").toLowerCase()}_migrations`
@@ -60,8 +63,10 @@ export const migrate = Effect.fn("Migrations.migrate")(function* (
   const applied = (result.results ?? []).filter((r) => r.status === "Success").map((r) =>
     r.migrationName
   )
-  if (applied.length > 0) yield* Effect.logInfo("migrations applied").pipe(
-    Effect.annotateLogs({ table: set.table, applied }),
-  )
+  if (applied.length > 0) {
+    yield* Effect.logInfo("migrations applied").pipe(
+      Effect.annotateLogs({ table: set.table, applied }),
+    )
+  }
   return { table: set.table, applied } satisfies MigrationReport
 })

@@ -1,0 +1,58 @@
+/**
+ * The Chorus host assembled from its configuration: storage (+ migrations), the bus (JetStream
+ * when a NATS URL is set, else embedded in the database), and the HTTP server.
+ */
+import * as NodeFs from "node:fs"
+import * as NodePath from "node:path"
+import { Effect, Layer } from "effect"
+import { Bus } from "./bus/Bus.ts"
+import * as EmbeddedBus from "./bus/EmbeddedBus.ts"
+import * as JetStreamBus from "./bus/JetStreamBus.ts"
+import { type ChorusConfig, Config, sqliteFileOf } from "./config/ChorusConfig.ts"
+import * as HttpServer from "./http/HttpServer.ts"
+import { Database, layer as databaseLayer } from "./storage/Database.ts"
+import { coreMigrationSet, migrate } from "./storage/Migrations.ts"
+
+/** Create the data directory (and the SQLite file's directory) if missing. */
+const ensureDirectories = (config: ChorusConfig) =>
+  Effect.sync(() => {
+    NodeFs.mkdirSync(config.dataDir, { recursive: true })
+    if (config.database.url === undefined) {
+      NodeFs.mkdirSync(NodePath.dirname(sqliteFileOf(config)), { recursive: true })
+    }
+  })
+
+/** Storage with the core's migrations applied. */
+export const StorageLive = (config: ChorusConfig) =>
+  Layer.effectDiscard(Database.pipe(Effect.flatMap((db) => migrate(db, coreMigrationSet)))).pipe(
+    Layer.provideMerge(
+      databaseLayer({
+        url: config.database.url,
+        schema: config.database.schema,
+        sqliteFile: sqliteFileOf(config),
+        poolSize: config.database.poolSize,
+      }),
+    ),
+    Layer.provide(Layer.effectDiscard(ensureDirectories(config))),
+  )
+
+export const BusLive = (config: ChorusConfig): Layer.Layer<Bus, unknown, Database> =>
+  config.bus.natsUrl !== undefined
+    ? JetStreamBus.layer({
+      servers: config.bus.natsUrl.split(","),
+      namespace: config.bus.namespace,
+      replicas: config.bus.replicas,
+      connectionName: "chorus",
+    })
+    : EmbeddedBus.layer({ namespace: config.bus.namespace })
+
+/** Config, storage and bus: what every command needs. */
+export const CoreLive = (config: ChorusConfig) =>
+  BusLive(config).pipe(
+    Layer.provideMerge(StorageLive(config)),
+    Layer.provideMerge(Layer.succeed(Config, config)),
+  )
+
+/** The whole server. */
+export const ServerLive = (config: ChorusConfig) =>
+  HttpServer.layer(config.http).pipe(Layer.provideMerge(CoreLive(config)))

@@ -1,0 +1,38 @@
+/**
+ * The Chorus HTTP API, declared once with HttpApi: the server is built from it and the OpenAPI
+ * document (`GET /api/openapi.json`) is generated from the same schemas. Later groups (inbound,
+ * conversations, plugins) are added here.
+ */
+import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
+import { Schema } from "effect"
+import { Health, Readiness } from "../../schemas/System.ts"
+import { VERSION } from "../version.ts"
+
+export class NotReady extends Schema.TaggedError<NotReady>()(
+  "NotReady",
+  { readiness: Readiness },
+  HttpApiSchema.annotations({ status: 503, description: "The store or the bus is unreachable." }),
+) {}
+
+export class SystemApi extends HttpApiGroup.make("system")
+  .add(
+    HttpApiEndpoint.get("health", "/health")
+      .addSuccess(Health)
+      .annotate(OpenApi.Summary, "Liveness: the process answers."),
+  )
+  .add(
+    HttpApiEndpoint.get("ready", "/ready")
+      .addSuccess(Readiness)
+      .addError(NotReady)
+      .annotate(OpenApi.Summary, "Readiness: store and bus reachable, with the backends in use."),
+  )
+  .annotate(OpenApi.Description, "Health and readiness for load balancers and orchestrators.") {}
+
+export class ChorusApi extends HttpApi.make("chorus")
+  .add(SystemApi)
+  .annotate(OpenApi.Title, "Chorus API")
+  .annotate(OpenApi.Version, VERSION)
+  .annotate(
+    OpenApi.Description,
+    "Omnichannel customer communication: channels, conversations, contacts, plugins.",
+  ) {}

@@ -1,0 +1,42 @@
+/**
+ * The HTTP server: the HttpApi (with its OpenAPI document at `/api/openapi.json`) served by
+ * Node's http module, every request logged as structured JSON.
+ */
+import { createServer } from "node:http"
+import { HttpApiBuilder, HttpMiddleware, HttpServer } from "@effect/platform"
+import { NodeHttpServer } from "@effect/platform-node"
+import { Effect, Layer } from "effect"
+import { ChorusApi } from "./Api.ts"
+import { SystemHandlers } from "./SystemHandlers.ts"
+
+export interface HttpOptions {
+  readonly host: string
+  readonly port: number
+}
+
+export const ApiLive = HttpApiBuilder.api(ChorusApi).pipe(Layer.provide(SystemHandlers))
+
+const logListening = Layer.effectDiscard(
+  HttpServer.HttpServer.pipe(
+    Effect.flatMap((server) => {
+      const address = server.address
+      return address._tag === "TcpAddress"
+        ? Effect.logInfo("http listening").pipe(
+          Effect.annotateLogs({
+            host: address.hostname,
+            port: address.port,
+            url: `http://${address.hostname}:${address.port}`,
+          }),
+        )
+        : Effect.logInfo("http listening").pipe(Effect.annotateLogs({ path: address.path }))
+    }),
+  ),
+)
+
+export const layer = (options: HttpOptions) =>
+  HttpApiBuilder.serve(HttpMiddleware.logger).pipe(
+    Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/api/openapi.json" })),
+    Layer.provide(ApiLive),
+    Layer.merge(logListening),
+    Layer.provide(NodeHttpServer.layer(createServer, { host: options.host, port: options.port })),
+  )

@@ -1,0 +1,22 @@
+/**
+ * Structured logs: one JSON object per line by default (for log shippers), or a readable
+ * format for people (`CHORUS_LOG_FORMAT=pretty`). Levels from `CHORUS_LOG_LEVEL`.
+ */
+import { Layer, Logger, LogLevel } from "effect"
+import type { ChorusConfig } from "../config/ChorusConfig.ts"
+
+const levels = {
+  debug: LogLevel.Debug,
+  info: LogLevel.Info,
+  warning: LogLevel.Warning,
+  error: LogLevel.Error,
+} as const
+
+export const layer = (log: ChorusConfig["log"]) =>
+  Layer.merge(
+    Logger.replace(
+      Logger.defaultLogger,
+      log.format === "json" ? Logger.jsonLogger : Logger.prettyLogger(),
+    ),
+    Logger.minimumLogLevel(levels[log.level]),
+  )

@@ -1,0 +1,142 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { type Kysely, sql } from "kysely"
+import type { DatabaseShape } from "../../core/storage/Database.ts"
+import {
+  coreMigrationSet,
+  migrate,
+  type MigrationSet,
+  pluginMigrationTable,
+} from "../../core/storage/Migrations.ts"
+import { postgresDatabase, sqliteDatabase } from "../support/TestDatabase.ts"
+
+// A plugin's own migrations: they must run on both dialects, in their own migration table.
+const notesPlugin: MigrationSet = {
+  table: pluginMigrationTable("acme.notes"),
+  migrations: {
+    "2026_11_23_0001_notes": {
+      up: async (db: Kysely<any>) => {
+        await db.schema.createTable("acme_notes")
+          .addColumn("id", "integer", (c) => c.primaryKey())
+          .addColumn("body", "text", (c) => c.notNull())
+          .addColumn("created_at", "bigint", (c) => c.notNull())
+          .execute()
+      },
+      down: async (db: Kysely<any>) => {
+        await db.schema.dropTable("acme_notes").execute()
+      },
+    },
+  },
+}
+
+const storageBehaviour = (
+  name: string,
+  open: Effect.Effect<DatabaseShape, unknown, import("effect").Scope.Scope>,
+) =>
+  describe(name, () => {
+    it.scoped("runs the core migrations once; a second run applies nothing", () =>
+      Effect.gen(function* () {
+        const db = yield* open
+        const again = yield* migrate(db, coreMigrationSet)
+        assert.deepStrictEqual(again.applied, [])
+      }))
+
+    it.scoped("a plugin's migrations run in their own table, independent of the core's", () =>
+      Effect.gen(function* () {
+        const db = yield* open
+        const first = yield* migrate(db, notesPlugin)
+        assert.deepStrictEqual(first.applied, ["2026_11_23_0001_notes"])
+        assert.strictEqual(first.table, "chorus_plugin_acme_notes_migrations")
+        const tables = yield* db.query("introspect", (k) => k.introspection.getTables())
+        const names = tables.map((t) => t.name)
+        assert.include(names, "chorus_migrations")
+        assert.include(names, "chorus_plugin_acme_notes_migrations")
+        assert.include(names, "acme_notes")
+      }))
+
+    it.scoped("the same queries write and read on this dialect, in transactions", () =>
+      Effect.gen(function* () {
+        const db = yield* open
+        yield* migrate(db, notesPlugin)
+        const k = db.db as unknown as Kysely<any>
+        yield* db.transaction("insert notes", async (trx) => {
+          const t = trx as unknown as Kysely<any>
+          for (let i = 1; i <= 100; i++) {
+            await t.insertInto("acme_notes").values({
+              id: i,
+              body: `note ${i}`,
+              created_at: Date.now(),
+            }).execute()
+          }
+        })
+        const rows = yield* db.query("read", () =>
+          k.selectFrom("acme_notes").select(["id", "body"]).where("id", ">", 95).orderBy("id")
+            .execute())
+        assert.deepStrictEqual(
+          rows.map((r) =>
+            Number(r.id)
+          ),
+          [96, 97, 98, 99, 100],
+        )
+        const count = yield* db.query("count", () =>
+          k.selectFrom("acme_notes").select((e) =>
+            e.fn.countAll().as("n")
+          ).executeTakeFirstOrThrow())
+        assert.strictEqual(Number(count.n), 100)
+      }))
+
+    it.scoped("a failed transaction leaves nothing behind and reports a typed error", () =>
+      Effect.gen(function* () {
+        const db = yield* open
+        yield* migrate(db, notesPlugin)
+        const error = yield* db.transaction("duplicate ids", async (trx) => {
+          const t = trx as unknown as Kysely<any>
+          await t.insertInto("acme_notes").values({ id: 1, body: "a", created_at: 1 }).execute()
+          await t.insertInto("acme_notes").values({ id: 1, body: "b", created_at: 2 }).execute()
+        }).pipe(Effect.flip)
+        assert.strictEqual(error._tag, "DatabaseError")
+        assert.strictEqual(error.operation, "duplicate ids")
+        assert.isFalse(error.retryable)
+        const rows = yield* db.query("read", (k) =>
+          (k as unknown as Kysely<any>).selectFrom("acme_notes").selectAll().execute())
+        assert.lengthOf(rows, 0)
+      }))
+
+    it.scoped("ping answers", () =>
+      Effect.gen(function* () {
+        const db = yield* open
+        yield* db.ping
+      }))
+  })
+
+storageBehaviour("SQLite storage", sqliteDatabase())
+storageBehaviour("PostgreSQL storage", postgresDatabase())
+
+describe("SQLite durability settings", () => {
+  it.scoped("runs in WAL mode with synchronous=FULL", () =>
+    Effect.gen(function* () {
+      const db = yield* sqliteDatabase()
+      const mode = yield* db.query("journal", (k) =>
+        sql<{ journal_mode: string }>`PRAGMA journal_mode`.execute(k))
+      assert.strictEqual(mode.rows[0]?.journal_mode, "wal")
+      const sync = yield* db.query("sync", (k) =>
+        sql<{ synchronous: number }>`PRAGMA synchronous`.execute(k))
+      assert.strictEqual(sync.rows[0]?.synchronous, 2) // 2 = FULL
+    }))
+})
+
+describe("PostgreSQL schema isolation", () => {
+  it.scoped("creates the configured schema and keeps its tables there", () =>
+    Effect.gen(function* () {
+      const db = yield* postgresDatabase()
+      const rows = yield* db.query(
+        "where",
+        (k) =>
+          sql<
+            { table_schema: string }
+          >`select table_schema from information_schema.tables where table_name = 'chorus_migrations'`
+            .execute(k),
+      )
+      assert.include(rows.rows.map((r) => r.table_schema), db.schema!)
+    }))
+})

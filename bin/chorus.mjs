@@ -1,0 +1,7 @@
+#!/usr/bin/env node
+// `chorus` from a checkout (npx chorus …): runs the TypeScript CLI through tsx.
+// The single binary (npm run build:binary → dist/chorus) needs neither tsx nor node_modules.
+import { register } from "tsx/esm/api"
+
+register()
+await import("../core/cli/main.ts")

@@ -66,6 +66,7 @@ export interface BusMessage {
 
 /** What a handler wants done with a message; returning nothing (or `Ack`) acknowledges it. */
 export type Disposition = Data.TaggedEnum<{
+  // deno-lint-ignore ban-types -- Data.TaggedEnum's spelling of a case without fields
   Ack: {}
   /** Redeliver after `delay` (counts as a failed delivery). */
   Nak: { readonly delay: Duration.DurationInput; readonly reason: string }

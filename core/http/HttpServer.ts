@@ -38,5 +38,6 @@ export const layer = (options: HttpOptions) =>
     Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/api/openapi.json" })),
     Layer.provide(ApiLive),
     Layer.merge(logListening),
-    Layer.provide(NodeHttpServer.layer(createServer, { host: options.host, port: options.port })),
+    // provideMerge: the bound address stays readable (port 0 picks a free port).
+    Layer.provideMerge(NodeHttpServer.layer(createServer, { host: options.host, port: options.port })),
   )

@@ -1,0 +1,59 @@
+/**
+ * `chorus` as a child process, the way an integrator runs it: started with an environment,
+ * its JSON log lines collected, its HTTP port learned from the "http listening" line.
+ */
+import { type ChildProcess, spawn } from "node:child_process"
+import * as NodePath from "node:path"
+
+export const ROOT = NodePath.resolve(__dirname, "../..")
+
+export interface ChorusProcess {
+  readonly child: ChildProcess
+  readonly lines: Array<string>
+  readonly stderr: Array<string>
+  /** Resolves with the HTTP base URL once the server listens. */
+  readonly ready: Promise<string>
+  /** Resolves with the exit code. */
+  readonly exited: Promise<number | null>
+}
+
+/** Start `chorus <args>`; `command` defaults to the TypeScript CLI run through tsx. */
+export const startChorus = (
+  args: ReadonlyArray<string>,
+  options: { env?: Record<string, string>; cwd?: string; command?: ReadonlyArray<string> } = {},
+): ChorusProcess => {
+  const [cmd, ...pre] = options.command ?? [process.execPath, "--import", "tsx", NodePath.join(ROOT, "core/cli/main.ts")]
+  const child = spawn(cmd!, [...pre, ...args], {
+    cwd: options.cwd ?? ROOT,
+    env: { PATH: process.env["PATH"] ?? "", HOME: process.env["HOME"] ?? "/tmp", ...options.env },
+    stdio: ["ignore", "pipe", "pipe"],
+  })
+  const lines: Array<string> = []
+  const stderr: Array<string> = []
+  let resolveReady!: (url: string) => void
+  let rejectReady!: (e: Error) => void
+  const ready = new Promise<string>((res, rej) => {
+    resolveReady = res
+    rejectReady = rej
+  })
+  let buffer = ""
+  child.stdout!.on("data", (chunk: Buffer) => {
+    buffer += chunk.toString()
+    let nl: number
+    while ((nl = buffer.indexOf("\n")) >= 0) {
+      const line = buffer.slice(0, nl)
+      buffer = buffer.slice(nl + 1)
+      lines.push(line)
+      try {
+        const entry = JSON.parse(line)
+        if (entry.message === "http listening" && entry.annotations?.url) resolveReady(entry.annotations.url)
+      } catch {
+        // not JSON (pretty logs): ignore
+      }
+    }
+  })
+  child.stderr!.on("data", (chunk: Buffer) => stderr.push(chunk.toString()))
+  const exited = new Promise<number | null>((res) => child.on("exit", (code) => res(code)))
+  exited.then((code) => rejectReady(new Error(`chorus exited (${code}) before listening:\n${stderr.join("")}\n${lines.join("\n")}`)))
+  return { child, lines, stderr, ready, exited }
+}

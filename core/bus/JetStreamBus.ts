@@ -1,0 +1,1105 @@
+/**
+ * The bus on NATS JetStream: for one or many nodes sharing a NATS server or cluster.
+ *
+ * Layout on the server, for namespace `ns`:
+ * - logical stream `name` is the JetStream stream `ns_name`, logical subject `s` is `ns.s`;
+ *   handlers only ever see logical names;
+ * - dead letters live in the stream `ns__dlq`, at `ns._dlq.<stream>.<consumer>`, each with the
+ *   original data and headers plus `Chorus-Dlq-*` headers; their ids are stream sequences;
+ * - `ns__advisories` captures the server's MAX_DELIVERIES advisories for every stream of the
+ *   namespace. An internal durable consumer (`chorus-dlq-mover`) moves the message each advisory
+ *   names into the dead letters. It is the backstop for a message whose holder died on its very
+ *   last delivery: the advisory is stored even if no bus is connected when the server gives up.
+ *
+ * Consumers are durable pull consumers driven by the shared `ConsumerRunner`; this module only
+ * provides the `ConsumerSource`. Server-side `max_deliver` is `maxDeliver + 1`: the runner
+ * dead-letters on the last allowed delivery itself, and the one extra delivery lets it dead-letter
+ * a message whose holder crashed on its final delivery.
+ *
+ * Ordered consumers (`ordering: "key"`) assume ONE active instance per durable consumer at a time:
+ * on start, a consumer that a previous incarnation left with unacknowledged deliveries is deleted
+ * and recreated at its ack floor (see `prepareConsumer`). Running two instances of the same
+ * ordered consumer would make them rewind each other. Ownership across nodes (KV leases) comes
+ * later.
+ *
+ * Written for nats-server 2.9: one `filter_subject` per consumer, no per-message TTL, no priority
+ * groups, no consumer reset API, `+TERM` without a reason.
+ */
+import {
+  AckPolicy,
+  type Consumer,
+  type ConsumerConfig,
+  type ConsumerInfo,
+  type ConsumerMessages,
+  DeliverPolicy,
+  DiscardPolicy,
+  jetstream,
+  JetStreamApiError,
+  type JetStreamClient,
+  type JetStreamManager,
+  jetstreamManager,
+  type JsMsg,
+  type PubAck,
+  ReplayPolicy,
+  RetentionPolicy,
+  StorageType,
+  type StoredMsg,
+  type StreamConfig,
+} from "@nats-io/jetstream"
+import {
+  AuthorizationError,
+  connect,
+  headers as natsHeaders,
+  InvalidArgumentError,
+  InvalidSubjectError,
+  type MsgHdrs,
+  type NatsConnection,
+  PermissionViolationError,
+  RequestError,
+} from "@nats-io/transport-node"
+import { Duration, Effect, Fiber, Layer, Option, Queue, Schedule, Schema, type Scope } from "effect"
+import {
+  Bus,
+  type BusError,
+  BusHeader,
+  type BusMessage,
+  BusRejected,
+  type BusShape,
+  BusUnavailable,
+  type ConsumerSpec,
+  type DeadLetter,
+  DeadLetterNotFound,
+  type DeadLetterQuery,
+  type Handler,
+  isValidName,
+  type PublishAck,
+  type PublishOptions,
+  type StreamSpec,
+} from "./Bus.ts"
+import {
+  type ConsumerSource,
+  type Delivery,
+  resolveConsumerSpec,
+  type ResolvedConsumerSpec,
+  runConsumer,
+} from "./ConsumerRunner.ts"
+
+export interface JetStreamBusOptions {
+  /** NATS server URL(s), e.g. `nats://127.0.0.1:4222`. */
+  readonly servers: string | ReadonlyArray<string>
+  /** Prefix of every stream and subject, `[A-Za-z0-9_-]+`. */
+  readonly namespace: string
+  /** Replicas of every stream the bus creates. Default: 1. */
+  readonly replicas?: number
+  /** Connection name shown by the server's monitoring. Default: `chorus-<namespace>`. */
+  readonly connectionName?: string
+}
+
+/** Headers of a dead letter, next to the original message's own headers. */
+const DlqHeader = {
+  stream: "Chorus-Dlq-Stream",
+  consumer: "Chorus-Dlq-Consumer",
+  subject: "Chorus-Dlq-Subject",
+  seq: "Chorus-Dlq-Seq",
+  messageId: "Chorus-Dlq-Msg-Id",
+  key: "Chorus-Dlq-Key",
+  deliveries: "Chorus-Dlq-Deliveries",
+  reason: "Chorus-Dlq-Reason",
+  deadAt: "Chorus-Dlq-Dead-At",
+} as const
+
+const MSG_ID_HEADER = "Nats-Msg-Id"
+const MOVER = "chorus-dlq-mover"
+const MOVER_REASON = "max deliveries exceeded"
+/** Consumer descriptions that tell the next incarnation of an ordered consumer how we stopped. */
+const RUNNING = "chorus: running"
+const STOPPED_CLEANLY = "chorus: stopped cleanly"
+const REQUEST_TIMEOUT_MS = 5_000
+/** Lifetime of one pull request; closing a consumer waits it out (see `makeSource`). */
+const FETCH_EXPIRES_MS = 1_000
+const PING_TIMEOUT = Duration.seconds(2)
+
+/** The payload of `io.nats.jetstream.advisory.v1.max_deliver` (server field names). */
+const MaxDeliverAdvisory = Schema.parseJson(Schema.Struct({
+  stream: Schema.String,
+  consumer: Schema.String,
+  stream_seq: Schema.Number,
+  deliveries: Schema.Number,
+}))
+
+// ---------------------------------------------------------------------------------------------
+// Errors: every Promise of nats.js goes through `call`, which maps its failure once.
+
+const isNoResponders = (cause: unknown): boolean =>
+  (cause instanceof RequestError && cause.isNoResponders()) ||
+  (cause instanceof Error && cause.cause !== undefined && cause.cause !== cause &&
+    isNoResponders(cause.cause))
+
+const isRejection = (cause: unknown): boolean => {
+  if (cause instanceof JetStreamApiError) {
+    return cause.status >= 400 && cause.status < 500 &&
+      cause.status !== 408
+  }
+  return cause instanceof InvalidArgumentError || cause instanceof InvalidSubjectError ||
+    cause instanceof PermissionViolationError || cause instanceof AuthorizationError ||
+    (cause instanceof Error && cause.name === "InvalidNameError")
+}
+
+const toBusError = (operation: string) => (cause: unknown): BusError =>
+  isRejection(cause)
+    ? new BusRejected({
+      operation,
+      reason: cause instanceof Error ? cause.message : String(cause),
+    })
+    : new BusUnavailable({ operation, cause })
+
+const call = <A>(operation: string, f: () => Promise<A>): Effect.Effect<A, BusError> =>
+  Effect.tryPromise({ try: f, catch: toBusError(operation) })
+
+const reject = (operation: string, reason: string) => new BusRejected({ operation, reason })
+
+/** The server's answer to an API call, or `undefined` when it answers with an error in `codes`. */
+const unlessCode = <A>(
+  operation: string,
+  codes: number | ReadonlyArray<number>,
+  f: () => Promise<A>,
+): Effect.Effect<A | undefined, BusError> =>
+  Effect.tryPromise({ try: f, catch: (e) => e }).pipe(
+    Effect.catchAll((e) =>
+      e instanceof JetStreamApiError &&
+        (typeof codes === "number" ? e.code === codes : codes.includes(e.code))
+        ? Effect.succeed(undefined)
+        : Effect.fail(toBusError(operation)(e))
+    ),
+  )
+
+const ApiCode = {
+  consumerNotFound: 10014,
+  streamNotFound: 10059,
+  streamNameInUse: 10058,
+  sequenceNotFound: 10043,
+  /** "no message found" among other delete failures (status 500). */
+  messageDeleteFailed: 10057,
+} as const
+
+// ---------------------------------------------------------------------------------------------
+// Names and subjects.
+
+/** A NATS subject; with `wildcards`, `*` tokens and a final `>` are allowed. */
+const isValidSubject = (subject: string, wildcards: boolean): boolean => {
+  const tokens = subject.split(".")
+  return tokens.every((t, i) =>
+    t.length > 0 && !/\s/.test(t) &&
+    (wildcards && (t === "*" || (t === ">" && i === tokens.length - 1)) || !/[*>]/.test(t))
+  )
+}
+
+const subjectMatches = (pattern: string, subject: string): boolean => {
+  const p = pattern.split(".")
+  const s = subject.split(".")
+  for (let i = 0; i < p.length; i++) {
+    if (p[i] === ">") return s.length > i
+    if (i >= s.length) return false
+    if (p[i] !== "*" && p[i] !== s[i]) return false
+  }
+  return p.length === s.length
+}
+
+const toNanos = (d: Duration.Duration): number => Math.round(Duration.toMillis(d) * 1_000_000)
+
+const finiteDuration = (
+  operation: string,
+  input: Duration.DurationInput,
+): Effect.Effect<Duration.Duration, BusRejected> => {
+  const d = Duration.decode(input)
+  return Duration.isFinite(d) && Duration.greaterThan(d, Duration.zero)
+    ? Effect.succeed(d)
+    : Effect.fail(reject(operation, `duration must be finite and positive: ${Duration.format(d)}`))
+}
+
+/** Header values cannot carry line breaks; reasons (stack traces) are flattened and capped. */
+const headerValue = (value: string): string => value.replace(/[\r\n]+/g, " ").slice(0, 2_000)
+
+const headerRecord = (h: MsgHdrs | undefined): Record<string, string> => {
+  const out: Record<string, string> = {}
+  if (!h) return out
+  for (const k of h.keys()) {
+    if (k.startsWith("Nats-") || k === BusHeader.key || k.startsWith("Chorus-Dlq-")) continue
+    out[k] = h.get(k)
+  }
+  return out
+}
+
+const headerOf = (h: MsgHdrs | undefined, key: string): string | undefined => {
+  if (!h || !h.has(key)) return undefined
+  return h.get(key)
+}
+
+/** The reply subject of a delivery, to which acks are sent. */
+const replySubject = (m: JsMsg): string | undefined =>
+  "reply" in m && typeof m.reply === "string" && m.reply.length > 0 ? m.reply : undefined
+
+const ACK = new TextEncoder().encode("+ACK")
+const TERM = new TextEncoder().encode("+TERM")
+
+/** A stream configuration as we send it; the server fills in the rest. */
+type StreamSetup = Partial<StreamConfig> & { readonly name: string }
+
+/** What a dead letter records about the message it keeps. */
+interface DeadMessage {
+  readonly stream: string
+  readonly subject: string
+  readonly seq: number
+  readonly id: string
+  readonly key: string | undefined
+  readonly headers: Readonly<Record<string, string>>
+  readonly data: Uint8Array
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * A bus on NATS JetStream, living as long as the current scope. Fails with `BusUnavailable` if
+ * the server cannot be reached now; after that the connection reconnects forever.
+ *
+ * @example
+ * const bus = yield* JetStreamBus.make({ servers: "nats://127.0.0.1:4222", namespace: "chorus" })
+ * yield* bus.ensureStream({ name: "inbound", subjects: ["inbound.>"] })
+ * yield* bus.publish("inbound.telegram", data, { id: update.id, key: conversationId })
+ */
+export const make = (
+  options: JetStreamBusOptions,
+): Effect.Effect<BusShape, BusError, Scope.Scope> =>
+  Effect.gen(function* () {
+    const ns = options.namespace
+    if (!isValidName(ns)) {
+      return yield* Effect.fail(reject("make", `invalid namespace ${JSON.stringify(ns)}`))
+    }
+    const replicas = options.replicas ?? 1
+    const servers = typeof options.servers === "string" ? [options.servers] : [...options.servers]
+    const streamPrefix = `${ns}_`
+    const subjectPrefix = `${ns}.`
+    const dlqStream = `${ns}__dlq`
+    const advisoryStream = `${ns}__advisories`
+    const streamName = (logical: string) => `${streamPrefix}${logical}`
+    const logicalStream = (name: string) =>
+      name.startsWith(streamPrefix) ? name.slice(streamPrefix.length) : name
+    const fullSubject = (logical: string) => `${subjectPrefix}${logical}`
+    const logicalSubject = (subject: string) =>
+      subject.startsWith(subjectPrefix) ? subject.slice(subjectPrefix.length) : subject
+    const dlqSubject = (stream: string, consumer: string) => `${ns}._dlq.${stream}.${consumer}`
+    const advisorySubject = (stream: string) =>
+      `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${stream}.*`
+    /** Logical names starting with `_` are the bus's own (`_dlq`, `_advisories`). */
+    const isOwnStream = (name: string) =>
+      name.startsWith(streamPrefix) && !name.slice(streamPrefix.length).startsWith("_")
+
+    const nc: NatsConnection = yield* Effect.acquireRelease(
+      call("connect", () =>
+        connect({
+          servers,
+          name: options.connectionName ?? `chorus-${ns}`,
+          maxReconnectAttempts: -1,
+          reconnectTimeWait: 250,
+          timeout: REQUEST_TIMEOUT_MS,
+          // A stack trace captured per request (publish, ack) costs more than the request.
+          noAsyncTraces: true,
+        })),
+      (nc) =>
+        call("close", () => nc.drain()).pipe(
+          Effect.timeout("5 seconds"),
+          Effect.ignore,
+          Effect.zipRight(
+            call("close", () => (nc.isClosed() ? Promise.resolve() : nc.close())).pipe(
+              Effect.ignore,
+            ),
+          ),
+        ),
+    )
+    const jsm: JetStreamManager = yield* call(
+      "connect",
+      () => jetstreamManager(nc, { timeout: REQUEST_TIMEOUT_MS }),
+    )
+    const js: JetStreamClient = jetstream(nc, { timeout: REQUEST_TIMEOUT_MS })
+
+    /** Logical subjects of the streams we know, by logical stream name. */
+    const knownStreams = new Map<string, ReadonlyArray<string>>()
+    const advisorySubjects = new Set<string>()
+    const advisoryLock = yield* Effect.makeSemaphore(1)
+
+    const remember = (info: { config: StreamConfig }) =>
+      knownStreams.set(
+        logicalStream(info.config.name),
+        (info.config.subjects ?? []).filter((s) => s.startsWith(subjectPrefix)).map(
+          logicalSubject,
+        ),
+      )
+
+    /**
+     * Create the stream, or bring an existing one to `config`; both idempotent. With `mustOwn`,
+     * an existing stream must store only subjects of this namespace: `a` + `b_c` and `a_b` + `c`
+     * name the same JetStream stream, and one namespace must not rewrite the other's.
+     */
+    const upsertStream = (operation: string, config: StreamSetup, mustOwn = false) =>
+      Effect.gen(function* () {
+        const added = yield* unlessCode(
+          operation,
+          ApiCode.streamNameInUse,
+          () => jsm.streams.add(config),
+        )
+        if (added !== undefined) return added
+        const { name, retention: _r, storage: _s, ...update } = config
+        if (mustOwn) {
+          const current = yield* call(operation, () => jsm.streams.info(name))
+          if (!(current.config.subjects ?? []).every((s) => s.startsWith(subjectPrefix))) {
+            return yield* Effect.fail(
+              reject(operation, `stream ${name} exists with subjects of another namespace`),
+            )
+          }
+        }
+        return yield* call(operation, () => jsm.streams.update(name, update))
+      })
+
+    const streamConfig = (
+      name: string,
+      subjects: ReadonlyArray<string>,
+      extra: Partial<StreamConfig>,
+    ): StreamSetup => ({
+      name,
+      subjects: [...subjects],
+      storage: StorageType.File,
+      retention: RetentionPolicy.Limits,
+      discard: DiscardPolicy.Old,
+      num_replicas: replicas,
+      max_age: 0,
+      duplicate_window: toNanos(Duration.minutes(10)),
+      max_msgs: -1,
+      max_bytes: -1,
+      max_msg_size: -1,
+      max_msgs_per_subject: -1,
+      max_consumers: -1,
+      ...extra,
+    })
+
+    /**
+     * Make `ns__advisories` capture MAX_DELIVERIES advisories of `streams` too. The subject list is
+     * read, extended and written back, then checked, since other nodes may extend it at once.
+     */
+    const captureAdvisories = (streams: ReadonlyArray<string>) =>
+      advisoryLock.withPermits(1)(Effect.gen(function* () {
+        const wanted = streams.map(advisorySubject).filter((s) => !advisorySubjects.has(s))
+        if (wanted.length === 0) return
+        for (let attempt = 0; attempt < 5; attempt++) {
+          const info = yield* unlessCode(
+            "ensureStream",
+            ApiCode.streamNotFound,
+            () => jsm.streams.info(advisoryStream),
+          )
+          const current = info?.config.subjects ?? []
+          const missing = wanted.filter((s) => !current.includes(s))
+          if (missing.length === 0) {
+            for (const s of wanted) advisorySubjects.add(s)
+            return
+          }
+          yield* upsertStream(
+            "ensureStream",
+            streamConfig(advisoryStream, [...current, ...missing], {
+              // Advisories are deleted once moved; a week covers any outage we expect.
+              retention: RetentionPolicy.Workqueue,
+              max_age: toNanos(Duration.days(7)),
+            }),
+          )
+        }
+        return yield* Effect.fail(
+          reject("ensureStream", "advisory stream subjects kept changing under us"),
+        )
+      }))
+
+    // The dead-letter stream and the advisory stream exist before anything can go wrong.
+    yield* upsertStream(
+      "make",
+      streamConfig(dlqStream, [`${ns}._dlq.>`], {
+        // Dead letters stay until replayed or discarded.
+        allow_direct: true,
+      }),
+    )
+    const existing = yield* call("make", async () => {
+      const names: Array<string> = []
+      for await (const name of jsm.streams.names(`${ns}.>`)) {
+        if (isOwnStream(name)) names.push(name)
+      }
+      return names
+    })
+    // The DLQ stream itself keeps the list non-empty (a stream needs a subject); nothing consumes
+    // it with `max_deliver`, so no advisory ever arrives on that subject.
+    yield* captureAdvisories([dlqStream, ...existing])
+
+    // -------------------------------------------------------------------------------------------
+    // Publishing.
+
+    /** The logical stream storing `subject`, asking the server when it is not one we know. */
+    const streamFor = (operation: string, subject: string) =>
+      Effect.gen(function* () {
+        for (const [name, patterns] of knownStreams) {
+          if (patterns.some((p) => subjectMatches(p, subject))) return name
+        }
+        const found = yield* call(operation, async () => {
+          const names: Array<string> = []
+          for await (const name of jsm.streams.names(fullSubject(subject))) {
+            if (isOwnStream(name)) names.push(name)
+          }
+          return names
+        })
+        const name = found[0]
+        if (name === undefined) {
+          return yield* Effect.fail(reject(operation, `no stream stores subject ${subject}`))
+        }
+        const info = yield* call(operation, () => jsm.streams.info(name))
+        remember(info)
+        return logicalStream(name)
+      })
+
+    /**
+     * Nobody answered a publish: the connection is reconnecting, JetStream is starting, or the
+     * stream is gone. Only the last one is a rejection; ask the server which it is.
+     */
+    const explainNoResponders = (
+      operation: string,
+      stream: string,
+      e: BusError,
+    ): Effect.Effect<never, BusError> => {
+      if (e._tag !== "BusUnavailable" || !isNoResponders(e.cause)) return Effect.fail(e)
+      return unlessCode(
+        operation,
+        ApiCode.streamNotFound,
+        () => jsm.streams.info(streamName(stream)),
+      ).pipe(
+        Effect.flatMap((info): Effect.Effect<never, BusError> => {
+          if (info !== undefined) return Effect.fail(e)
+          knownStreams.delete(stream)
+          return Effect.fail(reject(operation, `stream ${stream} does not exist`))
+        }),
+      )
+    }
+
+    const publishRaw = (
+      operation: string,
+      subject: string,
+      data: Uint8Array,
+      msgID: string,
+      headers: MsgHdrs,
+    ): Effect.Effect<PublishAck, BusError> =>
+      Effect.gen(function* () {
+        const stream = yield* streamFor(operation, subject)
+        const ack: PubAck = yield* call(
+          operation,
+          () => js.publish(fullSubject(subject), data, { msgID, headers }),
+        ).pipe(Effect.catchAll((e) => explainNoResponders(operation, stream, e)))
+        return { stream: logicalStream(ack.stream), seq: ack.seq, duplicate: ack.duplicate }
+      })
+
+    const publish = Effect.fn("JetStreamBus.publish")(function* (
+      subject: string,
+      data: Uint8Array,
+      options: PublishOptions,
+    ) {
+      if (!isValidSubject(subject, false) || subject.startsWith("_dlq.")) {
+        return yield* Effect.fail(reject("publish", `invalid subject ${JSON.stringify(subject)}`))
+      }
+      if (options.id.length === 0) return yield* Effect.fail(reject("publish", "empty message id"))
+      const h = natsHeaders()
+      for (const [k, v] of Object.entries(options.headers ?? {})) {
+        if (k.toLowerCase().startsWith("chorus-") || k.toLowerCase().startsWith("nats-")) {
+          return yield* Effect.fail(reject("publish", `header ${k} is reserved`))
+        }
+        h.set(k, headerValue(v))
+      }
+      if (options.key !== undefined) h.set(BusHeader.key, headerValue(options.key))
+      return yield* publishRaw("publish", subject, data, options.id, h)
+    })
+
+    const ensureStream = Effect.fn("JetStreamBus.ensureStream")(function* (spec: StreamSpec) {
+      if (!isValidName(spec.name) || spec.name.startsWith("_")) {
+        return yield* Effect.fail(
+          reject("ensureStream", `invalid stream name ${JSON.stringify(spec.name)}`),
+        )
+      }
+      if (spec.subjects.length === 0) {
+        return yield* Effect.fail(reject("ensureStream", "a stream needs at least one subject"))
+      }
+      for (const s of spec.subjects) {
+        if (!isValidSubject(s, true) || s.startsWith("_dlq.") || s === "_dlq") {
+          return yield* Effect.fail(
+            reject("ensureStream", `invalid subject ${JSON.stringify(s)}`),
+          )
+        }
+      }
+      const maxAge = yield* finiteDuration("ensureStream", spec.maxAge ?? Duration.days(7))
+      const window = yield* finiteDuration(
+        "ensureStream",
+        spec.duplicateWindow ?? Duration.minutes(10),
+      )
+      const info = yield* upsertStream(
+        "ensureStream",
+        streamConfig(streamName(spec.name), spec.subjects.map(fullSubject), {
+          max_age: toNanos(maxAge),
+          duplicate_window: toNanos(Duration.min(window, maxAge)),
+        }),
+        true,
+      )
+      remember(info)
+      yield* captureAdvisories([streamName(spec.name)])
+    })
+
+    // -------------------------------------------------------------------------------------------
+    // Dead letters.
+
+    const storeDeadLetter = (
+      message: DeadMessage,
+      consumer: string,
+      reason: string,
+      deliveries: number,
+    ) => {
+      const h = natsHeaders()
+      for (const [k, v] of Object.entries(message.headers)) h.set(k, v)
+      h.set(DlqHeader.stream, message.stream)
+      h.set(DlqHeader.consumer, consumer)
+      h.set(DlqHeader.subject, message.subject)
+      h.set(DlqHeader.seq, String(message.seq))
+      h.set(DlqHeader.messageId, headerValue(message.id))
+      if (message.key !== undefined) h.set(DlqHeader.key, message.key)
+      h.set(DlqHeader.deliveries, String(deliveries))
+      h.set(DlqHeader.reason, headerValue(reason))
+      h.set(DlqHeader.deadAt, new Date().toISOString())
+      return call(
+        "deadLetter",
+        () =>
+          js.publish(dlqSubject(message.stream, consumer), message.data, {
+            // Idempotent: the runner and the advisory path may both try, and retries repeat.
+            msgID: `dlq:${message.stream}:${consumer}:${message.seq}`,
+            headers: h,
+          }),
+      ).pipe(Effect.asVoid)
+    }
+
+    const decodeDeadLetter = (m: StoredMsg): DeadLetter => {
+      const h = m.header
+      return {
+        id: String(m.seq),
+        stream: headerOf(h, DlqHeader.stream) ?? "",
+        consumer: headerOf(h, DlqHeader.consumer) ?? "",
+        subject: headerOf(h, DlqHeader.subject) ?? "",
+        messageId: headerOf(h, DlqHeader.messageId) ?? "",
+        seq: Number(headerOf(h, DlqHeader.seq) ?? 0),
+        key: headerOf(h, DlqHeader.key),
+        headers: headerRecord(h),
+        data: m.data,
+        deliveries: Number(headerOf(h, DlqHeader.deliveries) ?? 0),
+        reason: headerOf(h, DlqHeader.reason) ?? "",
+        deadAt: new Date(headerOf(h, DlqHeader.deadAt) ?? m.time),
+      }
+    }
+
+    const dlqSeq = (id: string): Option.Option<number> =>
+      /^[1-9][0-9]{0,15}$/.test(id) ? Option.some(Number(id)) : Option.none()
+
+    const getDeadLetter = Effect.fn("JetStreamBus.deadLetters.get")(function* (id: string) {
+      const seq = dlqSeq(id)
+      if (Option.isNone(seq)) return yield* Effect.fail(new DeadLetterNotFound({ id }))
+      const m = yield* call("deadLetters.get", () =>
+        jsm.direct.getMessage(dlqStream, { seq: seq.value }))
+      if (m === null || m.seq !== seq.value) {
+        return yield* Effect.fail(new DeadLetterNotFound({ id }))
+      }
+      return decodeDeadLetter(m)
+    })
+
+    const listDeadLetters = Effect.fn("JetStreamBus.deadLetters.list")(function* (
+      query: DeadLetterQuery = {},
+    ) {
+      if (query.consumer !== undefined && !isValidName(query.consumer)) {
+        return []
+      }
+      let next = 1
+      if (query.after !== undefined) {
+        const after = dlqSeq(query.after)
+        if (Option.isNone(after)) {
+          return yield* Effect.fail(
+            reject("deadLetters.list", `invalid cursor ${JSON.stringify(query.after)}`),
+          )
+        }
+        next = after.value + 1
+      }
+      const filter = query.consumer === undefined
+        ? `${ns}._dlq.>`
+        : `${ns}._dlq.*.${query.consumer}`
+      const limit = Math.max(0, query.limit ?? 100)
+      const out: Array<DeadLetter> = []
+      while (out.length < limit) {
+        const seq = next
+        const m = yield* call(
+          "deadLetters.list",
+          () => jsm.direct.getMessage(dlqStream, { seq, next_by_subj: filter }),
+        )
+        if (m === null) break
+        out.push(decodeDeadLetter(m))
+        next = m.seq + 1
+      }
+      return out
+    })
+
+    const deleteDeadLetter = (operation: string, id: string, seq: number) =>
+      Effect.gen(function* () {
+        const deleted = yield* unlessCode(
+          operation,
+          [ApiCode.sequenceNotFound, ApiCode.messageDeleteFailed],
+          () => jsm.streams.deleteMessage(dlqStream, seq, false),
+        )
+        if (deleted !== undefined) return
+        // The server answers "no message found" with a generic failure code: look again.
+        const m = yield* call(operation, () => jsm.direct.getMessage(dlqStream, { seq }))
+        return yield* m === null
+          ? Effect.fail(new DeadLetterNotFound({ id }))
+          : Effect.fail(new BusUnavailable({ operation, cause: `could not delete ${id}` }))
+      })
+
+    const replayDeadLetter = Effect.fn("JetStreamBus.deadLetters.replay")(function* (id: string) {
+      const dl = yield* getDeadLetter(id)
+      const h = natsHeaders()
+      for (const [k, v] of Object.entries(dl.headers)) h.set(k, v)
+      if (dl.key !== undefined) h.set(BusHeader.key, dl.key)
+      h.set(BusHeader.replayFor, dl.consumer)
+      h.set(BusHeader.replayOf, headerValue(dl.messageId))
+      const ack = yield* publishRaw("deadLetters.replay", dl.subject, dl.data, `replay:${id}`, h)
+      // Deleted only after the replay is stored; a repeated replay is a duplicate by its id.
+      yield* deleteDeadLetter("deadLetters.replay", id, Number(id)).pipe(
+        Effect.catchTag("DeadLetterNotFound", () => Effect.void),
+      )
+      return ack
+    })
+
+    const discardDeadLetter = Effect.fn("JetStreamBus.deadLetters.discard")(function* (id: string) {
+      const seq = dlqSeq(id)
+      if (Option.isNone(seq)) return yield* Effect.fail(new DeadLetterNotFound({ id }))
+      yield* deleteDeadLetter("deadLetters.discard", id, seq.value)
+    })
+
+    // -------------------------------------------------------------------------------------------
+    // Consumers.
+
+    const toBusMessage = (m: JsMsg): BusMessage => {
+      const stream = logicalStream(m.info.stream)
+      return {
+        stream,
+        seq: m.seq,
+        subject: logicalSubject(m.subject),
+        id: headerOf(m.headers, MSG_ID_HEADER) ?? `${stream}:${m.seq}`,
+        key: headerOf(m.headers, BusHeader.key),
+        headers: headerRecord(m.headers),
+        data: m.data,
+        deliveryCount: m.info.deliveryCount,
+        publishedAt: m.time,
+      }
+    }
+
+    /**
+     * Send `+ACK`/`+TERM` as a request and wait for the server to confirm it. This is what
+     * `JsMsg.ackAck()` does, except that it can be repeated: `ackAck()` marks the message acked
+     * before sending, so a retry after a timeout would send nothing.
+     */
+    const confirm = (operation: string, m: JsMsg, body: Uint8Array) => {
+      const reply = replySubject(m)
+      return reply === undefined
+        ? Effect.fail(reject(operation, "the delivery has no reply subject"))
+        : call(operation, () => nc.request(reply, body, { timeout: REQUEST_TIMEOUT_MS })).pipe(
+          Effect.asVoid,
+        )
+    }
+
+    /**
+     * The `ConsumerSource` of one durable pull consumer. A pump keeps one fetch open at a time
+     * (up to `batch` messages, `expires` 1 s) and queues what arrives; `pull` takes from that
+     * queue. A fetch per `pull` would either wait out `expires` for a partial batch or abandon
+     * deliveries already on their way.
+     *
+     * Every delivery is tracked until acked or terminated. Closing the scope hands back (naks)
+     * what the runner left unsettled, and tells `onClosed` whether the consumer's pending count is
+     * no more than what we nak'd, i.e. whether nothing we cannot account for waits out `ack_wait`.
+     * `stopFetching` must run before the runner's own stop, which naks what it had queued: those
+     * naks must wait until our last pull request has expired, or it would swallow the redeliveries.
+     */
+    const makeSource = (
+      stream: string,
+      durable: string,
+      batch: number,
+      onClosed: (clean: boolean) => Effect.Effect<void>,
+    ) =>
+      Effect.gen(function* () {
+        const consumer: Consumer = yield* call("consume", () => js.consumers.get(stream, durable))
+        const inbox = yield* Queue.unbounded<JsMsg>()
+        const tracked = new Map<number, { msg: JsMsg; nakd: boolean }>()
+        const raw = new WeakMap<Delivery, JsMsg>()
+        let stopping = false
+        let current: ConsumerMessages | undefined
+        /** When the server forgets our latest pull request (client clock, with a margin). */
+        let requestDeadline = 0
+
+        const fetchOnce = call("pull", async () => {
+          requestDeadline = Date.now() + FETCH_EXPIRES_MS + 250
+          const messages = await consumer.fetch({
+            max_messages: batch,
+            expires: FETCH_EXPIRES_MS,
+          })
+          current = messages
+          if (stopping) messages.stop()
+          for await (const m of messages) {
+            tracked.set(m.seq, { msg: m, nakd: false })
+            Queue.unsafeOffer(inbox, m)
+          }
+        })
+        // The fetch itself is not interruptible: closing stops it (`stop()`) and waits for what
+        // it already received to reach the queue, so nothing is dropped on the floor.
+        const pump = Effect.uninterruptible(fetchOnce).pipe(
+          Effect.tapError((e) => Effect.logDebug("fetch failed; retrying", e)),
+          Effect.retry(
+            Schedule.exponential("100 millis").pipe(Schedule.either(Schedule.spaced("2 seconds"))),
+          ),
+          Effect.forever,
+          Effect.annotateLogs({ stream, consumer: durable }),
+        )
+        const pumpFiber = yield* Effect.forkDaemon(pump)
+
+        // Stopping the iterator does not withdraw the pull request from the server (2.9 has no
+        // way to), and the server would redeliver a nak'd message to it, into an inbox nobody
+        // reads: that message would only return after ack_wait. Once stopping, naks wait until
+        // the request has expired.
+        const requestExpired = Effect.suspend(() =>
+          stopping ? Effect.sleep(Math.max(0, requestDeadline - Date.now())) : Effect.void
+        )
+
+        const nak = (m: JsMsg, delay: Duration.Duration) =>
+          requestExpired.pipe(
+            Effect.zipRight(Effect.try({
+              try: () => m.nak(Duration.toMillis(delay)),
+              catch: toBusError("nak"),
+            })),
+            Effect.tap(() => {
+              const t = tracked.get(m.seq)
+              if (t && t.msg === m) t.nakd = true
+            }),
+          )
+
+        const settled = (m: JsMsg) => {
+          const t = tracked.get(m.seq)
+          if (t && t.msg === m) tracked.delete(m.seq)
+        }
+
+        const toDelivery = (m: JsMsg): Delivery => {
+          const delivery: Delivery = {
+            message: toBusMessage(m),
+            ack: confirm("ack", m, ACK).pipe(Effect.tap(() => settled(m))),
+            nak: (delay) => nak(m, delay),
+            inProgress: Effect.try({ try: () => m.working(), catch: toBusError("inProgress") }),
+          }
+          raw.set(delivery, m)
+          return delivery
+        }
+
+        const stopFetching = Effect.suspend(() => {
+          stopping = true
+          current?.stop()
+          return Fiber.interrupt(pumpFiber)
+        }).pipe(Effect.asVoid)
+
+        yield* Effect.addFinalizer(() =>
+          Effect.gen(function* () {
+            yield* stopFetching
+            let naks = true
+            for (const t of tracked.values()) {
+              if (!t.nakd) {
+                yield* nak(t.msg, Duration.zero).pipe(Effect.catchAll(() => {
+                  naks = false
+                  return Effect.void
+                }))
+              }
+            }
+            yield* Queue.shutdown(inbox)
+            if (!naks) return yield* onClosed(false)
+            // Naks are not confirmed, but pending counts them until redelivery; a higher count
+            // means a delivery reached the server's books but not us.
+            const info = yield* call("consume", () => jsm.consumers.info(stream, durable))
+            yield* onClosed(info.num_ack_pending <= tracked.size)
+          }).pipe(
+            Effect.catchAll((e) => Effect.logDebug("consumer close: could not check state", e)),
+          )
+        )
+
+        const source: ConsumerSource = {
+          pull: (max, expires) =>
+            Queue.take(inbox).pipe(
+              Effect.timeoutOption(expires),
+              Effect.flatMap(Option.match({
+                onNone: () => Effect.succeed([]),
+                onSome: (first) =>
+                  Queue.takeUpTo(inbox, Math.max(0, max - 1)).pipe(
+                    Effect.map((rest) => [first, ...rest].map(toDelivery)),
+                  ),
+              })),
+            ),
+          deadLetter: (delivery, reason, deliveries) =>
+            Effect.gen(function* () {
+              const m = raw.get(delivery)
+              if (m === undefined) {
+                return yield* Effect.fail(reject("deadLetter", "unknown delivery"))
+              }
+              const message = delivery.message
+              yield* storeDeadLetter(message, durable, reason, deliveries)
+              yield* confirm("deadLetter", m, TERM)
+              settled(m)
+            }),
+        }
+        return { source, stopFetching }
+      })
+
+    const sameConsumer = (a: Partial<ConsumerConfig>, b: Partial<ConsumerConfig>) =>
+      a.ack_wait === b.ack_wait && a.max_deliver === b.max_deliver &&
+      a.max_ack_pending === b.max_ack_pending &&
+      (a.filter_subject ?? "") === (b.filter_subject ?? "") &&
+      (b.description === undefined || a.description === b.description)
+
+    /** Create the durable consumer, or bring an existing one to `spec` (keeping its position). */
+    const prepareConsumer = (stream: string, spec: ResolvedConsumerSpec) =>
+      Effect.gen(function* () {
+        const ordered = spec.ordering === "key"
+        const wanted: Partial<ConsumerConfig> = {
+          durable_name: spec.name,
+          ack_policy: AckPolicy.Explicit,
+          ack_wait: toNanos(spec.ackWait),
+          max_deliver: spec.maxDeliver + 1,
+          max_ack_pending: spec.maxAckPending,
+          replay_policy: ReplayPolicy.Instant,
+          deliver_policy: spec.startAt === "new" ? DeliverPolicy.New : DeliverPolicy.All,
+          ...(spec.filter === undefined ? {} : { filter_subject: fullSubject(spec.filter) }),
+          ...(ordered ? { description: RUNNING } : {}),
+        }
+        const existing: ConsumerInfo | undefined = yield* unlessCode(
+          "consume",
+          ApiCode.consumerNotFound,
+          () => jsm.consumers.info(stream, spec.name),
+        )
+        if (existing === undefined) {
+          yield* call("consume", () => jsm.consumers.add(stream, wanted))
+          return
+        }
+        if (
+          ordered && existing.num_ack_pending > 0 &&
+          existing.config.description !== STOPPED_CLEANLY
+        ) {
+          // A previous incarnation did not stop cleanly and left deliveries unacknowledged. The
+          // server would only redeliver them after ack_wait, and newer messages of the same key
+          // would overtake them. Recreating the consumer at its ack floor delivers them first,
+          // in stream order (acknowledged messages above the floor come again: at least once).
+          const start = existing.ack_floor.stream_seq + 1
+          yield* Effect.logInfo("ordered consumer rewinds to its ack floor").pipe(
+            Effect.annotateLogs({
+              consumer: spec.name,
+              stream,
+              pending: existing.num_ack_pending,
+              start,
+            }),
+          )
+          yield* call("consume", () => jsm.consumers.delete(stream, spec.name))
+          // Insist: if we gave up here, the next start would create the consumer afresh, at the
+          // start of the stream.
+          yield* call("consume", () =>
+            jsm.consumers.add(stream, {
+              ...wanted,
+              deliver_policy: DeliverPolicy.StartSequence,
+              opt_start_seq: start,
+            })).pipe(
+              Effect.retry({
+                while: (e) => e._tag === "BusUnavailable",
+                schedule: Schedule.spaced("250 millis").pipe(
+                  Schedule.upTo(Duration.seconds(30)),
+                ),
+              }),
+            )
+          return
+        }
+        const config = {
+          ...wanted,
+          // The start position only applies to a new consumer.
+          deliver_policy: existing.config.deliver_policy,
+          ...(existing.config.opt_start_seq === undefined
+            ? {}
+            : { opt_start_seq: existing.config.opt_start_seq }),
+          ...(existing.config.opt_start_time === undefined
+            ? {}
+            : { opt_start_time: existing.config.opt_start_time }),
+        }
+        // nats-server 2.9 treats adding an existing durable with a new config as an update.
+        if (!sameConsumer(existing.config, config)) {
+          yield* call("consume", () => jsm.consumers.add(stream, config))
+        }
+      })
+
+    const startConsumer = Effect.fn("JetStreamBus.consume")(function* (spec: ConsumerSpec) {
+      if (!isValidName(spec.stream) || spec.stream.startsWith("_")) {
+        return yield* Effect.fail(
+          reject("consume", `invalid stream ${JSON.stringify(spec.stream)}`),
+        )
+      }
+      if (!isValidName(spec.name)) {
+        return yield* Effect.fail(
+          reject("consume", `invalid consumer ${JSON.stringify(spec.name)}`),
+        )
+      }
+      if (spec.filter !== undefined && !isValidSubject(spec.filter, true)) {
+        return yield* Effect.fail(
+          reject("consume", `invalid filter ${JSON.stringify(spec.filter)}`),
+        )
+      }
+      const resolved = resolveConsumerSpec(spec)
+      yield* finiteDuration("consume", resolved.ackWait)
+      const stream = streamName(spec.stream)
+      const info = yield* unlessCode(
+        "consume",
+        ApiCode.streamNotFound,
+        () => jsm.streams.info(stream),
+      )
+      if (info === undefined) {
+        return yield* Effect.fail(reject("consume", `stream ${spec.stream} does not exist`))
+      }
+      remember(info)
+      yield* prepareConsumer(stream, resolved)
+      const { source, stopFetching } = yield* makeSource(
+        stream,
+        spec.name,
+        Math.min(resolved.maxAckPending, 256),
+        (clean) =>
+          resolved.ordering === "key" && clean
+            ? call("consume", () =>
+              jsm.consumers.update(stream, spec.name, { description: STOPPED_CLEANLY })).pipe(
+                Effect.asVoid,
+                Effect.catchAll((e) =>
+                  Effect.logDebug("could not record a clean stop", e)
+                ),
+              )
+            : Effect.void,
+      )
+      return { resolved, source, stopFetching }
+    })
+
+    const consume = <E, R>(
+      spec: ConsumerSpec,
+      handler: Handler<E, R>,
+    ): Effect.Effect<void, BusError, Scope.Scope | R> =>
+      startConsumer(spec).pipe(
+        Effect.flatMap(({ resolved, source, stopFetching }) =>
+          runConsumer(resolved, source, handler).pipe(
+            // Registered last, so it runs first on close (see `makeSource`).
+            Effect.zipRight(Effect.addFinalizer(() => stopFetching)),
+          )
+        ),
+      )
+
+    // -------------------------------------------------------------------------------------------
+    // The advisory backstop: move the message each MAX_DELIVERIES advisory names to the DLQ.
+
+    const moveAdvisory = (message: BusMessage) =>
+      Effect.gen(function* () {
+        const advisory = yield* Schema.decodeUnknown(MaxDeliverAdvisory)(
+          new TextDecoder().decode(message.data),
+        ).pipe(Effect.option)
+        if (Option.isNone(advisory) || !isOwnStream(advisory.value.stream)) {
+          yield* Effect.logWarning("ignoring an advisory that is not ours").pipe(
+            Effect.annotateLogs({ subject: message.subject }),
+          )
+          return
+        }
+        const { stream, consumer, stream_seq, deliveries } = advisory.value
+        const stored = yield* unlessCode(
+          "deadLetter",
+          ApiCode.streamNotFound,
+          () => jsm.streams.getMessage(stream, { seq: stream_seq }),
+        )
+        if (stored === undefined || stored === null) {
+          yield* Effect.logWarning("a message exceeded max deliveries but is gone already").pipe(
+            Effect.annotateLogs({ stream, consumer, seq: stream_seq }),
+          )
+          return
+        }
+        yield* storeDeadLetter(
+          {
+            stream: logicalStream(stream),
+            subject: logicalSubject(stored.subject),
+            seq: stored.seq,
+            id: headerOf(stored.header, MSG_ID_HEADER) ?? `${logicalStream(stream)}:${stored.seq}`,
+            key: headerOf(stored.header, BusHeader.key),
+            headers: headerRecord(stored.header),
+            data: stored.data,
+          },
+          consumer,
+          MOVER_REASON,
+          deliveries,
+        )
+        yield* Effect.logWarning("message dead-lettered from a max deliveries advisory").pipe(
+          Effect.annotateLogs({ stream, consumer, seq: stream_seq, deliveries }),
+        )
+      })
+
+    const moverSpec = resolveConsumerSpec({
+      stream: "_advisories",
+      name: MOVER,
+      ackWait: "30 seconds",
+      // The mover retries until it succeeds; it never dead-letters an advisory.
+      maxDeliver: Number.MAX_SAFE_INTEGER,
+      maxAckPending: 64,
+      concurrency: 4,
+    })
+    yield* call("make", () =>
+      jsm.consumers.add(advisoryStream, {
+        durable_name: MOVER,
+        ack_policy: AckPolicy.Explicit,
+        ack_wait: toNanos(moverSpec.ackWait),
+        max_deliver: -1,
+        max_ack_pending: moverSpec.maxAckPending,
+        deliver_policy: DeliverPolicy.All,
+        replay_policy: ReplayPolicy.Instant,
+      }))
+    const mover = yield* makeSource(advisoryStream, MOVER, 64, () => Effect.void)
+    yield* runConsumer(moverSpec, { ...mover.source, deadLetter: (d) => d.ack }, moveAdvisory)
+    yield* Effect.addFinalizer(() => mover.stopFetching)
+
+    const ping: Effect.Effect<void, BusError> = call("ping", () => jsm.getAccountInfo()).pipe(
+      Effect.timeoutFail({
+        duration: PING_TIMEOUT,
+        onTimeout: () =>
+          new BusUnavailable({
+            operation: "ping",
+            cause: `no answer in ${Duration.format(PING_TIMEOUT)}`,
+          }),
+      }),
+      Effect.asVoid,
+      Effect.withSpan("JetStreamBus.ping"),
+    )
+
+    const bus: BusShape = {
+      backend: "jetstream",
+      ensureStream,
+      publish,
+      consume,
+      deadLetters: {
+        list: listDeadLetters,
+        get: getDeadLetter,
+        replay: replayDeadLetter,
+        discard: discardDeadLetter,
+      },
+      ping,
+    }
+    return bus
+  })
+
+/** The bus as a layer; the connection closes with the layer. */
+export const layer = (options: JetStreamBusOptions): Layer.Layer<Bus, BusError> =>
+  Layer.scoped(Bus, make(options))

@@ -10,6 +10,8 @@
  *   namespace. An internal durable consumer (`chorus-dlq-mover`) moves the message each advisory
  *   names into the dead letters. It is the backstop for a message whose holder died on its very
  *   last delivery: the advisory is stored even if no bus is connected when the server gives up.
+ *   (2.9 gives up, and advises, when a pull finds the message past `max_deliver`, not when
+ *   `ack_wait` runs out.)
  *
  * Consumers are durable pull consumers driven by the shared `ConsumerRunner`; this module only
  * provides the `ConsumerSource`. Server-side `max_deliver` is `maxDeliver + 1`: the runner
@@ -20,7 +22,12 @@
  * on start, a consumer that a previous incarnation left with unacknowledged deliveries is deleted
  * and recreated at its ack floor (see `prepareConsumer`). Running two instances of the same
  * ordered consumer would make them rewind each other. Ownership across nodes (KV leases) comes
- * later.
+ * later. An incarnation that stops cleanly (everything it held acked or nak'd, and the server's
+ * pending count agrees) records that in the consumer's description, and the next one does not
+ * rewind: a rewind redelivers messages acked above the ack floor.
+ *
+ * Namespaces must not be prefixes of each other joined by `_` with colliding stream names
+ * (`a` + stream `b_c` vs `a_b` + stream `c`): `ensureStream` refuses to take over such a stream.
  *
  * Written for nats-server 2.9: one `filter_subject` per consumer, no per-message TTL, no priority
  * groups, no consumer reset API, `+TERM` without a reason.

@@ -1,15 +1,26 @@
 /**
  * Opens a better-sqlite3 database. Under `npm start` the addon comes from node_modules; inside
- * the single binary it is extracted from the executable's assets (see scripts/build-binary.mjs).
+ * the single binary it is extracted from the executable's assets next to the database (see
+ * nativeAddon.node.ts and scripts/build-binary.mjs).
  */
+import * as path from "node:path"
 import BetterSqlite3 from "better-sqlite3"
-import { nativeBindingPath } from "./nativeAddon.node.ts"
+import { nativeBinding } from "./nativeAddon.node.ts"
 
 export type SqliteDatabase = BetterSqlite3.Database
 
+/** The directory that holds the database file; undefined for in-memory databases and URIs. */
+const databaseDir = (file: string): string | undefined => {
+  const name = file.trim()
+  return name === "" || name === ":memory:" || name.startsWith("file:")
+    ? undefined
+    : path.dirname(path.resolve(name))
+}
+
 export const openSqlite = (file: string): SqliteDatabase => {
-  const nativeBinding = nativeBindingPath()
-  return nativeBinding === undefined
-    ? new BetterSqlite3(file)
-    : new BetterSqlite3(file, { nativeBinding })
+  const addon = nativeBinding(databaseDir(file))
+  if (addon === undefined) return new BetterSqlite3(file)
+  // @types/better-sqlite3 7.6 types `nativeBinding` as a path only; v12 also takes the loaded
+  // addon object (lib/database.js), which is what a SEA needs since its `require` cannot load it.
+  return new BetterSqlite3(file, { nativeBinding: addon as unknown as string })
 }

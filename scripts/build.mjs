@@ -1,0 +1,129 @@
+/**
+ * Bundles the Chorus CLI into one CommonJS file, `dist/chorus.cjs`: the main script of the
+ * single executable (scripts/build-binary.mjs). Node 20's SEA runs a CommonJS main whose
+ * `require` reaches built-in modules only, so every dependency is inlined here.
+ *
+ *   node scripts/build.mjs                  # entry core/cli/main.ts
+ *   node scripts/build.mjs --entry=<file>   # another entry (pipeline experiments)
+ *
+ * The better-sqlite3 addon is not bundled: inside the binary it is a SEA asset, loaded by
+ * core/storage/nativeAddon.node.ts and handed to better-sqlite3 as `nativeBinding`.
+ */
+import * as esbuild from "esbuild"
+import * as fs from "node:fs"
+import { isBuiltin } from "node:module"
+import * as path from "node:path"
+import { fileURLToPath, pathToFileURL } from "node:url"
+
+export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
+export const distDir = path.join(root, "dist")
+export const bundleFile = path.join(distDir, "chorus.cjs")
+const defaultEntry = "core/cli/main.ts"
+
+/** A build problem explained in its message; printed without a stack trace. */
+export class BuildError extends Error {}
+
+/** How the build scripts report a failure: esbuild has already printed its own errors. */
+export const reportFailure = (error) => {
+  if (error instanceof BuildError) console.error(error.message)
+  else if (!Array.isArray(error?.errors)) console.error(error)
+  process.exitCode = 1
+}
+
+/**
+ * Packages that are absent on purpose. Left as `require("x")`, each would make the binary print
+ * a warning at start (a SEA's `require` reaches built-in modules only), so they become modules
+ * that throw MODULE_NOT_FOUND, which their callers already handle:
+ * - ws tries `bufferutil` and `utf-8-validate` and falls back to JavaScript;
+ * - pg loads `pg-native` only for `pg.native`, which Chorus never uses;
+ * - better-sqlite3 finds its addon through `bindings`, which walks up from the caller's file to
+ *   a package.json: meaningless in a bundle. Chorus always passes `nativeBinding` instead.
+ */
+const ABSENT = ["bufferutil", "utf-8-validate", "pg-native", "bindings"]
+
+const absentModule = (name) => {
+  const message = JSON.stringify(`${name} is not part of the chorus bundle (see scripts/build.mjs)`)
+  const fail = `const error = new Error(${message}); error.code = "MODULE_NOT_FOUND"; throw error`
+  // esbuild runs a CommonJS module once even if it threw, so `bindings` must fail when called.
+  return name === "bindings" ? `module.exports = () => { ${fail} }` : fail
+}
+
+const absentPackages = {
+  name: "chorus-absent-packages",
+  setup(build) {
+    const filter = new RegExp(`^(${ABSENT.join("|")})$`)
+    build.onResolve({ filter }, (args) => ({ path: args.path, namespace: "chorus-absent" }))
+    build.onLoad({ filter: /.*/, namespace: "chorus-absent" }, (args) => ({
+      contents: absentModule(args.path),
+      loader: "js",
+    }))
+  },
+}
+
+/** Bundle `entry` (relative to the repo root) into dist/chorus.cjs; returns esbuild's metafile. */
+export const build = async ({ entry = defaultEntry } = {}) => {
+  const entryFile = path.resolve(root, entry)
+  if (!fs.existsSync(entryFile)) throw new BuildError(`build: entry ${entry} does not exist`)
+  fs.mkdirSync(distDir, { recursive: true })
+  fs.rmSync(bundleFile, { force: true })
+  const result = await esbuild.build({
+    absWorkingDir: root,
+    entryPoints: [entryFile],
+    outfile: bundleFile,
+    bundle: true,
+    platform: "node",
+    format: "cjs",
+    target: "node20",
+    // Names stay readable in stack traces and logs; minifying saves ~2.5 MB of a ~108 MB binary.
+    minify: false,
+    keepNames: true,
+    sourcemap: false,
+    legalComments: "none",
+    metafile: true,
+    logLevel: "warning",
+    plugins: [absentPackages],
+    // ESM dependencies bundled into CJS: `import.meta` would be empty, so give it a real URL.
+    define: { "import.meta.url": "__chorus_import_meta_url" },
+    banner: {
+      js: `var __chorus_import_meta_url = require("node:url").pathToFileURL(__filename).href;`,
+    },
+  })
+  assertSelfContained(result.metafile)
+  return result.metafile
+}
+
+/**
+ * Inside the binary, `require` of anything but a built-in module fails (and warns at start), so
+ * a dependency that esbuild could not inline fails the build here instead. `node:` ids are
+ * built-ins even when this Node lacks them (undici asks for `node:sqlite` only when used).
+ */
+const assertSelfContained = (metafile) => {
+  const missing = new Set(
+    Object.values(metafile.outputs).flatMap((output) =>
+      output.imports.filter((i) => i.external && !i.path.startsWith("node:") && !isBuiltin(i.path))
+        .map((i) => i.path)
+    ),
+  )
+  if (missing.size > 0) {
+    throw new BuildError(
+      `build: not bundled, would fail inside the binary: ${[...missing].join(", ")}. ` +
+        "Install them, or list them as absent in scripts/build.mjs if they are optional.",
+    )
+  }
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const entry = process.argv.find((a) => a.startsWith("--entry="))?.slice("--entry=".length)
+  const started = performance.now()
+  try {
+    await build(entry === undefined ? {} : { entry })
+    const size = fs.statSync(bundleFile).size
+    console.log(
+      `built ${path.relative(root, bundleFile)} (${(size / 1e6).toFixed(1)} MB) in ${
+        Math.round(performance.now() - started)
+      } ms`,
+    )
+  } catch (error) {
+    reportFailure(error)
+  }
+}

@@ -214,6 +214,8 @@ export const runConsumer = <E, R>(
             const lane = lanes.get(entry.key)
             if (lane) lane.running = false
           }
+          // A full consumer now pulls for this redelivery (see pullLoop): wake it.
+          Queue.unsafeOffer(wake, undefined)
         } else {
           yield* delivery.ack.pipe(
             Effect.retry(Schedule.recurs(3).pipe(Schedule.addDelay(() => "100 millis"))),
@@ -226,7 +228,8 @@ export const runConsumer = <E, R>(
     const execute = (seq: number) =>
       Effect.gen(function* () {
         const entry = held.get(seq)
-        if (!entry) return
+        // Forked before a stop but still waiting for a permit: stays queued, the stop hands it back.
+        if (!entry || stopping) return
         entry.status = "running"
         running++
         const exit = yield* Effect.suspend(() => handler(entry.delivery.message)).pipe(

@@ -1,0 +1,242 @@
+/**
+ * Group commit for the embedded bus: every write (publish, ack, nak, pull bookkeeping, dead
+ * letters) is queued to one writer fiber, which takes everything queued (up to `maxBatch`),
+ * runs it in one transaction and only then answers each caller. With SQLite's
+ * `synchronous=FULL` that is one fsync per batch instead of one per message, and because one
+ * fiber does all writes, reads-then-writes inside a job never race each other.
+ *
+ * Jobs of one `WriteKind` are handed to the kind together, so a kind can turn 500 publishes into
+ * a few multi-row statements. If a batch fails, its jobs are retried one per transaction, so one
+ * bad job cannot fail the others.
+ */
+import {
+  Cause,
+  Chunk,
+  Clock,
+  Deferred,
+  Effect,
+  Either,
+  Exit,
+  Fiber,
+  Queue,
+  Schedule,
+  type Scope,
+} from "effect"
+import type { Kysely } from "kysely"
+import type { DatabaseError, DatabaseShape } from "../../storage/Database.ts"
+import type { CoreTables } from "../../storage/tables.ts"
+import { type BusError, BusRejected, BusUnavailable } from "../Bus.ts"
+
+export type Trx = Kysely<CoreTables>
+
+/**
+ * One kind of write. `execute` runs every queued input of the kind inside the batch's
+ * transaction and answers one result per input, in order: `Left` for a failure of that input
+ * alone (nothing written for it), `Right` otherwise. It must use only `trx`.
+ */
+export interface WriteKind<I, A, E> {
+  /** Operation name for errors and spans. */
+  readonly name: string
+  /** A more precise name for one input's errors (default: `name`). */
+  readonly operation?: (input: I) => string
+  /** Kinds with a lower rank run first within a batch (all jobs of a batch were concurrent). */
+  readonly rank: number
+  readonly execute: (
+    trx: Trx,
+    inputs: ReadonlyArray<I>,
+    now: number,
+  ) => Promise<ReadonlyArray<Either.Either<A, E>>>
+  /** Runs after the commit, before the caller is answered (signals, in-memory caches). */
+  readonly afterCommit?: (input: I, result: A) => void
+}
+
+interface Job {
+  readonly kind: WriteKind<any, any, any>
+  readonly input: unknown
+  readonly done: Deferred.Deferred<any, any>
+  /** Nobody waits for it (`send`): a failure is only logged. */
+  readonly detached: boolean
+}
+
+export interface GroupCommitStats {
+  /** Transactions committed (or attempted), batches and their retries included. */
+  readonly transactions: number
+  readonly jobs: number
+  readonly largestBatch: number
+}
+
+export interface GroupCommit {
+  /** Queue a write and wait until its transaction committed. */
+  readonly submit: <I, A, E>(kind: WriteKind<I, A, E>, input: I) => Effect.Effect<A, E | BusError>
+  /** Queue a write; the Deferred completes after the commit. */
+  readonly enqueue: <I, A, E>(
+    kind: WriteKind<I, A, E>,
+    input: I,
+  ) => Effect.Effect<Deferred.Deferred<A, E | BusError>, BusError>
+  /**
+   * Queue a write without waiting for its commit: it is committed in the writer's next batch,
+   * before anything queued after it (so before this process's next pull) and before the bus
+   * closes; a crash before that loses it. A failure is logged.
+   */
+  readonly send: <I, A, E>(kind: WriteKind<I, A, E>, input: I) => Effect.Effect<void, BusError>
+  readonly stats: () => GroupCommitStats
+}
+
+export const fromDatabaseError = (operation: string) => (error: DatabaseError): BusError =>
+  error.retryable
+    ? new BusUnavailable({ operation, cause: error })
+    : new BusRejected({ operation, reason: error.message })
+
+const retryable = Schedule.exponential("20 millis").pipe(Schedule.intersect(Schedule.recurs(4)))
+
+export const make = (
+  database: DatabaseShape,
+  options: {
+    readonly maxBatch: number
+    readonly drainTimeout?: number
+    /** First statement of every transaction (see EmbeddedBus: takes SQLite's write lock). */
+    readonly begin?: (trx: Trx) => Promise<unknown>
+  },
+): Effect.Effect<GroupCommit, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const queue = yield* Queue.unbounded<Job>()
+    let closed = false
+    let busy = false
+    let transactions = 0
+    let jobCount = 0
+    let largestBatch = 0
+
+    const operationOf = (job: Job): string => job.kind.operation?.(job.input) ?? job.kind.name
+
+    const failJob = (job: Job, error: unknown) =>
+      Deferred.fail(job.done, error).pipe(
+        Effect.zipRight(
+          job.detached ? Effect.logWarning(`bus ${operationOf(job)} failed`, error) : Effect.void,
+        ),
+      )
+
+    const commit = (jobs: ReadonlyArray<Job>): Effect.Effect<void> =>
+      Effect.gen(function* () {
+        const now = yield* Clock.currentTimeMillis
+        const kinds = new Map<WriteKind<any, any, any>, Array<Job>>()
+        for (const job of jobs) {
+          const list = kinds.get(job.kind)
+          if (list) list.push(job)
+          else kinds.set(job.kind, [job])
+        }
+        const ordered = [...kinds].sort(([a], [b]) => a.rank - b.rank)
+        const operation = jobs.length === 1 ? `bus ${operationOf(jobs[0]!)}` : "bus write"
+        const exit = yield* Effect.suspend(() => {
+          transactions++
+          return database.transaction(operation, async (trx) => {
+            await options.begin?.(trx)
+            const results = new Map<Job, Either.Either<unknown, unknown>>()
+            for (const [kind, list] of ordered) {
+              const answers = await kind.execute(trx, list.map((j) => j.input), now)
+              list.forEach((job, i) => results.set(job, answers[i]!))
+            }
+            return results
+          })
+        }).pipe(
+          Effect.retry({ schedule: retryable, while: (e) => e.retryable }),
+          Effect.exit,
+        )
+        if (Exit.isSuccess(exit)) {
+          for (const job of jobs) {
+            const result = exit.value.get(job)!
+            if (Either.isRight(result)) {
+              job.kind.afterCommit?.(job.input, result.right)
+              yield* Deferred.succeed(job.done, result.right)
+            } else yield* failJob(job, result.left)
+          }
+        } else if (jobs.length > 1) {
+          yield* Effect.logWarning("bus batch failed; retrying its writes one by one").pipe(
+            Effect.annotateLogs({ jobs: jobs.length }),
+          )
+          for (const job of jobs) yield* commit([job])
+        } else {
+          const job = jobs[0]!
+          const operation = operationOf(job)
+          const failure = Cause.failureOption(exit.cause)
+          yield* failJob(
+            job,
+            failure._tag === "Some"
+              ? fromDatabaseError(operation)(failure.value)
+              : new BusUnavailable({ operation, cause: Cause.squash(exit.cause) }),
+          )
+        }
+      })
+
+    // Only the wait for work is interruptible: a batch once taken is committed and answered,
+    // even while the bus closes.
+    const writer = Effect.uninterruptibleMask((restore) =>
+      Effect.gen(function* () {
+        const batch = Chunk.toReadonlyArray(
+          yield* restore(Queue.takeBetween(queue, 1, options.maxBatch)),
+        )
+        busy = true
+        jobCount += batch.length
+        largestBatch = Math.max(largestBatch, batch.length)
+        yield* commit(batch)
+        busy = false
+      })
+    ).pipe(Effect.forever)
+
+    const fiber = yield* Effect.forkDaemon(writer)
+
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function* () {
+        closed = true
+        // Finish what callers already queued, then stop the (idle) writer.
+        yield* Effect.suspend(() =>
+          busy ? Effect.fail("busy") : Queue.size(queue).pipe(
+            Effect.flatMap((n) => (n > 0 ? Effect.fail("busy") : Effect.void)),
+          )
+        ).pipe(
+          Effect.retry(Schedule.spaced("5 millis")),
+          Effect.timeout(options.drainTimeout ?? 10_000),
+          Effect.ignore,
+        )
+        yield* Fiber.interrupt(fiber)
+        const left = yield* Queue.takeAll(queue)
+        for (const job of left) {
+          yield* failJob(
+            job,
+            new BusUnavailable({ operation: operationOf(job), cause: "the embedded bus closed" }),
+          )
+        }
+        yield* Queue.shutdown(queue)
+        yield* Effect.logDebug("bus writer stopped").pipe(
+          Effect.annotateLogs({ transactions, jobs: jobCount, largestBatch }),
+        )
+      })
+    )
+
+    const queueJob = <I, A, E>(kind: WriteKind<I, A, E>, input: I, detached: boolean) =>
+      Effect.gen(function* () {
+        if (closed) {
+          return yield* new BusUnavailable({
+            operation: kind.name,
+            cause: "the embedded bus closed",
+          })
+        }
+        const done = yield* Deferred.make<A, E | BusError>()
+        yield* Queue.offer(queue, { kind, input, done, detached })
+        return done
+      })
+
+    const enqueue = <I, A, E>(kind: WriteKind<I, A, E>, input: I) => queueJob(kind, input, false)
+
+    const submit = <I, A, E>(kind: WriteKind<I, A, E>, input: I): Effect.Effect<A, E | BusError> =>
+      enqueue(kind, input).pipe(Effect.flatMap(Deferred.await))
+
+    const send = <I, A, E>(kind: WriteKind<I, A, E>, input: I): Effect.Effect<void, BusError> =>
+      Effect.asVoid(queueJob(kind, input, true))
+
+    return {
+      submit,
+      enqueue,
+      send,
+      stats: () => ({ transactions, jobs: jobCount, largestBatch }),
+    } satisfies GroupCommit
+  })

@@ -1,0 +1,16 @@
+/**
+ * Every benchmark section, in the order they run. Raw limits come before the measurements that
+ * are compared with them. A new benchmark (HTTP ingest, …) is a file here and a line below.
+ */
+import type { BenchSection } from "../Benchmark.ts"
+import { embeddedBus } from "./EmbeddedBus.ts"
+import { jetStreamBus } from "./JetStreamBus.ts"
+import { jetStreamRaw } from "./JetStreamRaw.ts"
+import { sqliteRaw } from "./SqliteRaw.ts"
+
+export const sections: ReadonlyArray<BenchSection> = [
+  jetStreamRaw,
+  sqliteRaw,
+  jetStreamBus,
+  embeddedBus,
+]

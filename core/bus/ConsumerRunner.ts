@@ -43,7 +43,12 @@ export interface Delivery {
 }
 
 export interface ConsumerSource {
-  /** Wait up to `expires` for deliveries; return at most `max` (possibly none). */
+  /**
+   * Wait up to `expires` for deliveries; return at most `max` (possibly none). The runner pulls
+   * even when it holds `maxAckPending` messages if some of them wait for a redelivery after a
+   * nak, so the backend must cap outstanding deliveries (nak'd ones included) at
+   * `maxAckPending` itself, as JetStream's `max_ack_pending` does.
+   */
   readonly pull: (
     max: number,
     expires: Duration.Duration,
@@ -206,9 +211,7 @@ export const runConsumer = <E, R>(
           )
           entry.status = "waiting"
           yield* delivery.nak(delay).pipe(
-            Effect.catchAll((e) =>
-              Effect.logWarning("nak failed; redelivery after ack wait", e)
-            ),
+            Effect.catchAll((e) => Effect.logWarning("nak failed; redelivery after ack wait", e)),
           )
           if (spec.ordering === "key") {
             const lane = lanes.get(entry.key)
@@ -240,8 +243,9 @@ export const runConsumer = <E, R>(
           }),
           Effect.exit,
         )
-        running--
+        // Counted as running until settled, so a graceful stop waits for the ack too.
         yield* settle(seq, exit)
+        running--
       }).pipe(permits.withPermits(1), log)
 
     const start = (seq: number) => {
@@ -309,18 +313,25 @@ export const runConsumer = <E, R>(
         if (entry.status !== "waiting") yield* entry.delivery.inProgress.pipe(Effect.ignore)
       }
     }).pipe(
-      Effect.repeat(Schedule.spaced(Duration.divide(spec.ackWait, 3).pipe((d) =>
-        d._tag === "Some" ? d.value : spec.ackWait
-      ))),
+      Effect.repeat(Schedule.spaced(
+        Duration.divide(spec.ackWait, 3).pipe((d) => d._tag === "Some" ? d.value : spec.ackWait),
+      )),
     )
 
     const pullLoop = Effect.gen(function* () {
+      let waiting = 0
+      for (const entry of held.values()) {
+        if (entry.status === "waiting") waiting++
+      }
+      // When full, still pull for the redeliveries of nak'd messages we wait on: nothing else
+      // frees a slot when every held message is failed or queued behind a failed one.
       const room = spec.maxAckPending - held.size
-      if (room <= 0) {
+      const max = room > 0 ? room : waiting
+      if (max <= 0) {
         yield* Queue.take(wake).pipe(Effect.timeout("1 second"), Effect.ignore)
         return
       }
-      const deliveries = yield* source.pull(Math.min(room, 256), Duration.seconds(1)).pipe(
+      const deliveries = yield* source.pull(Math.min(max, 256), Duration.seconds(1)).pipe(
         Effect.tapError((e) => Effect.logWarning("pull failed; retrying", e)),
         Effect.retry(
           Schedule.exponential("100 millis").pipe(Schedule.either(Schedule.spaced("5 seconds"))),
@@ -339,6 +350,8 @@ export const runConsumer = <E, R>(
         // Let running handlers finish, then hand everything not started back to the bus.
         yield* Effect.suspend(() => (running === 0 ? Effect.void : Effect.fail("busy"))).pipe(
           Effect.retry(Schedule.spaced("20 millis")),
+          // Finalizers are uninterruptible: without this the timeout could never stop the wait.
+          Effect.interruptible,
           Effect.timeout(options.drainTimeout ?? "10 seconds"),
           Effect.ignore,
         )

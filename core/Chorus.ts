@@ -17,23 +17,24 @@ import { coreMigrationSet, migrate } from "./storage/Migrations.ts"
 const ensureDirectories = (config: ChorusConfig) =>
   Effect.sync(() => {
     NodeFs.mkdirSync(config.dataDir, { recursive: true })
-    if (config.database.url === undefined) {
+    if (config.database.url === undefined && sqliteFileOf(config) !== ":memory:") {
       NodeFs.mkdirSync(NodePath.dirname(sqliteFileOf(config)), { recursive: true })
     }
   })
 
+/** The database, its directories created; no migrations run. */
+export const DatabaseLive = (config: ChorusConfig) =>
+  databaseLayer({
+    url: config.database.url,
+    schema: config.database.schema,
+    sqliteFile: sqliteFileOf(config),
+    poolSize: config.database.poolSize,
+  }).pipe(Layer.provide(Layer.effectDiscard(ensureDirectories(config))))
+
 /** Storage with the core's migrations applied. */
 export const StorageLive = (config: ChorusConfig) =>
   Layer.effectDiscard(Database.pipe(Effect.flatMap((db) => migrate(db, coreMigrationSet)))).pipe(
-    Layer.provideMerge(
-      databaseLayer({
-        url: config.database.url,
-        schema: config.database.schema,
-        sqliteFile: sqliteFileOf(config),
-        poolSize: config.database.poolSize,
-      }),
-    ),
-    Layer.provide(Layer.effectDiscard(ensureDirectories(config))),
+    Layer.provideMerge(DatabaseLive(config)),
   )
 
 export const BusLive = (config: ChorusConfig): Layer.Layer<Bus, unknown, Database> =>

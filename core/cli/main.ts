@@ -6,7 +6,7 @@ import { Args, Command, Options } from "@effect/cli"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Console, Effect, Layer, Option } from "effect"
 import { Bus } from "../bus/Bus.ts"
-import { CoreLive, ServerLive, StorageLive } from "../Chorus.ts"
+import { CoreLive, DatabaseLive, ServerLive } from "../Chorus.ts"
 import { type ChorusConfig, sqliteFileOf } from "../config/ChorusConfig.ts"
 import { loadConfig, unknownEnvVariables } from "../config/loadConfig.ts"
 import * as Logging from "../logging/Logging.ts"
@@ -100,7 +100,7 @@ const migrateCommand = Command.make(
       const report = yield* Effect.gen(function* () {
         const db = yield* Database
         return yield* migrate(db, coreMigrationSet)
-      }).pipe(Effect.provide(StorageLive(config)), orExit, withLogging(config))
+      }).pipe(Effect.provide(DatabaseLive(config)), orExit, withLogging(config))
       yield* Console.log(
         report.applied.length === 0
           ? `${report.table}: up to date`
@@ -217,4 +217,8 @@ const chorus = Command.make("chorus").pipe(
 
 const cli = Command.run(chorus, { name: "chorus", version: VERSION })
 
-cli(process.argv).pipe(Effect.provide(NodeContext.layer), NodeRuntime.runMain)
+cli(process.argv).pipe(
+  Effect.provide(NodeContext.layer),
+  // Our own logger (JSON by default) replaces the runtime's pretty one: see core/logging.
+  (program) => NodeRuntime.runMain(program, { disablePrettyLogger: true }),
+)

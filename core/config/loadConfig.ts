@@ -175,7 +175,7 @@ export const loadConfig = (
       dataDir: NodePath.resolve(cwd, config.dataDir),
       database: {
         ...config.database,
-        ...(config.database.sqliteFile !== undefined
+        ...(config.database.sqliteFile !== undefined && config.database.sqliteFile !== ":memory:"
           ? { sqliteFile: NodePath.resolve(cwd, config.database.sqliteFile) }
           : {}),
       },

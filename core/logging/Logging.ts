@@ -14,9 +14,8 @@ const levels = {
 
 export const layer = (log: ChorusConfig["log"]) =>
   Layer.merge(
-    Logger.replace(
-      Logger.defaultLogger,
-      log.format === "json" ? Logger.jsonLogger : Logger.prettyLogger(),
-    ),
+    // Logger.json / Logger.pretty replace the default logger and print to the console
+    // (Logger.jsonLogger alone only formats).
+    log.format === "json" ? Logger.json : Logger.pretty,
     Logger.minimumLogLevel(levels[log.level]),
   )

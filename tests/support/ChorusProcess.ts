@@ -4,6 +4,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process"
 import * as NodePath from "node:path"
+import { pathToFileURL } from "node:url"
 
 export const ROOT = NodePath.resolve(__dirname, "../..")
 
@@ -22,7 +23,13 @@ export const startChorus = (
   args: ReadonlyArray<string>,
   options: { env?: Record<string, string>; cwd?: string; command?: ReadonlyArray<string> } = {},
 ): ChorusProcess => {
-  const [cmd, ...pre] = options.command ?? [process.execPath, "--import", "tsx", NodePath.join(ROOT, "core/cli/main.ts")]
+  const [cmd, ...pre] = options.command ?? [
+    process.execPath,
+    "--import",
+    // Absolute: a bare "tsx" would be resolved from the child's (temporary) working directory.
+    pathToFileURL(NodePath.join(ROOT, "node_modules/tsx/dist/loader.mjs")).href,
+    NodePath.join(ROOT, "core/cli/main.ts"),
+  ]
   const child = spawn(cmd!, [...pre, ...args], {
     cwd: options.cwd ?? ROOT,
     env: { PATH: process.env["PATH"] ?? "", HOME: process.env["HOME"] ?? "/tmp", ...options.env },
@@ -46,7 +53,9 @@ export const startChorus = (
       lines.push(line)
       try {
         const entry = JSON.parse(line)
-        if (entry.message === "http listening" && entry.annotations?.url) resolveReady(entry.annotations.url)
+        if (entry.message === "http listening" && entry.annotations?.url) {
+          resolveReady(entry.annotations.url)
+        }
       } catch {
         // not JSON (pretty logs): ignore
       }
@@ -54,6 +63,14 @@ export const startChorus = (
   })
   child.stderr!.on("data", (chunk: Buffer) => stderr.push(chunk.toString()))
   const exited = new Promise<number | null>((res) => child.on("exit", (code) => res(code)))
-  exited.then((code) => rejectReady(new Error(`chorus exited (${code}) before listening:\n${stderr.join("")}\n${lines.join("\n")}`)))
+  // Commands that never listen (migrate, --help) leave `ready` unused: don't report it unhandled.
+  ready.catch(() => undefined)
+  exited.then((code) =>
+    rejectReady(
+      new Error(
+        `chorus exited (${code}) before listening:\n${stderr.join("")}\n${lines.join("\n")}`,
+      ),
+    )
+  )
   return { child, lines, stderr, ready, exited }
 }

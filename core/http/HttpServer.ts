@@ -39,5 +39,7 @@ export const layer = (options: HttpOptions) =>
     Layer.provide(ApiLive),
     Layer.merge(logListening),
     // provideMerge: the bound address stays readable (port 0 picks a free port).
-    Layer.provideMerge(NodeHttpServer.layer(createServer, { host: options.host, port: options.port })),
+    Layer.provideMerge(
+      NodeHttpServer.layer(createServer, { host: options.host, port: options.port }),
+    ),
   )

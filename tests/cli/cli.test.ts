@@ -20,7 +20,9 @@ describe("chorus command", () => {
     assert.strictEqual(ready.bus.backend, "embedded")
     assert.isTrue(NodeFs.existsSync(NodePath.join(cwd, "data", "chorus.sqlite")))
     // Logs are JSON lines with a level and a message.
-    const started = chorus.lines.map((l) => JSON.parse(l)).find((e) => e.message === "chorus starting")
+    const started = chorus.lines.map((l) => JSON.parse(l)).find((e) =>
+      e.message === "chorus starting"
+    )
     assert.strictEqual(started.logLevel, "INFO")
     chorus.child.kill("SIGTERM")
     assert.strictEqual(await chorus.exited, 0)
@@ -33,8 +35,11 @@ describe("chorus command", () => {
     })
     assert.strictEqual(await chorus.exited, 2)
     const err = chorus.stderr.join("")
-    assert.include(err, "CHORUS_HTTP_PORT (http.port): got \"eighty\", expected an integer from 0 to 65535")
-    assert.include(err, "CHORUS_LOG_LEVEL (log.level): got \"loud\"")
+    assert.include(
+      err,
+      'CHORUS_HTTP_PORT (http.port): got "eighty", expected an integer from 0 to 65535',
+    )
+    assert.include(err, 'CHORUS_LOG_LEVEL (log.level): got "loud"')
   })
 
   it("migrate applies the core migrations once", async () => {
@@ -51,6 +56,8 @@ describe("chorus command", () => {
     const help = startChorus(["--help"], { cwd: tmp() })
     assert.strictEqual(await help.exited, 0)
     const out = help.lines.join("\n")
-    for (const command of ["start", "migrate", "config", "dead-letters"]) assert.include(out, command)
+    for (const command of ["start", "migrate", "config", "dead-letters"]) {
+      assert.include(out, command)
+    }
   })
 })

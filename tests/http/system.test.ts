@@ -19,7 +19,8 @@ const startServer = (raw: object) =>
     return yield* baseUrl.pipe(Effect.provide(context))
   })
 
-const get = (url: string) => Effect.promise(() => fetch(url).then(async (r) => ({ status: r.status, body: await r.json() })))
+const get = (url: string) =>
+  Effect.promise(() => fetch(url).then(async (r) => ({ status: r.status, body: await r.json() })))
 
 describe("HTTP system endpoints", () => {
   it.scoped("GET /health answers 200 with the version", () =>
@@ -60,7 +61,10 @@ describe("HTTP system endpoints", () => {
       assert.deepInclude(ready.body.bus, { backend: "jetstream", ok: true })
       yield* Effect.promise(async () => {
         const { execSync } = await import("node:child_process")
-        execSync(`psql -h 127.0.0.1 -U postgres -d test -c 'DROP SCHEMA IF EXISTS "${schema}" CASCADE'`, { stdio: "ignore" })
+        execSync(
+          `psql -h 127.0.0.1 -U postgres -d test -c 'DROP SCHEMA IF EXISTS "${schema}" CASCADE'`,
+          { stdio: "ignore" },
+        )
       })
     }))
 

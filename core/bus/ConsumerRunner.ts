@@ -230,23 +230,27 @@ export const runConsumer = <E, R>(
 
     const execute = (seq: number) =>
       Effect.gen(function* () {
-        const entry = held.get(seq)
-        // Forked before a stop but still waiting for a permit: stays queued, the stop hands it back.
-        if (!entry || stopping) return
-        entry.status = "running"
-        running++
-        const exit = yield* Effect.suspend(() => handler(entry.delivery.message)).pipe(
-          Effect.timeoutFail({
-            duration: spec.handlerTimeout,
-            onTimeout: () =>
-              `handler timed out after ${Duration.format(spec.handlerTimeout)}` as unknown,
-          }),
-          Effect.exit,
-        )
+        // The permit bounds handlers, not acks: a confirmed ack is a round trip to the bus, and
+        // holding a handler slot through it would cap throughput at concurrency / ack latency.
+        const exit = yield* Effect.gen(function* () {
+          const entry = held.get(seq)
+          // Forked before a stop but still waiting for a permit: stays queued, the stop hands it back.
+          if (!entry || stopping) return undefined
+          entry.status = "running"
+          running++
+          return yield* Effect.suspend(() => handler(entry.delivery.message)).pipe(
+            Effect.timeoutFail({
+              duration: spec.handlerTimeout,
+              onTimeout: () =>
+                `handler timed out after ${Duration.format(spec.handlerTimeout)}` as unknown,
+            }),
+            Effect.exit,
+          )
+        }).pipe(permits.withPermits(1))
+        if (exit === undefined) return
         // Counted as running until settled, so a graceful stop waits for the ack too.
-        yield* settle(seq, exit)
-        running--
-      }).pipe(permits.withPermits(1), log)
+        yield* settle(seq, exit).pipe(Effect.ensuring(Effect.sync(() => running--)))
+      }).pipe(log)
 
     const start = (seq: number) => {
       if (stopping) return

@@ -198,6 +198,22 @@ export const BusHeader = {
   replayOf: "Chorus-Replay-Of",
 } as const
 
+/**
+ * What is wrong with these publish options, if anything; the same rule on every backend, so a
+ * publisher behaves the same on both. `Chorus-*` and `Nats-*` headers belong to the bus.
+ */
+export const publishProblem = (options: PublishOptions): string | undefined => {
+  if (typeof options.id !== "string" || options.id.length === 0) return "a message id is required"
+  for (const [name, value] of Object.entries(options.headers ?? {})) {
+    const lower = name.toLowerCase()
+    if (lower.startsWith("chorus-") || lower.startsWith("nats-")) {
+      return `header ${name} is reserved`
+    }
+    if (typeof value !== "string") return `header ${name} must be a string`
+  }
+  return undefined
+}
+
 const NAME = /^[A-Za-z0-9_-]{1,64}$/
 export const isValidName = (name: string): boolean => NAME.test(name)
 

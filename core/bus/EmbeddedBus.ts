@@ -38,6 +38,7 @@ import {
   isValidName,
   type PublishAck,
   type PublishOptions,
+  publishProblem,
   type StreamSpec,
 } from "./Bus.ts"
 import {
@@ -499,20 +500,9 @@ export const make = (
       const operation = "publish"
       const tokens = Subjects.parseSubject(subject)
       if (typeof tokens === "string") return yield* rejected(operation, tokens)
-      if (typeof options.id !== "string" || options.id.length === 0) {
-        return yield* rejected(operation, "a message id is required")
-      }
+      const problem = publishProblem(options)
+      if (problem !== undefined) return yield* rejected(operation, problem)
       const headers = options.headers ?? {}
-      for (const [name, value] of Object.entries(headers)) {
-        // Reserved as on JetStream, so a publisher works the same on both buses.
-        const lower = name.toLowerCase()
-        if (lower.startsWith("chorus-") || lower.startsWith("nats-")) {
-          return yield* rejected(operation, `header ${name} is reserved`)
-        }
-        if (typeof value !== "string") {
-          return yield* rejected(operation, `header ${name} must be a string`)
-        }
-      }
       const stream = streamFor(tokens)
       if (stream === undefined) {
         return yield* rejected(operation, `no stream stores subject ${subject}`)

@@ -81,6 +81,7 @@ import {
   isValidName,
   type PublishAck,
   type PublishOptions,
+  publishProblem,
   type StreamSpec,
 } from "./Bus.ts"
 import {
@@ -513,14 +514,10 @@ export const make = (
       if (!isValidSubject(subject, false) || subject.startsWith("_dlq.")) {
         return yield* Effect.fail(reject("publish", `invalid subject ${JSON.stringify(subject)}`))
       }
-      if (options.id.length === 0) return yield* Effect.fail(reject("publish", "empty message id"))
+      const problem = publishProblem(options)
+      if (problem !== undefined) return yield* Effect.fail(reject("publish", problem))
       const h = natsHeaders()
-      for (const [k, v] of Object.entries(options.headers ?? {})) {
-        if (k.toLowerCase().startsWith("chorus-") || k.toLowerCase().startsWith("nats-")) {
-          return yield* Effect.fail(reject("publish", `header ${k} is reserved`))
-        }
-        h.set(k, headerValue(v))
-      }
+      for (const [k, v] of Object.entries(options.headers ?? {})) h.set(k, headerValue(v))
       if (options.key !== undefined) h.set(BusHeader.key, headerValue(options.key))
       return yield* publishRaw("publish", subject, data, options.id, h)
     })

@@ -62,6 +62,8 @@ export class DatabaseError extends Data.TaggedError("DatabaseError")<{
 
 const RETRYABLE_CODES = new Set([
   "SQLITE_BUSY",
+  "SQLITE_BUSY_SNAPSHOT",
+  "SQLITE_BUSY_RECOVERY",
   "SQLITE_LOCKED",
   "40001", // serialization_failure
   "40P01", // deadlock_detected
@@ -73,9 +75,14 @@ const RETRYABLE_CODES = new Set([
   "ECONNRESET",
 ])
 
+// node-postgres reports a dropped connection without a code.
+const RETRYABLE_MESSAGES =
+  /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error/i
+
 const isRetryable = (cause: unknown): boolean => {
   const code = (cause as { code?: unknown } | null)?.code
-  return typeof code === "string" && RETRYABLE_CODES.has(code)
+  if (typeof code === "string") return RETRYABLE_CODES.has(code)
+  return cause instanceof Error && RETRYABLE_MESSAGES.test(cause.message)
 }
 
 const toError = (operation: string) => (cause: unknown) =>

@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { type Kysely, sql } from "kysely"
-import type { DatabaseShape } from "../../core/storage/Database.ts"
+import { type DatabaseShape, makeDatabase } from "../../core/storage/Database.ts"
 import {
   coreMigrationSet,
   migrate,
@@ -138,5 +138,20 @@ describe("PostgreSQL schema isolation", () => {
             .execute(k),
       )
       assert.include(rows.rows.map((r) => r.table_schema), db.schema!)
+    }))
+})
+
+describe("database errors", () => {
+  it.scoped("a PostgreSQL server that went away is a retryable error", () =>
+    Effect.gen(function* () {
+      // Nothing listens on port 1: the connection is refused, which a retry later may fix.
+      const error = yield* makeDatabase({
+        url: "postgres://postgres@127.0.0.1:1/test",
+        sqliteFile: "",
+      }).pipe(
+        Effect.flip,
+      )
+      assert.strictEqual(error._tag, "DatabaseError")
+      assert.isTrue(error.retryable)
     }))
 })

@@ -1,0 +1,76 @@
+/**
+ * Small value schemas shared by the domain schemas: timestamps, e-mail addresses, phone
+ * numbers, attachments and the channel route of a message.
+ */
+import { Schema } from "effect"
+import { AccountId, AttachmentId, ChannelIdentityId, ChannelName } from "./Ids.ts"
+
+const ISO_8601 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})$/
+
+/**
+ * A point in time: a `Date` in code, an ISO 8601 string with a time zone on the wire
+ * (`2026-11-23T20:15:00.000Z`). Strings without a zone are refused: their meaning would depend
+ * on the server's clock settings.
+ */
+export const Timestamp = Schema.compose(
+  Schema.String.pipe(
+    Schema.pattern(ISO_8601, {
+      message: () => "expected an ISO 8601 date-time with a time zone, e.g. 2026-11-23T20:15:00Z",
+    }),
+  ),
+  Schema.Date,
+).annotations({ identifier: "Timestamp" })
+
+/** An e-mail address (a plausibility check, not RFC 5322). */
+export const Email = Schema.String.pipe(
+  Schema.pattern(/^[^\s@]+@[^\s@]+\.[^\s@]+$/, { message: () => "expected an e-mail address" }),
+  Schema.maxLength(320),
+).annotations({ identifier: "Email" })
+
+/** A phone number in E.164 (`+79161234567`); channels normalise before publishing. */
+export const Phone = Schema.String.pipe(
+  Schema.pattern(/^\+[1-9]\d{6,14}$/, {
+    message: () => "expected a phone number in E.164 form, e.g. +79161234567",
+  }),
+).annotations({ identifier: "Phone" })
+
+const MimeType = Schema.String.pipe(
+  Schema.pattern(/^[a-z0-9!#$&^_.+-]+\/[a-z0-9!#$&^_.+-]+(;.*)?$/i, {
+    message: () => "expected a MIME type such as image/jpeg",
+  }),
+)
+
+/** Where a file lives: a URL to fetch it from and/or a key in Chorus's file store. */
+const fileFields = {
+  name: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(1024)),
+  mimeType: MimeType,
+  size: Schema.Int.pipe(Schema.nonNegative()).annotations({ description: "Bytes." }),
+  url: Schema.optionalWith(Schema.URL, { exact: true }),
+  storageKey: Schema.optionalWith(Schema.String.pipe(Schema.minLength(1)), { exact: true }),
+}
+
+const hasLocation = (
+  a: { readonly url?: URL | undefined; readonly storageKey?: string | undefined },
+) =>
+  a.url !== undefined || a.storageKey !== undefined ||
+  "expected a url or a storageKey (where the file can be read)"
+
+/** A file attached to a stored message. */
+export const Attachment = Schema.Struct({ id: AttachmentId, ...fileFields }).pipe(
+  Schema.filter(hasLocation),
+).annotations({ identifier: "Attachment" })
+export type Attachment = typeof Attachment.Type
+
+/** A file as a channel reports it, before Chorus has given it an id. */
+export const InboundAttachment = Schema.Struct(fileFields).pipe(
+  Schema.filter(hasLocation),
+).annotations({ identifier: "InboundAttachment" })
+export type InboundAttachment = typeof InboundAttachment.Type
+
+/** A channel account and the customer's identity on it: where a reply goes. */
+export const ChannelRoute = Schema.Struct({
+  channel: ChannelName,
+  account: AccountId,
+  identityId: ChannelIdentityId,
+}).annotations({ identifier: "ChannelRoute" })
+export type ChannelRoute = typeof ChannelRoute.Type

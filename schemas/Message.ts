@@ -1,0 +1,100 @@
+/**
+ * A stored message. Three directions share the same numbering within their conversation:
+ * `in` (the customer wrote, on some channel), `out` (an operator or a bot answered, on some
+ * channel) and `note` (a private note between operators, never sent). Only `out` has a delivery
+ * state; only `in` and `out` have a channel.
+ */
+import { Schema } from "effect"
+import { Attachment, Timestamp } from "./Common.ts"
+import {
+  AccountId,
+  ChannelIdentityId,
+  ChannelName,
+  ConversationId,
+  ExternalId,
+  MessageId,
+  OperatorId,
+} from "./Ids.ts"
+
+/** The provider's answer when it refused or failed a message, in its own words. */
+export const ProviderError = Schema.Struct({
+  /** The provider's error code (`403`, `131047`, `bounce`). */
+  code: Schema.String,
+  message: Schema.String,
+  /** Whether sending again (later, or on the same channel) can help. */
+  retryable: Schema.Boolean,
+}).annotations({ identifier: "ProviderError" })
+export type ProviderError = typeof ProviderError.Type
+
+export const DELIVERY_STATES = ["queued", "sent", "delivered", "read", "failed"] as const
+export type DeliveryStateName = typeof DELIVERY_STATES[number]
+
+/**
+ * Where an outgoing message is: queued (stored, waiting for the channel) → sent (the provider
+ * accepted it) → delivered → read, or failed with the provider's error. `at` is when it got there.
+ */
+export const DeliveryState = Schema.Union(
+  Schema.Struct({
+    state: Schema.Literal("queued", "sent", "delivered", "read"),
+    at: Timestamp,
+  }),
+  Schema.Struct({
+    state: Schema.Literal("failed"),
+    at: Timestamp,
+    error: ProviderError,
+  }),
+).annotations({ identifier: "DeliveryState" })
+export type DeliveryState = typeof DeliveryState.Type
+
+const base = {
+  id: MessageId,
+  conversationId: ConversationId,
+  /** 1, 2, 3…: the message's place in its conversation, gap-free, assigned when stored. */
+  seq: Schema.Int.pipe(Schema.positive()),
+  text: Schema.String,
+  attachments: Schema.Array(Attachment),
+  /** When Chorus stored it. */
+  createdAt: Timestamp,
+}
+
+export const IncomingMessage = Schema.Struct({
+  ...base,
+  direction: Schema.Literal("in"),
+  channel: ChannelName,
+  account: AccountId,
+  identityId: ChannelIdentityId,
+  /** The provider's message id: with channel and account, what makes a redelivery a duplicate. */
+  externalId: ExternalId,
+  /** When the customer sent it, by the provider's clock. */
+  sentAt: Timestamp,
+  /** When the channel plugin received it. */
+  receivedAt: Timestamp,
+}).annotations({ identifier: "IncomingMessage" })
+export type IncomingMessage = typeof IncomingMessage.Type
+
+export const OutgoingMessage = Schema.Struct({
+  ...base,
+  direction: Schema.Literal("out"),
+  channel: ChannelName,
+  account: AccountId,
+  identityId: ChannelIdentityId,
+  /** The provider's message id, once it accepted the message. */
+  externalId: Schema.NullOr(ExternalId),
+  /** The operator who wrote it; null for a bot or an API client. */
+  authorId: Schema.NullOr(OperatorId),
+  delivery: DeliveryState,
+}).annotations({ identifier: "OutgoingMessage" })
+export type OutgoingMessage = typeof OutgoingMessage.Type
+
+export const Note = Schema.Struct({
+  ...base,
+  direction: Schema.Literal("note"),
+  authorId: Schema.NullOr(OperatorId),
+}).annotations({ identifier: "Note" })
+export type Note = typeof Note.Type
+
+export const Message = Schema.Union(IncomingMessage, OutgoingMessage, Note).annotations({
+  identifier: "Message",
+})
+export type Message = typeof Message.Type
+export type Direction = Message["direction"]

@@ -8,7 +8,7 @@
  * redeliverable; dead letters. Stream specs are stored too, so a restarted bus routes publishes
  * before anyone calls `ensureStream` again.
  *
- * Every write goes through one group-commit writer (embedded/GroupCommit.ts): concurrent
+ * Every write goes through one group-commit writer (core/storage/GroupCommit.ts): concurrent
  * publishes share a transaction and its fsync, and `publish` answers once that committed.
  * Consumers pull through the same writer; an idle pull sleeps until a publish in this process
  * signals its stream, its next pending delivery falls due, or `pollInterval` passes.
@@ -30,6 +30,7 @@ import {
   type BusMessage,
   BusRejected,
   type BusShape,
+  BusUnavailable,
   type ConsumerSpec,
   type DeadLetter,
   DeadLetterNotFound,
@@ -48,10 +49,10 @@ import {
   type ResolvedConsumerSpec,
   runConsumer,
 } from "./ConsumerRunner.ts"
-import { Database } from "../storage/Database.ts"
+import { Database, DatabaseError } from "../storage/Database.ts"
 import type { BusDeadLetterRow, BusMessageRow, NewBusMessage } from "./EmbeddedBusTables.ts"
-import * as GroupCommit from "./embedded/GroupCommit.ts"
-import type { Trx, WriteKind } from "./embedded/GroupCommit.ts"
+import * as GroupCommit from "../storage/GroupCommit.ts"
+import type { Trx, WriteKind } from "../storage/GroupCommit.ts"
 import * as Subjects from "./embedded/Subjects.ts"
 
 export interface EmbeddedBusOptions {
@@ -189,7 +190,8 @@ export const make = (
       return yield* rejected("start", `invalid namespace ${JSON.stringify(namespace)}`)
     }
     const pollMs = Math.max(1, Duration.toMillis(options.pollInterval ?? "1 second"))
-    const writer = yield* GroupCommit.make(database, {
+    const groupCommit = yield* GroupCommit.make(database, {
+      label: "bus",
       maxBatch: Math.max(1, options.maxBatch ?? 500),
       // SQLite's `begin` is deferred: a transaction that reads first and writes later fails with
       // SQLITE_BUSY_SNAPSHOT if another connection (a second process on the same file, a
@@ -199,7 +201,22 @@ export const make = (
         ? { begin: (trx: Trx) => sql`update bus_streams set name = name where 1 = 0`.execute(trx) }
         : {}),
     })
-    const fromDb = GroupCommit.fromDatabaseError
+    const fromDb = (operation: string) => (error: DatabaseError): BusError =>
+      error.retryable
+        ? new BusUnavailable({ operation, cause: error })
+        : new BusRejected({ operation, reason: error.message })
+    // The writer's own failures are database errors; callers of the bus see bus errors.
+    const asBusError = <E>(operation: string) => (e: E | DatabaseError): E | BusError =>
+      e instanceof DatabaseError ? fromDb(operation)(e) : e
+    const writer = {
+      submit: <I, A, E>(kind: WriteKind<I, A, E>, input: I) =>
+        groupCommit.submit(kind, input).pipe(Effect.mapError(asBusError<E>(kind.name))),
+      enqueue: <I, A, E>(kind: WriteKind<I, A, E>, input: I) =>
+        groupCommit.enqueue(kind, input).pipe(Effect.mapError(asBusError<never>(kind.name))),
+      send: <I, A, E>(kind: WriteKind<I, A, E>, input: I) =>
+        groupCommit.send(kind, input).pipe(Effect.mapError(asBusError<never>(kind.name))),
+      stats: groupCommit.stats,
+    }
 
     // ---------------------------------------------------------------------------------------
     // Streams: stored, and cached here (this process owns the namespace).
@@ -772,6 +789,7 @@ export const make = (
             }
             const done = yield* writer.enqueue(runAs<Pulled, never>(), input)
             return yield* restore(Deferred.await(done)).pipe(
+              Effect.mapError(asBusError<never>("pull")),
               Effect.onInterrupt(() =>
                 Deferred.await(done).pipe(
                   Effect.flatMap(({ messages }) =>

@@ -1,9 +1,9 @@
 /**
- * Group commit for the embedded bus: every write (publish, ack, nak, pull bookkeeping, dead
- * letters) is queued to one writer fiber, which takes everything queued (up to `maxBatch`),
- * runs it in one transaction and only then answers each caller. With SQLite's
- * `synchronous=FULL` that is one fsync per batch instead of one per message, and because one
- * fiber does all writes, reads-then-writes inside a job never race each other.
+ * Group commit: writes are queued to one writer fiber, which takes everything queued (up to
+ * `maxBatch`), runs it in one transaction and only then answers each caller. With SQLite's
+ * `synchronous=FULL` that is one fsync per batch instead of one per write, and because one
+ * fiber does all of its writes, reads-then-writes inside a job never race each other.
+ * Used by the embedded bus (publishes, acks, dead letters) and by stores with hot write paths.
  *
  * Jobs of one `WriteKind` are handed to the kind together, so a kind can turn 500 publishes into
  * a few multi-row statements. If a batch fails, its jobs are retried one per transaction, so one
@@ -23,9 +23,8 @@ import {
   type Scope,
 } from "effect"
 import type { Kysely } from "kysely"
-import type { DatabaseError, DatabaseShape } from "../../storage/Database.ts"
-import type { CoreTables } from "../../storage/tables.ts"
-import { type BusError, BusRejected, BusUnavailable } from "../Bus.ts"
+import { DatabaseError, type DatabaseShape } from "./Database.ts"
+import type { CoreTables } from "./tables.ts"
 
 export type Trx = Kysely<CoreTables>
 
@@ -67,25 +66,26 @@ export interface GroupCommitStats {
 
 export interface GroupCommit {
   /** Queue a write and wait until its transaction committed. */
-  readonly submit: <I, A, E>(kind: WriteKind<I, A, E>, input: I) => Effect.Effect<A, E | BusError>
+  readonly submit: <I, A, E>(
+    kind: WriteKind<I, A, E>,
+    input: I,
+  ) => Effect.Effect<A, E | DatabaseError>
   /** Queue a write; the Deferred completes after the commit. */
   readonly enqueue: <I, A, E>(
     kind: WriteKind<I, A, E>,
     input: I,
-  ) => Effect.Effect<Deferred.Deferred<A, E | BusError>, BusError>
+  ) => Effect.Effect<Deferred.Deferred<A, E | DatabaseError>, DatabaseError>
   /**
    * Queue a write without waiting for its commit: it is committed in the writer's next batch,
-   * before anything queued after it (so before this process's next pull) and before the bus
+   * before anything queued after it (so before this process's next read of it) and before the writer
    * closes; a crash before that loses it. A failure is logged.
    */
-  readonly send: <I, A, E>(kind: WriteKind<I, A, E>, input: I) => Effect.Effect<void, BusError>
+  readonly send: <I, A, E>(
+    kind: WriteKind<I, A, E>,
+    input: I,
+  ) => Effect.Effect<void, DatabaseError>
   readonly stats: () => GroupCommitStats
 }
-
-export const fromDatabaseError = (operation: string) => (error: DatabaseError): BusError =>
-  error.retryable
-    ? new BusUnavailable({ operation, cause: error })
-    : new BusRejected({ operation, reason: error.message })
 
 const retryable = Schedule.exponential("20 millis").pipe(Schedule.intersect(Schedule.recurs(4)))
 
@@ -96,6 +96,8 @@ export const make = (
     readonly drainTimeout?: number
     /** First statement of every transaction (see EmbeddedBus: takes SQLite's write lock). */
     readonly begin?: (trx: Trx) => Promise<unknown>
+    /** Names this writer in logs and transaction spans, e.g. `bus`. */
+    readonly label: string
   },
 ): Effect.Effect<GroupCommit, never, Scope.Scope> =>
   Effect.gen(function* () {
@@ -111,7 +113,9 @@ export const make = (
     const failJob = (job: Job, error: unknown) =>
       Deferred.fail(job.done, error).pipe(
         Effect.zipRight(
-          job.detached ? Effect.logWarning(`bus ${operationOf(job)} failed`, error) : Effect.void,
+          job.detached
+            ? Effect.logWarning(`${options.label} ${operationOf(job)} failed`, error)
+            : Effect.void,
         ),
       )
 
@@ -125,7 +129,9 @@ export const make = (
           else kinds.set(job.kind, [job])
         }
         const ordered = [...kinds].sort(([a], [b]) => a.rank - b.rank)
-        const operation = jobs.length === 1 ? `bus ${operationOf(jobs[0]!)}` : "bus write"
+        const operation = jobs.length === 1
+          ? `${options.label} ${operationOf(jobs[0]!)}`
+          : `${options.label} write`
         const exit = yield* Effect.suspend(() => {
           transactions++
           return database.transaction(operation, async (trx) => {
@@ -150,9 +156,10 @@ export const make = (
             } else yield* failJob(job, result.left)
           }
         } else if (jobs.length > 1) {
-          yield* Effect.logWarning("bus batch failed; retrying its writes one by one").pipe(
-            Effect.annotateLogs({ jobs: jobs.length }),
-          )
+          yield* Effect.logWarning(`${options.label} batch failed; retrying its writes one by one`)
+            .pipe(
+              Effect.annotateLogs({ jobs: jobs.length }),
+            )
           for (const job of jobs) yield* commit([job])
         } else {
           const job = jobs[0]!
@@ -161,8 +168,8 @@ export const make = (
           yield* failJob(
             job,
             failure._tag === "Some"
-              ? fromDatabaseError(operation)(failure.value)
-              : new BusUnavailable({ operation, cause: Cause.squash(exit.cause) }),
+              ? failure.value
+              : new DatabaseError({ operation, cause: Cause.squash(exit.cause), retryable: true }),
           )
         }
       })
@@ -194,6 +201,8 @@ export const make = (
           )
         ).pipe(
           Effect.retry(Schedule.spaced("5 millis")),
+          // Finalizers are uninterruptible: without this the timeout could never end the wait.
+          Effect.interruptible,
           Effect.timeout(options.drainTimeout ?? 10_000),
           Effect.ignore,
         )
@@ -202,11 +211,15 @@ export const make = (
         for (const job of left) {
           yield* failJob(
             job,
-            new BusUnavailable({ operation: operationOf(job), cause: "the embedded bus closed" }),
+            new DatabaseError({
+              operation: operationOf(job),
+              cause: `the ${options.label} writer closed`,
+              retryable: true,
+            }),
           )
         }
         yield* Queue.shutdown(queue)
-        yield* Effect.logDebug("bus writer stopped").pipe(
+        yield* Effect.logDebug(`${options.label} writer stopped`).pipe(
           Effect.annotateLogs({ transactions, jobs: jobCount, largestBatch }),
         )
       })
@@ -215,23 +228,29 @@ export const make = (
     const queueJob = <I, A, E>(kind: WriteKind<I, A, E>, input: I, detached: boolean) =>
       Effect.gen(function* () {
         if (closed) {
-          return yield* new BusUnavailable({
+          return yield* new DatabaseError({
             operation: kind.name,
-            cause: "the embedded bus closed",
+            cause: `the ${options.label} writer closed`,
+            retryable: true,
           })
         }
-        const done = yield* Deferred.make<A, E | BusError>()
+        const done = yield* Deferred.make<A, E | DatabaseError>()
         yield* Queue.offer(queue, { kind, input, done, detached })
         return done
       })
 
     const enqueue = <I, A, E>(kind: WriteKind<I, A, E>, input: I) => queueJob(kind, input, false)
 
-    const submit = <I, A, E>(kind: WriteKind<I, A, E>, input: I): Effect.Effect<A, E | BusError> =>
+    const submit = <I, A, E>(
+      kind: WriteKind<I, A, E>,
+      input: I,
+    ): Effect.Effect<A, E | DatabaseError> =>
       enqueue(kind, input).pipe(Effect.flatMap(Deferred.await))
 
-    const send = <I, A, E>(kind: WriteKind<I, A, E>, input: I): Effect.Effect<void, BusError> =>
-      Effect.asVoid(queueJob(kind, input, true))
+    const send = <I, A, E>(
+      kind: WriteKind<I, A, E>,
+      input: I,
+    ): Effect.Effect<void, DatabaseError> => Effect.asVoid(queueJob(kind, input, true))
 
     return {
       submit,

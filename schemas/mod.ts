@@ -1,4 +1,5 @@
 /** Chorus's domain schemas: branded ids, contacts, conversations, messages, events, inbound. */
+export * from "./ApiToken.ts"
 export * from "./Common.ts"
 export * from "./Contact.ts"
 export * from "./Conversation.ts"

@@ -1,12 +1,13 @@
 /**
- * The `chorus` command line: `start`, `migrate`, `config`, `dead-letters`.
+ * The `chorus` command line: `start`, `migrate`, `config`, `dead-letters`, `token`.
  * Built on @effect/cli, so `chorus --help` and `chorus <command> --help` document themselves.
  */
 import { Args, Command, Options } from "@effect/cli"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
-import { Console, Effect, Layer, Option } from "effect"
+import { Console, Effect, Layer, Option, Redacted } from "effect"
+import { ApiTokens } from "../auth/ApiTokens.ts"
 import { Bus } from "../bus/Bus.ts"
-import { CoreLive, DatabaseLive, ServerLive } from "../Chorus.ts"
+import { CoreLive, DatabaseLive, ServerLive, StorageLive } from "../Chorus.ts"
 import { type ChorusConfig, sqliteFileOf } from "../config/ChorusConfig.ts"
 import { loadConfig, unknownEnvVariables } from "../config/loadConfig.ts"
 import * as Logging from "../logging/Logging.ts"
@@ -210,9 +211,94 @@ const deadLetters = Command.make("dead-letters").pipe(
   Command.withSubcommands([dlqList, dlqReplay, dlqDiscard]),
 )
 
+/** Run `use` with the token store (migrations applied first, so a fresh data dir works). */
+const withTokens = <A, E>(file: Option.Option<string>, use: Effect.Effect<A, E, ApiTokens>) =>
+  Effect.gen(function* () {
+    const config = yield* loadOrExit(file)
+    return yield* use.pipe(
+      Effect.provide(ApiTokens.Default.pipe(Layer.provide(StorageLive(config)))),
+      orExit,
+      withLogging({ ...config, log: { ...config.log, level: "warning" } }),
+    )
+  })
+
+const tokenCreate = Command.make(
+  "create",
+  {
+    config: configFile,
+    name: Options.text("name").pipe(
+      Options.withDescription("What the token is for (unique among active tokens)"),
+    ),
+  },
+  ({ config, name }) =>
+    withTokens(
+      config,
+      Effect.gen(function* () {
+        const tokens = yield* ApiTokens
+        const { info, token } = yield* tokens.create(name)
+        yield* Console.log(Redacted.value(token))
+        yield* Console.error(
+          `Created API token ${JSON.stringify(info.name)} (id ${info.id}). ` +
+            "Store it now: it cannot be shown again.",
+        )
+      }),
+    ),
+).pipe(Command.withDescription("Create an API token and print it (once: only its hash is kept)."))
+
+const tokenList = Command.make(
+  "list",
+  {
+    config: configFile,
+    all: Options.boolean("all").pipe(Options.withDescription("Include revoked tokens")),
+  },
+  ({ all, config }) =>
+    withTokens(
+      config,
+      Effect.gen(function* () {
+        const tokens = yield* ApiTokens
+        const list = yield* tokens.list({ includeRevoked: all })
+        for (const t of list) {
+          yield* Console.log(
+            JSON.stringify({
+              id: t.id,
+              name: t.name,
+              prefix: t.prefix,
+              createdAt: t.createdAt.toISOString(),
+              lastUsedAt: t.lastUsedAt?.toISOString() ?? null,
+              ...(t.revokedAt !== null ? { revokedAt: t.revokedAt.toISOString() } : {}),
+            }),
+          )
+        }
+        if (list.length === 0) yield* Console.log("no API tokens")
+      }),
+    ),
+).pipe(Command.withDescription("List API tokens (never their secrets), one JSON object per line."))
+
+const tokenRevoke = Command.make(
+  "revoke",
+  {
+    config: configFile,
+    nameOrId: Args.text({ name: "name-or-id" }).pipe(Args.withDescription("Token name or id")),
+  },
+  ({ config, nameOrId }) =>
+    withTokens(
+      config,
+      Effect.gen(function* () {
+        const tokens = yield* ApiTokens
+        const info = yield* tokens.revoke(nameOrId)
+        yield* Console.log(`revoked ${JSON.stringify(info.name)} (id ${info.id})`)
+      }),
+    ),
+).pipe(Command.withDescription("Revoke an API token; requests with it get 401 at once."))
+
+const token = Command.make("token").pipe(
+  Command.withDescription("API bearer tokens: create, list, revoke."),
+  Command.withSubcommands([tokenCreate, tokenList, tokenRevoke]),
+)
+
 const chorus = Command.make("chorus").pipe(
   Command.withDescription("Chorus: omnichannel customer communication."),
-  Command.withSubcommands([start, migrateCommand, configShow, deadLetters]),
+  Command.withSubcommands([start, migrateCommand, configShow, deadLetters, token]),
 )
 
 const cli = Command.run(chorus, { name: "chorus", version: VERSION })

@@ -2,11 +2,17 @@
  * The Chorus HTTP API, declared once with HttpApi: the server is built from it and the OpenAPI
  * document (`GET /api/openapi.json`) is generated from the same schemas. Later groups (inbound,
  * conversations, plugins) are added here.
+ *
+ * `/health`, `/ready` and `/api/openapi.json` are public. Every `/api/v1/...` group requires a
+ * bearer token: declare it with `.middleware(Authentication)` and end with `.prefix(API_V1)`
+ * (a prefix only applies to the endpoints added before it).
  */
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
 import { Schema } from "effect"
+import { ApiTokenInfo } from "../../schemas/ApiToken.ts"
 import { Health, Readiness } from "../../schemas/System.ts"
 import { VERSION } from "../version.ts"
+import { Authentication } from "./Authentication.ts"
 
 export class NotReady extends Schema.TaggedError<NotReady>()(
   "NotReady",
@@ -28,8 +34,24 @@ export class SystemApi extends HttpApiGroup.make("system")
   )
   .annotate(OpenApi.Description, "Health and readiness for load balancers and orchestrators.") {}
 
+export const API_V1 = "/api/v1"
+
+export class TokensApi extends HttpApiGroup.make("tokens")
+  .add(
+    HttpApiEndpoint.get("me", "/tokens/me")
+      .addSuccess(ApiTokenInfo)
+      .annotate(
+        OpenApi.Summary,
+        "The token this request is authenticated with (never its secret).",
+      ),
+  )
+  .middleware(Authentication)
+  .prefix(API_V1)
+  .annotate(OpenApi.Description, "API tokens: who am I.") {}
+
 export class ChorusApi extends HttpApi.make("chorus")
   .add(SystemApi)
+  .add(TokensApi)
   .annotate(OpenApi.Title, "Chorus API")
   .annotate(OpenApi.Version, VERSION)
   .annotate(

@@ -6,15 +6,22 @@ import { createServer } from "node:http"
 import { HttpApiBuilder, HttpMiddleware, HttpServer } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Effect, Layer } from "effect"
+import { ApiTokens } from "../auth/ApiTokens.ts"
 import { ChorusApi } from "./Api.ts"
+import { AuthenticationLive, bearerChallenge } from "./Authentication.ts"
 import { SystemHandlers } from "./SystemHandlers.ts"
+import { TokensHandlers } from "./TokensHandlers.ts"
 
 export interface HttpOptions {
   readonly host: string
   readonly port: number
 }
 
-export const ApiLive = HttpApiBuilder.api(ChorusApi).pipe(Layer.provide(SystemHandlers))
+export const ApiLive = HttpApiBuilder.api(ChorusApi).pipe(
+  Layer.provide([SystemHandlers, TokensHandlers]),
+  Layer.provide(AuthenticationLive),
+  Layer.provide(ApiTokens.Default),
+)
 
 const logListening = Layer.effectDiscard(
   HttpServer.HttpServer.pipe(
@@ -34,7 +41,7 @@ const logListening = Layer.effectDiscard(
 )
 
 export const layer = (options: HttpOptions) =>
-  HttpApiBuilder.serve(HttpMiddleware.logger).pipe(
+  HttpApiBuilder.serve((app) => HttpMiddleware.logger(bearerChallenge(app))).pipe(
     Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/api/openapi.json" })),
     Layer.provide(ApiLive),
     Layer.merge(logListening),

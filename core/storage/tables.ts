@@ -1,6 +1,7 @@
 /**
  * The core's tables, one interface per table, typed for Kysely. Plugins declare their own.
  */
+import type { ApiTokensTables } from "../auth/ApiTokensTable.ts"
 import type { EmbeddedBusTables } from "../bus/EmbeddedBusTables.ts"
 
-export interface CoreTables extends EmbeddedBusTables {}
+export interface CoreTables extends EmbeddedBusTables, ApiTokensTables {}

@@ -1,7 +1,9 @@
 /** The core's migrations, in the order they run. Names are dated; never rename one that shipped. */
 import type { Migration } from "kysely"
 import * as embeddedBus from "./2026_11_23_0001_embedded_bus.ts"
+import * as apiTokens from "./2026_11_23_0002_api_tokens.ts"
 
 export const coreMigrations: Record<string, Migration> = {
   "2026_11_23_0001_embedded_bus": embeddedBus,
+  "2026_11_23_0002_api_tokens": apiTokens,
 }

@@ -121,13 +121,14 @@ export class ApiTokens extends Effect.Service<ApiTokens>()("chorus/core/auth/Api
           new InvalidTokenName({ name, detail: e.message.split("\n").pop()!.trim() })
         ),
       )
-      if (
-        Option.isSome(
-          yield* findActive(name).pipe(Effect.map(Option.filter((r) => r.name === name))),
-        )
-      ) {
-        return yield* new TokenNameTaken({ name })
-      }
+      const taken = yield* database.query(
+        "api_tokens.name_taken",
+        (db) =>
+          db.selectFrom("api_tokens").select("id")
+            .where("name", "=", name).where("revoked_at", "is", null)
+            .executeTakeFirst(),
+      )
+      if (taken !== undefined) return yield* new TokenNameTaken({ name })
       const token = TOKEN_PREFIX + base62(randomBytes(32))
       const row = {
         id: newId.apiToken(),

@@ -94,6 +94,26 @@ const tokenStore = (
         assert.deepStrictEqual(all.map((t) => t.id), [first.info.id, second.info.id])
       }))
 
+    it.scoped("the database itself refuses two active tokens with one name", () =>
+      Effect.gen(function* () {
+        const { db } = yield* open(database())
+        const row = (id: string, revokedAt: number | null) => ({
+          id,
+          name: "dup",
+          prefix: `chorus_${id.slice(0, 8)}`,
+          hash: id.padEnd(64, "0"),
+          created_at: 1,
+          last_used_at: null,
+          revoked_at: revokedAt,
+        })
+        const insert = (r: ReturnType<typeof row>) =>
+          db.query("insert", (k) => k.insertInto("api_tokens").values(r).execute())
+        yield* insert(row("a1", null))
+        yield* insert(row("a2", 5)) // revoked: allowed
+        const duplicate = yield* Effect.exit(insert(row("a3", null)))
+        assert.isTrue(Exit.isFailure(duplicate))
+      }))
+
     it.scoped("writes last_used_at at most once a minute per token", () =>
       Effect.gen(function* () {
         const { db, tokens } = yield* open(database())

@@ -3,5 +3,6 @@
  */
 import type { ApiTokensTables } from "../auth/ApiTokensTable.ts"
 import type { EmbeddedBusTables } from "../bus/EmbeddedBusTables.ts"
+import type { ConversationTables } from "./ConversationTables.ts"
 
-export interface CoreTables extends EmbeddedBusTables, ApiTokensTables {}
+export interface CoreTables extends EmbeddedBusTables, ApiTokensTables, ConversationTables {}

@@ -1,0 +1,484 @@
+/**
+ * Where conversations live: contacts and their channel identities, conversations, messages.
+ *
+ * The conversation actor is the only writer of its conversation's messages, so it hands the
+ * store the next sequence number itself; the unique index on (conversation, seq) stands guard
+ * all the same. Appends from every actor go through one group-commit writer (a batch per
+ * transaction, one fsync per batch), and each append is idempotent: an inbound message whose
+ * (channel, account, external id) is already stored comes back as `Duplicate` with the stored
+ * message, so a bus redelivery after a crash stores nothing twice.
+ */
+import { Context, Effect, Either, Layer, Option, type Scope } from "effect"
+import type { Kysely } from "kysely"
+import type { Attachment } from "../../schemas/Common.ts"
+import type { ChannelIdentity, Contact } from "../../schemas/Contact.ts"
+import type { Conversation, ConversationStatus } from "../../schemas/Conversation.ts"
+import type {
+  AccountId,
+  ChannelIdentityId,
+  ChannelName,
+  ContactId,
+  ConversationId,
+  ExternalId,
+  MessageId,
+  OperatorId,
+} from "../../schemas/Ids.ts"
+import type { InboundMessage } from "../../schemas/Inbound.ts"
+import type { IncomingMessage, Message } from "../../schemas/Message.ts"
+import { newId } from "../../core/ids.ts"
+import type {
+  ChannelIdentityRow,
+  ContactRow,
+  ConversationRow,
+  MessageRow,
+  NewMessage,
+} from "../../core/storage/ConversationTables.ts"
+import { Database, type DatabaseError, type DatabaseShape } from "../../core/storage/Database.ts"
+import * as GroupCommit from "../../core/storage/GroupCommit.ts"
+import type { CoreTables } from "../../core/storage/tables.ts"
+
+export interface ResolvedSender {
+  readonly contact: Contact
+  readonly identity: ChannelIdentity
+  readonly contactCreated: boolean
+  readonly identityCreated: boolean
+}
+
+export interface OpenedConversation {
+  readonly conversation: Conversation
+  /** True when this call created it. */
+  readonly opened: boolean
+}
+
+export interface AppendInbound {
+  readonly conversationId: ConversationId
+  /** The next sequence number, assigned by the conversation's actor. */
+  readonly seq: number
+  readonly identityId: ChannelIdentityId
+  readonly inbound: InboundMessage
+}
+
+export type AppendResult =
+  | {
+    readonly _tag: "Stored"
+    readonly message: IncomingMessage
+    /** The conversation's status before this message (a pending one reopens). */
+    readonly previousStatus: ConversationStatus
+  }
+  | { readonly _tag: "Duplicate"; readonly message: IncomingMessage }
+
+export interface MessagePage {
+  /** Newest first. */
+  readonly messages: ReadonlyArray<Message>
+  /** Pass as `before` for the next (older) page; null when there is none. */
+  readonly nextBefore: number | null
+}
+
+export interface ConversationStoreShape {
+  /** Find the identity that wrote this message, or create it (and its contact). Idempotent. */
+  readonly resolveSender: (inbound: InboundMessage) => Effect.Effect<ResolvedSender, DatabaseError>
+  /** The contact's open (or pending) conversation, or a new one opened on `route`. */
+  readonly openConversation: (
+    contactId: ContactId,
+    identity: ChannelIdentity,
+  ) => Effect.Effect<OpenedConversation, DatabaseError>
+  readonly conversation: (
+    id: ConversationId,
+  ) => Effect.Effect<Option.Option<Conversation>, DatabaseError>
+  /** Store an inbound message with the given seq, or return the stored one if it is a duplicate. */
+  readonly appendInbound: (input: AppendInbound) => Effect.Effect<AppendResult, DatabaseError>
+  /** A page of history, newest first; `before` is an exclusive seq bound. */
+  readonly messages: (
+    conversationId: ConversationId,
+    options?: { readonly before?: number; readonly limit?: number },
+  ) => Effect.Effect<MessagePage, DatabaseError>
+  readonly stats: () => GroupCommit.GroupCommitStats
+}
+
+export class ConversationStore extends Context.Tag("chorus/actors/ConversationStore")<
+  ConversationStore,
+  ConversationStoreShape
+>() {}
+
+// ---------------------------------------------------------------------------------------------
+// Rows ↔ domain values
+
+const date = (value: number | string): Date => new Date(Number(value))
+const dateOrNull = (value: number | string | null): Date | null =>
+  value === null ? null : date(value)
+
+const toContact = (row: ContactRow): Contact => ({
+  id: row.id as ContactId,
+  name: row.name,
+  createdAt: date(row.created_at),
+  updatedAt: date(row.updated_at),
+})
+
+const toIdentity = (row: ChannelIdentityRow): ChannelIdentity => ({
+  id: row.id as ChannelIdentityId,
+  contactId: row.contact_id as ContactId,
+  channel: row.channel as ChannelName,
+  account: row.account as AccountId,
+  externalId: row.external_id as ExternalId,
+  name: row.name,
+  phone: row.phone,
+  email: row.email,
+  verification: row.verification as ChannelIdentity["verification"],
+  reachable: Number(row.reachable) === 1,
+  createdAt: date(row.created_at),
+  lastSeenAt: dateOrNull(row.last_seen_at),
+})
+
+const toConversation = (row: ConversationRow): Conversation => ({
+  id: row.id as ConversationId,
+  contactId: row.contact_id as ContactId,
+  status: row.status as ConversationStatus,
+  assigneeId: row.assignee_id as Conversation["assigneeId"],
+  lastChannel: row.last_channel !== null && row.last_account !== null &&
+      row.last_identity_id !== null
+    ? {
+      channel: row.last_channel as ChannelName,
+      account: row.last_account as AccountId,
+      identityId: row.last_identity_id as ChannelIdentityId,
+    }
+    : null,
+  lastSeq: Number(row.last_seq),
+  createdAt: date(row.created_at),
+  updatedAt: date(row.updated_at),
+  lastMessageAt: dateOrNull(row.last_message_at),
+  resolvedAt: dateOrNull(row.resolved_at),
+})
+
+const parseAttachments = (json: string): ReadonlyArray<Attachment> =>
+  (JSON.parse(json) as Array<Record<string, unknown>>).map((a) => ({
+    ...a,
+    ...(typeof a["url"] === "string" ? { url: new URL(a["url"]) } : {}),
+  })) as unknown as ReadonlyArray<Attachment>
+
+const toMessage = (row: MessageRow): Message => {
+  const base = {
+    id: row.id as MessageId,
+    conversationId: row.conversation_id as ConversationId,
+    seq: Number(row.seq),
+    text: row.text,
+    attachments: parseAttachments(row.attachments),
+    createdAt: date(row.created_at),
+  }
+  if (row.direction === "in") {
+    return {
+      ...base,
+      direction: "in",
+      channel: row.channel as ChannelName,
+      account: row.account as AccountId,
+      identityId: row.identity_id as ChannelIdentityId,
+      externalId: row.external_id as ExternalId,
+      sentAt: date(row.sent_at ?? row.created_at),
+      receivedAt: date(row.received_at ?? row.created_at),
+    }
+  }
+  if (row.direction === "out") {
+    const at = date(row.delivery_at ?? row.created_at)
+    return {
+      ...base,
+      direction: "out",
+      channel: row.channel as ChannelName,
+      account: row.account as AccountId,
+      identityId: row.identity_id as ChannelIdentityId,
+      externalId: row.external_id as ExternalId | null,
+      authorId: row.author_id as OperatorId | null,
+      delivery: row.delivery_state === "failed"
+        ? { state: "failed", at, error: JSON.parse(row.delivery_error ?? "{}") }
+        : {
+          state: (row.delivery_state ?? "queued") as "queued" | "sent" | "delivered" | "read",
+          at,
+        },
+    }
+  }
+  return { ...base, direction: "note", authorId: row.author_id as OperatorId | null }
+}
+
+const attachmentsJson = (inbound: InboundMessage): string =>
+  JSON.stringify(
+    inbound.attachments.map((a) => ({
+      id: newId.attachment(),
+      name: a.name,
+      mimeType: a.mimeType,
+      size: a.size,
+      ...(a.url !== undefined ? { url: a.url.toString() } : {}),
+      ...(a.storageKey !== undefined ? { storageKey: a.storageKey } : {}),
+    })),
+  )
+
+// ---------------------------------------------------------------------------------------------
+// The append, group-committed
+
+type Trx = Kysely<CoreTables>
+
+const appendKind: GroupCommit.WriteKind<AppendInbound, AppendResult, never> = {
+  name: "append inbound",
+  rank: 0,
+  execute: async (trx: Trx, inputs, now) => {
+    // Duplicates first: one indexed lookup per (channel, account) in the batch.
+    const keyOf = (channel: string | null, account: string | null, externalId: string | null) =>
+      `${channel}\u0000${account}\u0000${externalId}`
+    const byRoute = new Map<string, { channel: string; account: string; ids: Set<string> }>()
+    for (const { inbound } of inputs) {
+      const route = `${inbound.channel}\u0000${inbound.account}`
+      const group = byRoute.get(route) ??
+        { channel: inbound.channel, account: inbound.account, ids: new Set<string>() }
+      group.ids.add(inbound.externalId)
+      byRoute.set(route, group)
+    }
+    const stored = new Map<string, MessageRow>()
+    for (const { channel, account, ids } of byRoute.values()) {
+      const rows = await trx.selectFrom("messages").selectAll()
+        .where("direction", "=", "in")
+        .where("channel", "=", channel)
+        .where("account", "=", account)
+        .where("external_id", "in", [...ids])
+        .execute()
+      for (const row of rows) stored.set(keyOf(row.channel, row.account, row.external_id), row)
+    }
+
+    const results: Array<Either.Either<AppendResult, never>> = []
+    const rows: Array<NewMessage> = []
+    const touched = new Map<string, { input: AppendInbound; row: NewMessage }>()
+    for (const input of inputs) {
+      const m = input.inbound
+      const key = keyOf(m.channel, m.account, m.externalId)
+      const existing = stored.get(key)
+      if (existing !== undefined) {
+        results.push(
+          Either.right({ _tag: "Duplicate", message: toMessage(existing) as IncomingMessage }),
+        )
+        continue
+      }
+      const row: NewMessage = {
+        id: newId.message(),
+        conversation_id: input.conversationId,
+        seq: input.seq,
+        direction: "in",
+        channel: m.channel,
+        account: m.account,
+        identity_id: input.identityId,
+        external_id: m.externalId,
+        author_id: null,
+        text: m.text,
+        attachments: attachmentsJson(m),
+        delivery_state: null,
+        delivery_at: null,
+        delivery_error: null,
+        sent_at: m.sentAt.getTime(),
+        received_at: m.receivedAt.getTime(),
+        created_at: now,
+      }
+      // The same message twice in one batch: the second is a duplicate of the first.
+      stored.set(key, row as MessageRow)
+      rows.push(row)
+      touched.set(input.conversationId, { input, row })
+      results.push(
+        Either.right({
+          _tag: "Stored",
+          message: toMessage(row as MessageRow) as IncomingMessage,
+          previousStatus: "open",
+        }),
+      )
+    }
+    if (rows.length === 0) return results
+
+    const previous = new Map(
+      (await trx.selectFrom("conversations").select(["id", "status"])
+        .where("id", "in", [...touched.keys()]).execute()).map((r) => [r.id, r.status]),
+    )
+    for (let at = 0; at < rows.length; at += 200) {
+      await trx.insertInto("messages").values(rows.slice(at, at + 200)).execute()
+    }
+    for (const [conversationId, { input, row }] of touched) {
+      await trx.updateTable("conversations").set({
+        last_seq: row.seq,
+        last_message_at: now,
+        updated_at: now,
+        last_channel: input.inbound.channel,
+        last_account: input.inbound.account,
+        last_identity_id: input.identityId,
+        // The customer answered: a pending conversation is open again.
+        status: previous.get(conversationId) === "pending"
+          ? "open"
+          : previous.get(conversationId) ?? "open",
+      }).where("id", "=", conversationId).execute()
+    }
+    return results.map((r) =>
+      Either.isRight(r) && r.right._tag === "Stored"
+        ? Either.right({
+          ...r.right,
+          previousStatus:
+            (previous.get(r.right.message.conversationId) ?? "open") as ConversationStatus,
+        })
+        : r
+    )
+  },
+}
+
+// ---------------------------------------------------------------------------------------------
+
+export const make = (
+  options: { readonly maxBatch?: number } = {},
+): Effect.Effect<ConversationStoreShape, never, Database | Scope.Scope> =>
+  Effect.gen(function* () {
+    const database: DatabaseShape = yield* Database
+    const writer = yield* GroupCommit.make(database, {
+      label: "store",
+      maxBatch: Math.max(1, options.maxBatch ?? 500),
+    })
+
+    const resolveSender = Effect.fn("ConversationStore.resolveSender")(function* (
+      inbound: InboundMessage,
+    ) {
+      const find = (db: Trx) =>
+        db.selectFrom("channel_identities").selectAll()
+          .where("channel", "=", inbound.channel)
+          .where("account", "=", inbound.account)
+          .where("external_id", "=", inbound.sender.externalId)
+          .executeTakeFirst()
+      const found = yield* database.query("find identity", find)
+      if (found !== undefined) {
+        const contact = yield* database.query("find contact", (db) =>
+          db.selectFrom("contacts").selectAll().where("id", "=", found.contact_id)
+            .executeTakeFirstOrThrow())
+        return {
+          contact: toContact(contact),
+          identity: toIdentity(found),
+          contactCreated: false,
+          identityCreated: false,
+        } satisfies ResolvedSender
+      }
+      const now = Date.now()
+      const sender = inbound.sender
+      const verification = sender.verified
+        ? "verified"
+        : sender.phone !== undefined || sender.email !== undefined
+        ? "claimed"
+        : "unverified"
+      return yield* database.transaction("create identity", async (trx) => {
+        // Created concurrently by another writer (another node)? Then use theirs.
+        const raced = await find(trx)
+        if (raced !== undefined) {
+          const contact = await trx.selectFrom("contacts").selectAll()
+            .where("id", "=", raced.contact_id).executeTakeFirstOrThrow()
+          return {
+            contact: toContact(contact),
+            identity: toIdentity(raced),
+            contactCreated: false,
+            identityCreated: false,
+          } satisfies ResolvedSender
+        }
+        const contact: ContactRow = {
+          id: newId.contact(),
+          name: sender.name ?? null,
+          created_at: now,
+          updated_at: now,
+        }
+        const identity: ChannelIdentityRow = {
+          id: newId.channelIdentity(),
+          contact_id: contact.id,
+          channel: inbound.channel,
+          account: inbound.account,
+          external_id: sender.externalId,
+          name: sender.name ?? null,
+          phone: sender.phone ?? null,
+          email: sender.email ?? null,
+          verification,
+          reachable: 1,
+          created_at: now,
+          last_seen_at: now,
+        }
+        await trx.insertInto("contacts").values(contact).execute()
+        await trx.insertInto("channel_identities").values(identity).execute()
+        return {
+          contact: toContact(contact),
+          identity: toIdentity(identity),
+          contactCreated: true,
+          identityCreated: true,
+        } satisfies ResolvedSender
+      })
+    })
+
+    const openConversation = Effect.fn("ConversationStore.openConversation")(function* (
+      contactId: ContactId,
+      identity: ChannelIdentity,
+    ) {
+      return yield* database.transaction("open conversation", async (trx) => {
+        const current = await trx.selectFrom("conversations").selectAll()
+          .where("contact_id", "=", contactId)
+          .where("status", "in", ["open", "pending"])
+          .orderBy("created_at", "desc")
+          .executeTakeFirst()
+        if (current !== undefined) {
+          return {
+            conversation: toConversation(current),
+            opened: false,
+          } satisfies OpenedConversation
+        }
+        const now = Date.now()
+        const row: ConversationRow = {
+          id: newId.conversation(),
+          contact_id: contactId,
+          status: "open",
+          assignee_id: null,
+          last_channel: identity.channel,
+          last_account: identity.account,
+          last_identity_id: identity.id,
+          last_seq: 0,
+          created_at: now,
+          updated_at: now,
+          last_message_at: null,
+          resolved_at: null,
+        }
+        await trx.insertInto("conversations").values(row).execute()
+        return { conversation: toConversation(row), opened: true } satisfies OpenedConversation
+      })
+    })
+
+    const conversation = Effect.fn("ConversationStore.conversation")(function* (
+      id: ConversationId,
+    ) {
+      const row = yield* database.query("get conversation", (db) =>
+        db.selectFrom("conversations").selectAll().where("id", "=", id).executeTakeFirst())
+      return Option.fromNullable(row).pipe(Option.map(toConversation))
+    })
+
+    const appendInbound = (input: AppendInbound) =>
+      writer.submit(appendKind, input).pipe(Effect.withSpan("ConversationStore.appendInbound"))
+
+    const messages = Effect.fn("ConversationStore.messages")(function* (
+      conversationId: ConversationId,
+      options: { readonly before?: number; readonly limit?: number } = {},
+    ) {
+      const limit = Math.min(Math.max(options.limit ?? 50, 1), 500)
+      const rows = yield* database.query("history page", (db) => {
+        let q = db.selectFrom("messages").selectAll().where("conversation_id", "=", conversationId)
+        if (options.before !== undefined) {
+          q = q.where("seq", "<", options.before)
+        }
+        return q.orderBy("seq", "desc").limit(limit + 1).execute()
+      })
+      const page = rows.slice(0, limit).map(toMessage)
+      const last = page[page.length - 1]
+      return {
+        messages: page,
+        nextBefore: rows.length > limit && last !== undefined ? last.seq : null,
+      } satisfies MessagePage
+    })
+
+    return {
+      resolveSender,
+      openConversation,
+      conversation,
+      appendInbound,
+      messages,
+      stats: writer.stats,
+    } satisfies ConversationStoreShape
+  })
+
+export const layer = (options: { readonly maxBatch?: number } = {}) =>
+  Layer.scoped(ConversationStore, make(options))

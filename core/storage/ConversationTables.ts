@@ -1,0 +1,88 @@
+/**
+ * Tables of the conversation domain: contacts, their channel identities, conversations and
+ * messages. Times are epoch milliseconds (bigint columns: PostgreSQL returns them as strings,
+ * so readers convert); flags are 0/1 integers, so one set of queries serves SQLite and
+ * PostgreSQL.
+ */
+import type { Insertable, Selectable, Updateable } from "kysely"
+
+type Millis = number | string
+type Flag = number
+
+export interface ContactsTable {
+  id: string
+  name: string | null
+  created_at: Millis
+  updated_at: Millis
+}
+
+export interface ChannelIdentitiesTable {
+  id: string
+  contact_id: string
+  channel: string
+  account: string
+  external_id: string
+  name: string | null
+  phone: string | null
+  email: string | null
+  /** unverified | claimed | verified */
+  verification: string
+  reachable: Flag
+  created_at: Millis
+  last_seen_at: Millis | null
+}
+
+export interface ConversationsTable {
+  id: string
+  contact_id: string
+  /** open | pending | resolved */
+  status: string
+  assignee_id: string | null
+  last_channel: string | null
+  last_account: string | null
+  last_identity_id: string | null
+  last_seq: number
+  created_at: Millis
+  updated_at: Millis
+  last_message_at: Millis | null
+  resolved_at: Millis | null
+}
+
+export interface MessagesTable {
+  id: string
+  conversation_id: string
+  seq: number
+  /** in | out | note */
+  direction: string
+  channel: string | null
+  account: string | null
+  identity_id: string | null
+  external_id: string | null
+  author_id: string | null
+  text: string
+  /** JSON array of attachments. */
+  attachments: string
+  /** queued | sent | delivered | read | failed (outgoing only). */
+  delivery_state: string | null
+  delivery_at: Millis | null
+  /** JSON of the provider's error when failed. */
+  delivery_error: string | null
+  sent_at: Millis | null
+  received_at: Millis | null
+  created_at: Millis
+}
+
+export interface ConversationTables {
+  contacts: ContactsTable
+  channel_identities: ChannelIdentitiesTable
+  conversations: ConversationsTable
+  messages: MessagesTable
+}
+
+export type ContactRow = Selectable<ContactsTable>
+export type ChannelIdentityRow = Selectable<ChannelIdentitiesTable>
+export type NewChannelIdentity = Insertable<ChannelIdentitiesTable>
+export type ConversationRow = Selectable<ConversationsTable>
+export type ConversationUpdate = Updateable<ConversationsTable>
+export type MessageRow = Selectable<MessagesTable>
+export type NewMessage = Insertable<MessagesTable>

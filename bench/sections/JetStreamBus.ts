@@ -3,7 +3,7 @@ import { Effect } from "effect"
 import * as JetStreamBus from "../../core/bus/JetStreamBus.ts"
 import type { BenchSection } from "../Benchmark.ts"
 import { busThroughput } from "./BusThroughput.ts"
-import { deleteStreams } from "./NatsCleanup.ts"
+import { deleteStreams } from "../../tests/support/NatsCleanup.ts"
 
 export const jetStreamBus: BenchSection = {
   name: "jetstream-bus",

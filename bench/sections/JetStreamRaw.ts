@@ -16,7 +16,7 @@ import { connect, type NatsConnection } from "@nats-io/transport-node"
 import { Duration, Effect } from "effect"
 import type { BenchContext, BenchSection, Measurement } from "../Benchmark.ts"
 import { type Run, windowedAsync } from "../Load.ts"
-import { deleteStreams } from "./NatsCleanup.ts"
+import { deleteStreams } from "../../tests/support/NatsCleanup.ts"
 
 /** The bus fetches at most this many per pull (ConsumerRunner / JetStreamBus). */
 const FETCH_BATCH = 256

@@ -13,6 +13,7 @@ import { type Duration, Effect, Schedule, type Scope } from "effect"
 import type { BusMessage, ConsumerSpec, StreamSpec } from "../../core/bus/Bus.ts"
 import * as JetStreamBus from "../../core/bus/JetStreamBus.ts"
 import * as NatsServer from "../support/NatsServer.ts"
+import { freshNamespace as freshTestNamespace } from "../support/NatsCleanup.ts"
 import { uniqueNamespace } from "../support/TestNamespace.ts"
 import { testNatsUrl } from "../support/TestServices.ts"
 
@@ -33,22 +34,7 @@ const natsClient = (
   )
 
 /** A fresh namespace whose streams (`${ns}_*`) are deleted when the test's scope closes. */
-const freshNamespace = Effect.gen(function* () {
-  const ns = uniqueNamespace("jsb")
-  yield* Effect.addFinalizer(() =>
-    Effect.scoped(Effect.gen(function* () {
-      const { jsm } = yield* natsClient(testNatsUrl)
-      yield* Effect.promise(async () => {
-        const doomed: Array<string> = []
-        for await (const name of jsm.streams.names()) {
-          if (name.startsWith(`${ns}_`)) doomed.push(name)
-        }
-        for (const name of doomed) await jsm.streams.delete(name)
-      })
-    }))
-  )
-  return ns
-})
+const freshNamespace = freshTestNamespace("jsb")
 
 const openBus = (namespace: string, servers = testNatsUrl) =>
   JetStreamBus.make({ servers, namespace })

@@ -3,6 +3,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import { ServerLive } from "../../core/Chorus.ts"
 import { decodeConfig } from "../../core/config/loadConfig.ts"
+import { freshNamespace } from "../support/NatsCleanup.ts"
 import { tempDir, uniqueName } from "../support/TestDatabase.ts"
 
 const baseUrl = Effect.gen(function* () {
@@ -48,7 +49,7 @@ describe("HTTP system endpoints", () => {
     Effect.gen(function* () {
       const dir = yield* tempDir()
       const schema = uniqueName("t_http")
-      const namespace = uniqueName("http").toLowerCase().replace(/_/g, "-").slice(0, 30)
+      const namespace = yield* freshNamespace("http")
       const url = yield* startServer({
         dataDir: dir,
         http: { port: 0 },

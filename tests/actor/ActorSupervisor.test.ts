@@ -406,4 +406,45 @@ describe("ActorSupervisor", () => {
         assert.deepStrictEqual(t.received, ["a:x", "b:x", "c:x", "slow:in-hand"])
       }),
   )
+
+  it.effect("shutdown interrupts an actor still busy after shutdownTimeout and cuts restart delays", () =>
+    Effect.gen(function* () {
+      const t = counterStore()
+      const scope = yield* Scope.make()
+      const actors = yield* make<string, { seq: number }, string, number>({
+        ...t.behaviour,
+        receive: (state, message, key) =>
+          message === "hang"
+            ? Effect.never
+            : message === "crash"
+            ? Effect.dieMessage("crash")
+            : t.behaviour.receive(state, message, key),
+      }, { shutdownTimeout: "5 seconds", restart: Schedule.spaced("1 hour") }).pipe(
+        Scope.extend(scope),
+      )
+      yield* actors.ask("idle", "x")
+      const hung = yield* Effect.fork(actors.ask("hung", "hang"))
+      const crashing = yield* Effect.fork(actors.ask("crashing", "crash"))
+      yield* until(actors, (s) => s.restarts === 1 && s.busy === 2)
+
+      const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+      // The crashing actor stops waiting for its restart at once and fails with the defect.
+      assert.instanceOf(yield* Effect.flip(Fiber.join(crashing)), ActorDefect)
+      assert.isNull(closing.unsafePoll())
+      yield* TestClock.adjust("5 seconds")
+      yield* Fiber.join(closing)
+      assert.instanceOf(yield* Effect.flip(Fiber.join(hung)), SupervisorClosed)
+      // Only the actor whose state is sound is passivated with it.
+      assert.deepStrictEqual(t.passivated, [["idle", 1]])
+    }))
+
+  it.scoped("tell enqueues without waiting for the reply, in order with asks", () =>
+    Effect.gen(function* () {
+      const t = counterStore()
+      const actors = yield* make(t.behaviour)
+      yield* actors.tell("a", "told-1")
+      yield* actors.tell("a", "told-2")
+      assert.strictEqual(yield* actors.ask("a", "asked"), 3)
+      assert.deepStrictEqual(t.received, ["a:told-1", "a:told-2", "a:asked"])
+    }))
 })

@@ -43,7 +43,9 @@ import {
  *
  * State is owned by storage: `load` reads it, `receive` writes what it changes (in the same
  * effect, before it returns) and returns the new in-memory state. The in-memory copy is a cache
- * that can be dropped at any time (passivation, restart) and rebuilt by `load`.
+ * that can be dropped at any time (passivation, restart) and rebuilt by `load`. `receive` must
+ * tolerate a repeat: a restart handles the message again, and the bus delivers at least once.
+ * Never `ask` your own key from `receive`: the actor would wait for itself.
  *
  * @example
  * ```ts
@@ -113,7 +115,9 @@ export interface ActorSupervisorOptions {
   readonly mailboxTimeout?: Duration.DurationInput
   /**
    * Resident actors at most. A new key beyond it passivates the least recently used idle actor;
-   * when every actor is busy the new key waits until one is idle. Default: 50,000.
+   * when every actor is busy the new key waits until one is idle (its messages wait in its
+   * mailbox, its further asks suspend: the callers' own concurrency bounds how many keys wait).
+   * Default: 50,000.
    */
   readonly maxActors?: number
   /** An actor idle this long is passivated. `Duration.infinity`: never. Default: 5 minutes. */
@@ -221,7 +225,9 @@ export interface ActorSupervisor<K extends string, M, Reply, E = never> {
   /**
    * Enqueue `message` for the actor of `key` (starting or rehydrating it) and wait for its reply.
    * Suspends while the mailbox is full. Interrupting the ask before the actor took the message
-   * withdraws it; once taken, it is handled to the end and the reply dropped.
+   * withdraws it; once taken, it is handled to the end and the reply dropped. Fails with the
+   * behaviour's typed failures not in `restartOn`, `ActorDefect` when restarts ran out,
+   * `MailboxFull` after `mailboxTimeout`, `SupervisorClosed` during shutdown.
    */
   readonly ask: (key: K, message: M) => Effect.Effect<Reply, E | ActorError>
   /**

@@ -1,10 +1,14 @@
 /**
  * The Chorus host assembled from its configuration: storage (+ migrations), the bus (JetStream
- * when a NATS URL is set, else embedded in the database), and the HTTP server.
+ * when a NATS URL is set, else embedded in the database), the message pipeline (inbound
+ * consumer, conversation actors, conversation store) and the HTTP server.
  */
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
 import { Effect, Layer } from "effect"
+import * as ConversationActor from "../actors/conversation/ConversationActor.ts"
+import * as ConversationStore from "../actors/conversation/ConversationStore.ts"
+import * as InboundConsumer from "../actors/conversation/InboundConsumer.ts"
 import { Bus } from "./bus/Bus.ts"
 import * as EmbeddedBus from "./bus/EmbeddedBus.ts"
 import * as JetStreamBus from "./bus/JetStreamBus.ts"
@@ -54,6 +58,18 @@ export const CoreLive = (config: ChorusConfig) =>
     Layer.provideMerge(Layer.succeed(Config, config)),
   )
 
+/**
+ * The message pipeline: the inbound consumer feeding the conversation actors, which store
+ * through the conversation store. Leaves the store and the actors in the context for the API.
+ */
+export const PipelineLive = InboundConsumer.layer().pipe(
+  Layer.provideMerge(ConversationActor.layer()),
+  Layer.provideMerge(ConversationStore.layer()),
+)
+
 /** The whole server. */
 export const ServerLive = (config: ChorusConfig) =>
-  HttpServer.layer(config.http).pipe(Layer.provideMerge(CoreLive(config)))
+  HttpServer.layer(config.http).pipe(
+    Layer.provideMerge(PipelineLive),
+    Layer.provideMerge(CoreLive(config)),
+  )

@@ -1,0 +1,134 @@
+/**
+ * Where a customer's message goes after its channel published it: the `inbound` stream is
+ * consumed in order per sender (`ordering: "key"`), the sender is resolved to a contact and an
+ * open conversation, the conversation's actor stores the message with the next sequence number,
+ * and the events follow on the `events` stream. Only then is the bus message acknowledged, so a
+ * crash anywhere before repeats the whole step — and every step is idempotent:
+ *
+ * - sender and conversation are found-or-created;
+ * - the actor answers `Duplicate` for a message it already stored;
+ * - events are published with ids derived from what they describe (`message.received:<id>`),
+ *   so the bus de-duplicates a repeat, and they are published for a duplicate too, in case the
+ *   crash came between the commit and the publish.
+ *
+ * A payload that is not a valid `InboundMessage` can never succeed: it is dead-lettered at
+ * once, with the decoding error as the reason.
+ */
+import { Effect, Layer, Schema } from "effect"
+import { Bus, type BusShape, Disposition } from "../../core/bus/Bus.ts"
+import { newId } from "../../core/ids.ts"
+import {
+  EventsStream,
+  eventSubject,
+  InboundStream,
+  pipelineStreams,
+} from "../../core/pipeline/Streams.ts"
+import { ChorusEvent } from "../../schemas/Events.ts"
+import { InboundMessage } from "../../schemas/Inbound.ts"
+import { ConversationActors } from "./ConversationActor.ts"
+import { ConversationStore } from "./ConversationStore.ts"
+
+export interface InboundConsumerOptions {
+  /** Durable consumer name. Default `conversations`. */
+  readonly name?: string
+  /** Messages handled at once (different senders). Default 64. */
+  readonly concurrency?: number
+  /** Default 1,024. */
+  readonly maxAckPending?: number
+  /** Default 5. */
+  readonly maxDeliver?: number
+}
+
+const encodeEvent = Schema.encode(ChorusEvent)
+const decodeInbound = Schema.decodeUnknown(Schema.parseJson(InboundMessage))
+
+/** Publish an event with a de-duplication id derived from what it describes. */
+export const publishEvent = (bus: BusShape, dedupeId: string, event: ChorusEvent) =>
+  encodeEvent(event).pipe(
+    Effect.orDie, // our own values: a failure to encode is a bug
+    Effect.flatMap((encoded) =>
+      bus.publish(eventSubject(event.type), new TextEncoder().encode(JSON.stringify(encoded)), {
+        id: `${event.type}:${dedupeId}`,
+        ...("message" in event ? { key: event.message.conversationId } : {}),
+        ...("conversation" in event ? { key: event.conversation.id } : {}),
+      })
+    ),
+  )
+
+const stamp = () => ({ id: newId.event(), occurredAt: new Date() })
+
+export const layer = (options: InboundConsumerOptions = {}) =>
+  Layer.scopedDiscard(Effect.gen(function* () {
+    const bus = yield* Bus
+    const store = yield* ConversationStore
+    const actors = yield* ConversationActors
+    for (const stream of pipelineStreams) yield* bus.ensureStream(stream)
+
+    yield* bus.consume(
+      {
+        stream: InboundStream.name,
+        name: options.name ?? "conversations",
+        ordering: "key",
+        concurrency: options.concurrency ?? 64,
+        maxAckPending: options.maxAckPending ?? 1024,
+        maxDeliver: options.maxDeliver ?? 5,
+      },
+      (message) =>
+        Effect.gen(function* () {
+          const decoded = yield* decodeInbound(new TextDecoder().decode(message.data)).pipe(
+            Effect.either,
+          )
+          if (decoded._tag === "Left") {
+            return Disposition.DeadLetter({
+              reason: `not a valid InboundMessage: ${decoded.left.message}`,
+            })
+          }
+          const inbound = decoded.right
+          const sender = yield* store.resolveSender(inbound)
+          const { conversation } = yield* store.openConversation(sender.contact.id, sender.identity)
+          const result = yield* actors.ask(conversation.id, {
+            _tag: "AppendInbound",
+            identityId: sender.identity.id,
+            inbound,
+          })
+          // Events, in the order a reader expects them.
+          if (sender.contactCreated) {
+            yield* publishEvent(bus, sender.contact.id, {
+              type: "contact.created",
+              version: 1,
+              ...stamp(),
+              contact: sender.contact,
+            })
+          }
+          if (result.message.seq === 1) {
+            yield* publishEvent(bus, conversation.id, {
+              type: "conversation.opened",
+              version: 1,
+              ...stamp(),
+              conversation,
+            })
+          }
+          if (result._tag === "Stored" && result.previousStatus === "pending") {
+            const reopened = yield* store.conversation(conversation.id)
+            if (reopened._tag === "Some") {
+              yield* publishEvent(bus, `${conversation.id}:${result.message.seq}`, {
+                type: "conversation.updated",
+                version: 1,
+                ...stamp(),
+                conversation: reopened.value,
+                changed: ["status"],
+              })
+            }
+          }
+          yield* publishEvent(bus, result.message.id, {
+            type: "message.received",
+            version: 1,
+            ...stamp(),
+            message: result.message,
+          })
+        }).pipe(Effect.withSpan("InboundConsumer.handle")),
+    )
+    yield* Effect.logInfo("inbound consumer started").pipe(
+      Effect.annotateLogs({ stream: InboundStream.name, events: EventsStream.name }),
+    )
+  }))

@@ -16,11 +16,21 @@
  *   be listed, replayed (to that consumer only) or discarded.
  * - With `ordering: "key"` messages with the same key are handled one at a time in publish order,
  *   also across failures and redeliveries; different keys run concurrently.
+ * - `read` is a non-durable reader: every message with a sequence from `fromSeq` on, in sequence
+ *   order, then live ones, with no gap and no repeat, also across reconnects of the backend.
  *
  * Subjects and stream names here are logical: the bus prefixes them with its namespace
  * (`CHORUS_BUS_NAMESPACE`, default `chorus`), so tests and tenants never collide.
  */
-import { Context, Data, type Duration, type Effect, type Schedule, type Scope } from "effect"
+import {
+  Context,
+  Data,
+  type Duration,
+  type Effect,
+  type Schedule,
+  type Scope,
+  type Stream,
+} from "effect"
 
 /** A stream: the durable log that stores every message published on its subjects. */
 export interface StreamSpec {
@@ -102,6 +112,18 @@ export interface ConsumerSpec {
   readonly startAt?: "all" | "new"
 }
 
+/** Where a `read` starts and what it returns. */
+export interface ReadOptions {
+  /**
+   * The first stream sequence wanted (at least 1). Messages below it are skipped; a sequence past
+   * the end waits for it. Messages already removed by `maxAge` are gone: the read starts at the
+   * oldest one kept.
+   */
+  readonly fromSeq: number
+  /** Logical subject filter. Default: every subject of the stream. */
+  readonly filter?: string
+}
+
 export interface DeadLetter {
   /** Id of the dead letter itself (for replay/discard). */
   readonly id: string
@@ -153,6 +175,27 @@ export interface BusShape {
     spec: ConsumerSpec,
     handler: Handler<E, R>,
   ) => Effect.Effect<void, BusError, Scope.Scope | R>
+  /**
+   * Read a stream from a sequence number: a non-durable, ordered reader for clients that keep
+   * their own position (the SSE event stream, a replay). Emits every message with `seq >=
+   * fromSeq` (matching `filter`) in sequence order, then live ones as they are stored, until
+   * the stream is no longer pulled. No acknowledgements, no redelivery: `deliveryCount` is 1.
+   * Losing the connection to the backend is not an error: the reader resumes after the last
+   * message it emitted, so nothing is skipped or repeated. Fails with `BusRejected` for an
+   * unknown stream or an invalid filter.
+   *
+   * @example
+   * // Everything from event 1,001 on, then live: a client that saw 1,000 reconnects.
+   * bus.read("events", { fromSeq: 1_001, filter: "events.message.>" }).pipe(
+   *   Stream.runForEach((m) => send(m.seq, m.data)),
+   * )
+   */
+  readonly read: (stream: string, options: ReadOptions) => Stream.Stream<BusMessage, BusError>
+  /**
+   * The sequence of the last message stored in `stream` (0 if it never stored one); reading
+   * from `lastSeq + 1` returns only messages published after this call.
+   */
+  readonly lastSeq: (stream: string) => Effect.Effect<number, BusError>
   readonly deadLetters: DeadLetters
   /** Cheap reachability check for `/ready`. */
   readonly ping: Effect.Effect<void, BusError>

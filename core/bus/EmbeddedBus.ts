@@ -12,6 +12,9 @@
  * publishes share a transaction and its fsync, and `publish` answers once that committed.
  * Consumers pull through the same writer; an idle pull sleeps until a publish in this process
  * signals its stream, its next pending delivery falls due, or `pollInterval` passes.
+ * `read` needs no writer: it queries the log from its position in sequence order (the writer
+ * commits one transaction at a time, so sequences become visible in order) and waits for the
+ * same publish signal.
  *
  * Everything a handler observes (concurrency, ordering, retries, dead-lettering) is the shared
  * ConsumerRunner; this file only provides its `ConsumerSource`.
@@ -21,7 +24,19 @@
  * const BusLive = EmbeddedBus.layer({ namespace: "chorus" }) // needs Database, migrated
  * ```
  */
-import { Clock, Deferred, Duration, Effect, Either, Exit, Layer, Queue, type Scope } from "effect"
+import {
+  Chunk,
+  Clock,
+  Deferred,
+  Duration,
+  Effect,
+  Either,
+  Exit,
+  Layer,
+  Queue,
+  type Scope,
+  Stream,
+} from "effect"
 import { sql } from "kysely"
 import {
   Bus,
@@ -40,6 +55,7 @@ import {
   type PublishAck,
   type PublishOptions,
   publishProblem,
+  type ReadOptions,
   type StreamSpec,
 } from "./Bus.ts"
 import {
@@ -894,6 +910,91 @@ export const make = (
       }).pipe(Effect.withSpan("EmbeddedBus.consume"))
 
     // ---------------------------------------------------------------------------------------
+    // Readers: the log from a sequence on, then live; no state stored.
+
+    const lastSeq = Effect.fn("EmbeddedBus.lastSeq")(function* (name: string) {
+      if (!streams.has(name)) return yield* rejected("lastSeq", `no stream ${name}`)
+      const row = yield* database.query("bus last seq", (db) =>
+        db.selectFrom("bus_messages")
+          .select((eb) => eb.fn.max("seq").as("last"))
+          .where("namespace", "=", namespace)
+          .where("stream", "=", name)
+          .executeTakeFirst()).pipe(Effect.mapError(fromDb("lastSeq")))
+      return row?.last == null ? 0 : int(row.last)
+    })
+
+    const read = (name: string, options: ReadOptions): Stream.Stream<BusMessage, BusError> =>
+      Stream.unwrap(Effect.gen(function* () {
+        const operation = "read"
+        if (!streams.has(name)) return yield* rejected(operation, `no stream ${name}`)
+        let filter: Subjects.Tokens | undefined
+        if (options.filter !== undefined) {
+          const parsed = Subjects.parsePattern(options.filter)
+          if (typeof parsed === "string") return yield* rejected(operation, parsed)
+          if (!streams.get(name)!.patterns.some((p) => Subjects.overlaps(p, parsed))) {
+            return yield* rejected(
+              operation,
+              `filter ${options.filter} matches no subject of stream ${name}`,
+            )
+          }
+          filter = parsed
+        }
+        if (!Number.isSafeInteger(options.fromSeq)) {
+          return yield* rejected(operation, `invalid fromSeq ${options.fromSeq}`)
+        }
+        /** The next sequence to look at; only ever moves forward. */
+        let next = Math.max(1, options.fromSeq)
+        const wanted = (row: BusMessageRow): boolean =>
+          (filter === undefined || Subjects.matches(filter, row.subject.split("."))) &&
+          // A replayed dead letter is meant for one durable consumer, not for readers.
+          !row.headers.includes(BusHeader.replayFor)
+        const query = (from: number) =>
+          database.query("bus read", (db) =>
+            db.selectFrom("bus_messages").selectAll()
+              .where("namespace", "=", namespace)
+              .where("stream", "=", name)
+              .where("seq", ">=", from)
+              .orderBy("seq")
+              .limit(SCAN_BATCH)
+              .execute()).pipe(Effect.mapError(fromDb(operation)))
+        // Pulled by the consumer of the stream: nothing is read ahead of what it takes.
+        /** One look at the log: the wanted messages after `next`, waiting once if there are none. */
+        const look = (waiter: Waiter) =>
+          Effect.gen(function* () {
+            const rows = yield* query(next)
+            const out: Array<BusMessage> = []
+            for (const row of rows) {
+              next = int(row.seq) + 1
+              if (wanted(row)) out.push(toMessage(name, row, 1))
+            }
+            if (out.length === 0 && rows.length < SCAN_BATCH) {
+              yield* Deferred.await(waiter.wake).pipe(
+                Effect.timeout(Duration.millis(pollMs)),
+                Effect.ignore,
+              )
+            }
+            return out
+          })
+        const nextChunk = Effect.gen(function* () {
+          for (;;) {
+            // Registered before the query, so a publish committed after it still wakes us.
+            const waiter: Waiter = {
+              stream: name,
+              consumer: "",
+              wake: yield* Deferred.make<void>(),
+              full: false,
+            }
+            waiters.add(waiter)
+            const out = yield* look(waiter).pipe(
+              Effect.ensuring(Effect.sync(() => waiters.delete(waiter))),
+            )
+            if (out.length > 0) return Chunk.unsafeFromArray(out)
+          }
+        })
+        return Stream.repeatEffectChunk(nextChunk)
+      })).pipe(Stream.withSpan("EmbeddedBus.read"))
+
+    // ---------------------------------------------------------------------------------------
     // Dead letters
 
     const list = Effect.fn("EmbeddedBus.deadLetters.list")(function* (query: DeadLetterQuery = {}) {
@@ -1036,6 +1137,8 @@ export const make = (
       ensureStream,
       publish,
       consume,
+      read,
+      lastSeq,
       deadLetters: { list, get, replay, discard },
       ping: database.ping.pipe(
         Effect.mapError(fromDb("ping")),

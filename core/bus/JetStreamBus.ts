@@ -29,6 +29,13 @@
  * Namespaces must not be prefixes of each other joined by `_` with colliding stream names
  * (`a` + stream `b_c` vs `a_b` + stream `c`): `ensureStream` refuses to take over such a stream.
  *
+ * Readers (`read`) are ephemeral pull consumers without acks, started at the sequence after the
+ * last message the reader emitted. The reader checks that delivery sequences follow each other;
+ * on a gap (a delivery lost in a reconnect), a failed pull, a missed heartbeat or a consumer the
+ * server dropped (restart, inactivity) it deletes the consumer and creates a new one from that
+ * sequence: the library's ordered consumer does the same, but this way the restart position is
+ * ours and no failure ends the read. Messages below the position are never emitted twice.
+ *
  * Written for nats-server 2.9: one `filter_subject` per consumer, no per-message TTL, no priority
  * groups, no consumer reset API, `+TERM` without a reason.
  */
@@ -64,7 +71,19 @@ import {
   PermissionViolationError,
   RequestError,
 } from "@nats-io/transport-node"
-import { Duration, Effect, Fiber, Layer, Option, Queue, Schedule, Schema, type Scope } from "effect"
+import { randomBytes } from "node:crypto"
+import {
+  Duration,
+  Effect,
+  Fiber,
+  Layer,
+  Option,
+  Queue,
+  Schedule,
+  Schema,
+  type Scope,
+  Stream,
+} from "effect"
 import {
   Bus,
   type BusError,
@@ -82,6 +101,7 @@ import {
   type PublishAck,
   type PublishOptions,
   publishProblem,
+  type ReadOptions,
   type StreamSpec,
 } from "./Bus.ts"
 import {
@@ -126,6 +146,11 @@ const REQUEST_TIMEOUT_MS = 5_000
 /** Lifetime of one pull request; closing a consumer waits it out (see `makeSource`). */
 const FETCH_EXPIRES_MS = 1_000
 const PING_TIMEOUT = Duration.seconds(2)
+/** Readers: messages per pull request and buffered for the stream's consumer; request lifetime. */
+const READ_BATCH = 256
+const READ_EXPIRES_MS = 5_000
+/** A reader's consumer that nobody pulls from for this long is removed by the server. */
+const READ_INACTIVE = Duration.seconds(30)
 
 /** The payload of `io.nats.jetstream.advisory.v1.max_deliver` (server field names). */
 const MaxDeliverAdvisory = Schema.parseJson(Schema.Struct({
@@ -1008,6 +1033,150 @@ export const make = (
       )
 
     // -------------------------------------------------------------------------------------------
+    // Readers.
+
+    const existingStream = (operation: string, name: string) =>
+      Effect.gen(function* () {
+        if (!isValidName(name) || name.startsWith("_")) {
+          return yield* Effect.fail(reject(operation, `invalid stream ${JSON.stringify(name)}`))
+        }
+        const info = yield* unlessCode(
+          operation,
+          ApiCode.streamNotFound,
+          () => jsm.streams.info(streamName(name)),
+        )
+        if (info === undefined) {
+          return yield* Effect.fail(reject(operation, `stream ${name} does not exist`))
+        }
+        return info
+      })
+
+    const lastSeq = Effect.fn("JetStreamBus.lastSeq")(function* (name: string) {
+      const info = yield* existingStream("lastSeq", name)
+      return info.state.last_seq
+    })
+
+    /** Something went wrong inside a reader's session: start a new one, it is never fatal. */
+    const readHiccup = (cause: unknown) => new BusUnavailable({ operation: "read", cause })
+
+    const read = (name: string, options: ReadOptions): Stream.Stream<BusMessage, BusError> =>
+      Stream.unwrapScoped(Effect.gen(function* () {
+        const operation = "read"
+        yield* existingStream(operation, name)
+        const filter = options.filter
+        if (filter !== undefined && !isValidSubject(filter, true)) {
+          return yield* Effect.fail(reject(operation, `invalid filter ${JSON.stringify(filter)}`))
+        }
+        if (!Number.isSafeInteger(options.fromSeq)) {
+          return yield* Effect.fail(reject(operation, `invalid fromSeq ${options.fromSeq}`))
+        }
+        const stream = streamName(name)
+        const prefix = `read_${randomBytes(6).toString("hex")}`
+        let serial = 0
+        /** The next sequence to emit; only ever moves forward. */
+        let next = Math.max(1, options.fromSeq)
+        const buffer = yield* Queue.bounded<BusMessage>(READ_BATCH)
+
+        const open = Effect.suspend(() => {
+          const consumer = `${prefix}_${++serial}`
+          return call(operation, () =>
+            jsm.consumers.add(stream, {
+              name: consumer,
+              ack_policy: AckPolicy.None,
+              deliver_policy: DeliverPolicy.StartSequence,
+              opt_start_seq: next,
+              replay_policy: ReplayPolicy.Instant,
+              inactive_threshold: toNanos(READ_INACTIVE),
+              mem_storage: true,
+              num_replicas: 1,
+              ...(filter === undefined ? {} : { filter_subject: fullSubject(filter) }),
+            })).pipe(
+              Effect.map((info) => ({
+                name: consumer,
+                consumer: js.consumers.getConsumerFromInfo(info),
+                delivered: 0,
+                messages: undefined as ConsumerMessages | undefined,
+              })),
+            )
+        })
+
+        type Reader = Effect.Effect.Success<typeof open>
+
+        const close = (reader: Reader) =>
+          Effect.sync(() => reader.messages?.stop()).pipe(
+            Effect.zipRight(
+              call(operation, () => jsm.consumers.delete(stream, reader.name)).pipe(
+                Effect.timeout(Duration.millis(REQUEST_TIMEOUT_MS)),
+                Effect.ignore,
+                // Not awaited: the server drops the consumer after READ_INACTIVE anyway.
+                Effect.forkDaemon,
+              ),
+            ),
+          )
+
+        /** One pull request's messages into the buffer, checking delivery sequences. */
+        const drain = (reader: Reader) =>
+          Effect.gen(function* () {
+            const messages = yield* Effect.tryPromise({
+              try: () =>
+                reader.consumer.fetch({ max_messages: READ_BATCH, expires: READ_EXPIRES_MS }),
+              catch: readHiccup,
+            })
+            reader.messages = messages
+            const iterator = messages[Symbol.asyncIterator]()
+            for (;;) {
+              const step = yield* Effect.tryPromise({
+                try: () => iterator.next(),
+                catch: readHiccup,
+              }).pipe(
+                // Heartbeats end a dead request sooner; this only guards against a stuck one.
+                Effect.timeoutFail({
+                  duration: Duration.millis(READ_EXPIRES_MS * 2),
+                  onTimeout: () => readHiccup("a pull request did not end"),
+                }),
+              )
+              if (step.done) return
+              const m: JsMsg = step.value
+              if (m.info.deliverySequence !== reader.delivered + 1) {
+                return yield* Effect.fail(
+                  readHiccup(
+                    `delivery ${m.info.deliverySequence} after ${reader.delivered}: one was lost`,
+                  ),
+                )
+              }
+              reader.delivered = m.info.deliverySequence
+              if (m.seq < next) continue
+              next = m.seq + 1
+              // A replayed dead letter is meant for one durable consumer, not for readers.
+              if (m.headers?.has(BusHeader.replayFor)) continue
+              yield* Queue.offer(buffer, { ...toBusMessage(m), deliveryCount: 1 })
+            }
+          })
+
+        const session = Effect.acquireUseRelease(
+          open,
+          (reader) => Effect.forever(drain(reader)),
+          close,
+        )
+
+        const pump = session.pipe(
+          Effect.tapError((e) =>
+            Effect.logDebug("reader restarts after the last message it emitted", e).pipe(
+              Effect.annotateLogs({ stream: name, next }),
+            )
+          ),
+          Effect.retry({
+            while: (e) => e._tag === "BusUnavailable",
+            schedule: Schedule.exponential("50 millis").pipe(
+              Schedule.either(Schedule.spaced("1 second")),
+            ),
+          }),
+        )
+        const fiber = yield* Effect.forkScoped(pump)
+        return Stream.fromQueue(buffer).pipe(Stream.interruptWhen(Fiber.join(fiber)))
+      })).pipe(Stream.withSpan("JetStreamBus.read"))
+
+    // -------------------------------------------------------------------------------------------
     // The advisory backstop: move the message each MAX_DELIVERIES advisory names to the DLQ.
 
     const moveAdvisory = (message: BusMessage) =>
@@ -1093,6 +1262,8 @@ export const make = (
       ensureStream,
       publish,
       consume,
+      read,
+      lastSeq,
       deadLetters: {
         list: listDeadLetters,
         get: getDeadLetter,

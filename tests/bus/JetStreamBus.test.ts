@@ -9,7 +9,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { AckPolicy, jetstream, type JetStreamManager, jetstreamManager } from "@nats-io/jetstream"
 import { connect, type NatsConnection } from "@nats-io/transport-node"
-import { type Duration, Effect, Schedule, type Scope } from "effect"
+import { type Duration, Effect, Schedule, type Scope, Stream } from "effect"
 import type { BusMessage, ConsumerSpec, StreamSpec } from "../../core/bus/Bus.ts"
 import * as JetStreamBus from "../../core/bus/JetStreamBus.ts"
 import * as NatsServer from "../support/NatsServer.ts"
@@ -372,6 +372,48 @@ describe("JetStreamBus", () => {
         )
         assert.deepStrictEqual(ack, { stream: "orders", seq: 2, duplicate: false })
         yield* bus.ping
+      }),
+    { timeout: 60_000 },
+  )
+  it.scopedLive(
+    "a reader survives a nats-server restart without a gap or a repeat",
+    () =>
+      Effect.gen(function* () {
+        const server = yield* NatsServer.start()
+        const bus = yield* openBus(uniqueNamespace("jsb"), server.url)
+        yield* bus.ensureStream(orders)
+        const publish = (id: string) =>
+          bus.publish("orders.created", bytes(id), { id }).pipe(
+            Effect.retry({
+              while: (e) => e._tag === "BusUnavailable",
+              schedule: Schedule.spaced("200 millis"),
+            }),
+            Effect.timeout("30 seconds"),
+          )
+        for (let i = 0; i < 20; i++) yield* publish(`before-${i}`)
+        const seen: Array<BusMessage> = []
+        yield* bus.read("orders", { fromSeq: 1 }).pipe(
+          Stream.runForEach((m) => Effect.sync(() => seen.push(m))),
+          Effect.forkScoped,
+        )
+        yield* eventually("the first 20", Effect.sync(() => (seen.length >= 20 ? true : undefined)))
+
+        yield* server.kill9
+        yield* server.restart
+        for (let i = 0; i < 20; i++) yield* publish(`after-${i}`)
+        yield* eventually(
+          "all 40",
+          Effect.sync(() => (seen.length >= 40 ? true : undefined)),
+          "30 seconds",
+        )
+        yield* sleep(500)
+        assert.deepStrictEqual(seen.map((m) => m.seq), Array.from({ length: 40 }, (_, i) => i + 1))
+        assert.deepStrictEqual(seen.map((m) => text(m.data)).slice(18, 22), [
+          "before-18",
+          "before-19",
+          "after-0",
+          "after-1",
+        ])
       }),
     { timeout: 60_000 },
   )

@@ -11,7 +11,19 @@
  * accept a redelivery sooner than the contract allows.
  */
 import { assert, it } from "@effect/vitest"
-import { Data, Deferred, Duration, Effect, Exit, Schedule, Scope } from "effect"
+import {
+  Chunk,
+  Data,
+  Deferred,
+  Duration,
+  Effect,
+  Exit,
+  Fiber,
+  Option,
+  Schedule,
+  Scope,
+  Stream,
+} from "effect"
 import {
   BusHeader,
   type BusMessage,
@@ -21,6 +33,7 @@ import {
   type DeadLetterQuery,
   Disposition,
   type Handler,
+  type ReadOptions,
   type StreamSpec,
 } from "../../core/bus/Bus.ts"
 import type { BusBackend } from "../support/BusBackend.ts"
@@ -185,6 +198,36 @@ const countBy = (xs: ReadonlyArray<string>): Map<string, number> => {
   const counts = new Map<string, number>()
   for (const x of xs) counts.set(x, (counts.get(x) ?? 0) + 1)
   return counts
+}
+
+/** The first `n` messages a reader emits, failing the test if they take longer than `within`. */
+const readN = (
+  bus: BusShape,
+  stream: string,
+  options: ReadOptions,
+  n: number,
+  within: Duration.DurationInput = "15 seconds",
+) =>
+  bus.read(stream, options).pipe(
+    Stream.take(n),
+    Stream.runCollect,
+    Effect.map(Chunk.toReadonlyArray),
+    Effect.timeoutFail({
+      duration: within,
+      onTimeout: () => new Error(`timed out reading ${n} messages from ${stream}`),
+    }),
+  )
+
+/** Publish `ids` one after the other; their sequence numbers, in order. */
+const publishSeqs = (bus: BusShape, ids: ReadonlyArray<string>, subject = "orders.created") =>
+  Effect.forEach(ids, (id) => bus.publish(subject, bytes(`body of ${id}`), { id })).pipe(
+    Effect.map((acks) => acks.map((a) => a.seq)),
+  )
+
+const assertAscending = (seqs: ReadonlyArray<number>) => {
+  for (let i = 1; i < seqs.length; i++) {
+    assert.isAbove(seqs[i]!, seqs[i - 1]!, `sequence ${i} (${seqs[i]}) after ${seqs[i - 1]}`)
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -966,6 +1009,157 @@ export const busConformance = (setup: BusSetup): void => {
           for (let i = 0; i < perKey; i++) if (failsOnce(k, i)) expectedFailures++
         }
         assert.strictEqual(check.failed, expectedFailures)
+      }),
+    60_000,
+  )
+
+  // -------------------------------------------------------------------------------------------
+  // Readers: `read` and `lastSeq`
+
+  it.scopedLive(
+    "read returns every message from a sequence on, in sequence order, then live ones",
+    () =>
+      Effect.gen(function* () {
+        const t = yield* setup
+        const bus = yield* t.open
+        yield* bus.ensureStream(orders)
+        const ids = range(10, "r")
+        const seqs = yield* publishSeqs(bus, ids)
+        assertAscending(seqs)
+
+        const fromFourth = yield* readN(bus, "orders", { fromSeq: seqs[3]! }, 7)
+        assert.deepStrictEqual(fromFourth.map((m) => m.id), ids.slice(3))
+        assert.deepStrictEqual(fromFourth.map((m) => m.seq), seqs.slice(3))
+        const first = fromFourth[0]!
+        assert.strictEqual(first.stream, "orders")
+        assert.strictEqual(first.subject, "orders.created")
+        assert.strictEqual(text(first.data), "body of r-3")
+        assert.strictEqual(first.deliveryCount, 1)
+
+        // The same reader goes on with messages published while it waits.
+        const reading = yield* Effect.fork(readN(bus, "orders", { fromSeq: seqs[8]! }, 5))
+        yield* quietFor("300 millis")
+        const live = range(3, "live")
+        yield* publishSeqs(bus, live)
+        const got = yield* Fiber.join(reading)
+        assert.deepStrictEqual(got.map((m) => m.id), [...ids.slice(8), ...live])
+        assertAscending(got.map((m) => m.seq))
+      }),
+    30_000,
+  )
+
+  it.scopedLive(
+    "read with a filter returns only messages on matching subjects, in order",
+    () =>
+      Effect.gen(function* () {
+        const t = yield* setup
+        const bus = yield* t.open
+        yield* bus.ensureStream(orders)
+        yield* bus.publish("orders.created", bytes("c"), { id: "c-1" })
+        yield* bus.publish("orders.paid", bytes("p"), { id: "p-1" })
+        yield* bus.publish("orders.created", bytes("c"), { id: "c-2" })
+        yield* bus.publish("orders.paid", bytes("p"), { id: "p-2" })
+        const paid = yield* readN(bus, "orders", { fromSeq: 1, filter: "orders.paid" }, 2)
+        assert.deepStrictEqual(paid.map((m) => m.id), ["p-1", "p-2"])
+        assert.deepStrictEqual(paid.map((m) => m.subject), ["orders.paid", "orders.paid"])
+
+        const reading = yield* Effect.fork(
+          readN(bus, "orders", { fromSeq: paid[1]!.seq + 1, filter: "orders.paid" }, 1),
+        )
+        yield* bus.publish("orders.created", bytes("c"), { id: "c-3" })
+        yield* bus.publish("orders.paid", bytes("p"), { id: "p-3" })
+        assert.deepStrictEqual((yield* Fiber.join(reading)).map((m) => m.id), ["p-3"])
+
+        const firstOf = (stream: string, options: ReadOptions) =>
+          bus.read(stream, options).pipe(Stream.runHead, Effect.timeout("5 seconds"))
+        yield* failsWith("unknown stream", firstOf("nope", { fromSeq: 1 }), "BusRejected")
+        yield* failsWith(
+          "invalid filter",
+          firstOf("orders", { fromSeq: 1, filter: "orders.>.x" }),
+          "BusRejected",
+        )
+      }),
+    30_000,
+  )
+
+  it.scopedLive(
+    "lastSeq is 0 for an empty stream, then the last stored sequence; reading past it waits",
+    () =>
+      Effect.gen(function* () {
+        const t = yield* setup
+        const bus = yield* t.open
+        yield* bus.ensureStream(orders)
+        assert.strictEqual(yield* bus.lastSeq("orders"), 0)
+        const [, second] = yield* publishSeqs(bus, ["a", "b"])
+        assert.strictEqual(yield* bus.lastSeq("orders"), second)
+        yield* failsWith("unknown stream", bus.lastSeq("nope"), "BusRejected")
+
+        // From "now": nothing already stored comes back, even a long way past the end.
+        const now = yield* bus.lastSeq("orders")
+        const reading = yield* Effect.fork(readN(bus, "orders", { fromSeq: now + 1 }, 1))
+        const farAhead = yield* Effect.fork(
+          readN(bus, "orders", { fromSeq: now + 1_000_000 }, 1, "1 second").pipe(Effect.either),
+        )
+        yield* quietFor("300 millis")
+        assert.isTrue(Option.isNone(yield* Fiber.poll(reading)), "nothing new yet")
+        yield* bus.publish("orders.created", bytes("c"), { id: "c" })
+        assert.deepStrictEqual((yield* Fiber.join(reading)).map((m) => m.id), ["c"])
+        assert.strictEqual((yield* Fiber.join(farAhead))._tag, "Left", "still waiting")
+      }),
+    30_000,
+  )
+
+  it.scopedLive(
+    "a reader stopped and restarted after the last message it saw misses and repeats nothing",
+    () =>
+      Effect.gen(function* () {
+        const t = yield* setup
+        const bus = yield* t.open
+        yield* bus.ensureStream(orders)
+        const total = 250
+        yield* publishAll(bus, range(50, "early"))
+        // Four publishers keep going while the reader stops and starts again and again.
+        const publishing = yield* Effect.fork(
+          Effect.forEach(
+            [0, 1, 2, 3],
+            (p) =>
+              Effect.forEach(
+                range((total - 50) / 4, `p${p}`),
+                (id) => bus.publish(`orders.p${p}`, bytes(id), { id }),
+                { discard: true },
+              ),
+            { concurrency: 4, discard: true },
+          ),
+        )
+        const seen: Array<BusMessage> = []
+        let next = 1
+        let rounds = 0
+        while (seen.length < total) {
+          rounds++
+          const take = 1 + ((rounds * 7) % 23)
+          const got = yield* readN(
+            bus,
+            "orders",
+            { fromSeq: next },
+            Math.min(take, total - seen.length),
+          )
+          seen.push(...got)
+          next = got[got.length - 1]!.seq + 1
+        }
+        yield* Fiber.join(publishing)
+        assertAscending(seen.map((m) => m.seq))
+        const ids = seen.map((m) => m.id)
+        assert.strictEqual(new Set(ids).size, total, "no repeats")
+        // Per publisher, its messages in the order it published them.
+        for (const p of [0, 1, 2, 3]) {
+          assert.deepStrictEqual(
+            ids.filter((id) => id.startsWith(`p${p}-`)),
+            range((total - 50) / 4, `p${p}`),
+          )
+        }
+        assert.isAbove(rounds, 10)
+        yield* quietFor("200 millis")
+        assert.strictEqual(yield* bus.lastSeq("orders"), seen[seen.length - 1]!.seq)
       }),
     60_000,
   )

@@ -13,6 +13,8 @@ import { ApiTokenInfo } from "../../schemas/ApiToken.ts"
 import { Health, Readiness } from "../../schemas/System.ts"
 import { VERSION } from "../version.ts"
 import { Authentication } from "./Authentication.ts"
+import { InboundApi } from "./InboundApi.ts"
+import { ContactsApi, ConversationsApi } from "./ReadApi.ts"
 
 export class NotReady extends Schema.TaggedError<NotReady>()(
   "NotReady",
@@ -52,6 +54,9 @@ export class TokensApi extends HttpApiGroup.make("tokens")
 export class ChorusApi extends HttpApi.make("chorus")
   .add(SystemApi)
   .add(TokensApi)
+  .add(InboundApi.prefix(API_V1))
+  .add(ConversationsApi.prefix(API_V1))
+  .add(ContactsApi.prefix(API_V1))
   .annotate(OpenApi.Title, "Chorus API")
   .annotate(OpenApi.Version, VERSION)
   .annotate(

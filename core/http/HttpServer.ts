@@ -6,9 +6,13 @@ import { createServer } from "node:http"
 import { HttpApiBuilder, HttpMiddleware, HttpServer } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Effect, Layer } from "effect"
+import * as ConversationQueries from "../../actors/conversation/ConversationQueries.ts"
 import { ApiTokens } from "../auth/ApiTokens.ts"
 import { ChorusApi } from "./Api.ts"
 import { AuthenticationLive, bearerChallenge } from "./Authentication.ts"
+import { readableDecodeErrors } from "./DecodeErrors.ts"
+import { InboundHandlers } from "./InboundHandlers.ts"
+import { ContactsHandlers, ConversationsHandlers } from "./ReadHandlers.ts"
 import { SystemHandlers } from "./SystemHandlers.ts"
 import { TokensHandlers } from "./TokensHandlers.ts"
 
@@ -19,8 +23,9 @@ export interface HttpOptions {
 
 export const ApiLive = HttpApiBuilder.api(ChorusApi).pipe(
   Layer.provide([SystemHandlers, TokensHandlers]),
+  Layer.provide([InboundHandlers, ConversationsHandlers, ContactsHandlers]),
   Layer.provide(AuthenticationLive),
-  Layer.provide(ApiTokens.Default),
+  Layer.provide([ApiTokens.Default, ConversationQueries.layer]),
 )
 
 const logListening = Layer.effectDiscard(
@@ -42,6 +47,7 @@ const logListening = Layer.effectDiscard(
 
 export const layer = (options: HttpOptions) =>
   HttpApiBuilder.serve((app) => HttpMiddleware.logger(bearerChallenge(app))).pipe(
+    Layer.provide(HttpApiBuilder.middleware(readableDecodeErrors)),
     Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/api/openapi.json" })),
     Layer.provide(ApiLive),
     Layer.merge(logListening),

@@ -1,0 +1,71 @@
+/**
+ * Rows of the conversation tables as domain values, for the read side (`ConversationQueries`).
+ * Times are epoch milliseconds in bigint columns, which PostgreSQL returns as strings, and flags
+ * are 0/1 integers: every conversion happens here.
+ *
+ * `ConversationStore` has the same conversions privately; they can move here and be shared.
+ */
+import type { ChannelIdentity, Contact } from "../../schemas/Contact.ts"
+import type { Conversation, ConversationStatus } from "../../schemas/Conversation.ts"
+import type {
+  AccountId,
+  ChannelIdentityId,
+  ChannelName,
+  ContactId,
+  ConversationId,
+  ExternalId,
+} from "../../schemas/Ids.ts"
+import type {
+  ChannelIdentityRow,
+  ContactRow,
+  ConversationRow,
+} from "../../core/storage/ConversationTables.ts"
+
+/** Epoch milliseconds from a bigint column (a string on PostgreSQL). */
+export const millis = (value: number | string): number => Number(value)
+
+const date = (value: number | string): Date => new Date(millis(value))
+const dateOrNull = (value: number | string | null): Date | null =>
+  value === null ? null : date(value)
+
+export const toContact = (row: ContactRow): Contact => ({
+  id: row.id as ContactId,
+  name: row.name,
+  createdAt: date(row.created_at),
+  updatedAt: date(row.updated_at),
+})
+
+export const toIdentity = (row: ChannelIdentityRow): ChannelIdentity => ({
+  id: row.id as ChannelIdentityId,
+  contactId: row.contact_id as ContactId,
+  channel: row.channel as ChannelName,
+  account: row.account as AccountId,
+  externalId: row.external_id as ExternalId,
+  name: row.name,
+  phone: row.phone,
+  email: row.email,
+  verification: row.verification as ChannelIdentity["verification"],
+  reachable: Number(row.reachable) === 1,
+  createdAt: date(row.created_at),
+  lastSeenAt: dateOrNull(row.last_seen_at),
+})
+
+export const toConversation = (row: ConversationRow): Conversation => ({
+  id: row.id as ConversationId,
+  contactId: row.contact_id as ContactId,
+  status: row.status as ConversationStatus,
+  assigneeId: row.assignee_id as Conversation["assigneeId"],
+  lastChannel: row.last_channel !== null && row.last_account !== null &&
+      row.last_identity_id !== null
+    ? {
+      channel: row.last_channel as ChannelName,
+      account: row.last_account as AccountId,
+      identityId: row.last_identity_id as ChannelIdentityId,
+    }
+    : null,
+  lastSeq: Number(row.last_seq),
+  createdAt: date(row.created_at),
+  updatedAt: date(row.updated_at),
+  lastMessageAt: dateOrNull(row.last_message_at),
+  resolvedAt: dateOrNull(row.resolved_at),
+})

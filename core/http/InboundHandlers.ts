@@ -1,0 +1,124 @@
+/**
+ * Handler of `POST /api/v1/inbound`: decode the body, map it to an `InboundMessage` on channel
+ * `api`, publish it on the inbound stream and answer 202 once the bus has it durably.
+ *
+ * The body is decoded here (a raw handler) rather than by HttpApi: every problem is reported at
+ * once (`sender.id: expected a non-empty string; text: …`); a body that is not JSON at all must
+ * be a 400 too, not a 500; and a misspelt field must be refused, not dropped. The answer keeps
+ * HttpApi's 400 shape (`HttpApiDecodeError`, `issues` with each path, see `DecodeErrors.ts`).
+ */
+import { HttpApiBuilder, HttpApiError, HttpApp, HttpServerResponse } from "@effect/platform"
+import type { HttpServerRequest } from "@effect/platform"
+import { Clock, Duration, Effect, ParseResult, Schema } from "effect"
+import { ApiInboundRequest } from "../../schemas/ApiChannel.ts"
+import type { ChannelName } from "../../schemas/Ids.ts"
+import { InboundMessage, inboundMessageId } from "../../schemas/Inbound.ts"
+import { Bus, BusUnavailable } from "../bus/Bus.ts"
+import { inboundKey, InboundStream, inboundSubject } from "../pipeline/Streams.ts"
+import { ChorusApi } from "./Api.ts"
+import { describeIssues } from "./DecodeErrors.ts"
+import { InboundUnavailable } from "./InboundApi.ts"
+
+const CHANNEL = "api" as ChannelName
+/** How long a publish may take before the client is told to retry (it may still land: a retry is then a duplicate). */
+const PUBLISH_TIMEOUT = Duration.seconds(10)
+const RETRY_AFTER_SECONDS = 5
+
+/** A 400 naming each wrong field: `sender.id: expected a non-empty string; text: …`. */
+const invalidBody = (error: ParseResult.ParseError) =>
+  Effect.gen(function* () {
+    const issues = yield* ParseResult.ArrayFormatter.formatError(error)
+    return yield* new HttpApiError.HttpApiDecodeError({ issues, message: describeIssues(issues) })
+  })
+
+const decodeBody = Schema.decodeUnknown(ApiInboundRequest, {
+  errors: "all",
+  // A misspelt optional field (`sentat`) would otherwise be dropped silently.
+  onExcessProperty: "error",
+})
+const encodeInbound = Schema.encode(InboundMessage)
+
+const readJson = (request: HttpServerRequest.HttpServerRequest) =>
+  request.json.pipe(
+    Effect.catchAll(() =>
+      new HttpApiError.HttpApiDecodeError({
+        issues: [{ _tag: "Type", path: [], message: "expected a JSON object" }],
+        message: "body: expected a JSON object",
+      })
+    ),
+  )
+
+/** A 503 carries `Retry-After` (added as the response is sent, so the error stays typed). */
+const retryAfter = HttpApp.appendPreResponseHandler((_request, response) =>
+  Effect.succeed(
+    response.status === 503
+      ? HttpServerResponse.setHeader(response, "retry-after", String(RETRY_AFTER_SECONDS))
+      : response,
+  )
+)
+
+export const InboundHandlers = HttpApiBuilder.group(
+  ChorusApi,
+  "inbound",
+  (handlers) =>
+    Effect.gen(function* () {
+      const bus = yield* Bus
+      // Idempotent; the pipeline ensures it too. Publishing before it exists would be refused.
+      yield* bus.ensureStream(InboundStream)
+      return handlers.handleRaw("send", ({ request }) =>
+        Effect.gen(function* () {
+          const body = yield* decodeBody(yield* readJson(request)).pipe(
+            Effect.catchTag("ParseError", invalidBody),
+          )
+          const now = new Date(yield* Clock.currentTimeMillis)
+          const inbound: InboundMessage = {
+            channel: CHANNEL,
+            account: body.account,
+            sender: {
+              externalId: body.sender.id,
+              ...(body.sender.name !== undefined ? { name: body.sender.name } : {}),
+              ...(body.sender.phone !== undefined ? { phone: body.sender.phone } : {}),
+              ...(body.sender.email !== undefined ? { email: body.sender.email } : {}),
+              // An API client's phone and e-mail are its claims, never proof.
+              verified: false,
+            },
+            externalId: body.externalId,
+            text: body.text,
+            attachments: body.attachments ?? [],
+            sentAt: body.sentAt ?? now,
+            receivedAt: now,
+          }
+          const id = inboundMessageId(inbound)
+          const data = new TextEncoder().encode(
+            JSON.stringify(yield* encodeInbound(inbound).pipe(Effect.orDie)),
+          )
+          const ack = yield* bus.publish(inboundSubject(CHANNEL), data, {
+            id,
+            key: inboundKey(CHANNEL, body.account, body.sender.id),
+            headers: { "Content-Type": "application/json" },
+          }).pipe(
+            Effect.timeoutFail({
+              duration: PUBLISH_TIMEOUT,
+              onTimeout: () =>
+                new BusUnavailable({ operation: "publish", cause: "no answer within 10 s" }),
+            }),
+            Effect.catchTags({
+              // A refusal (no stream, bad subject) is our bug, not the client's: a 500.
+              BusRejected: (e) => Effect.die(e),
+              BusUnavailable: (e) =>
+                Effect.logWarning("inbound not accepted: bus unavailable").pipe(
+                  Effect.annotateLogs({ id, cause: e.message }),
+                  Effect.zipRight(retryAfter),
+                  Effect.zipRight(
+                    new InboundUnavailable({
+                      message: "the bus is unavailable; the message was not accepted, retry later",
+                      retryAfterSeconds: RETRY_AFTER_SECONDS,
+                    }),
+                  ),
+                ),
+            }),
+          )
+          return { id, duplicate: ack.duplicate }
+        }))
+    }),
+)

@@ -1,0 +1,69 @@
+/**
+ * A Chorus server in this process for the API tests: a fresh SQLite database and the embedded
+ * bus, an API token, and the services behind the server (bus, store) for seeding and checking.
+ */
+import { HttpServer } from "@effect/platform"
+import { Context, Effect, Layer, Redacted } from "effect"
+import { ConversationStore } from "../../actors/conversation/ConversationStore.ts"
+import { ApiTokens } from "../../core/auth/ApiTokens.ts"
+import { Bus } from "../../core/bus/Bus.ts"
+import { ServerLive } from "../../core/Chorus.ts"
+import { decodeConfig } from "../../core/config/loadConfig.ts"
+import { Database } from "../../core/storage/Database.ts"
+import { tempDir } from "../support/TestDatabase.ts"
+
+export const startApiServer = Effect.gen(function* () {
+  const dir = yield* tempDir()
+  const config = yield* decodeConfig({ dataDir: dir, http: { port: 0 }, log: { level: "error" } })
+  const context = yield* Layer.build(ServerLive(config))
+  const server = Context.get(context, HttpServer.HttpServer)
+  if (server.address._tag !== "TcpAddress") throw new Error("expected a TCP address")
+  const tokens = yield* ApiTokens.pipe(Effect.provide(ApiTokens.Default), Effect.provide(context))
+  const { token } = yield* tokens.create("api tests")
+  return {
+    url: `http://127.0.0.1:${server.address.port}`,
+    token: Redacted.value(token),
+    bus: Context.get(context, Bus),
+    store: Context.get(context, ConversationStore),
+    database: Context.get(context, Database),
+  }
+})
+
+export interface Answer {
+  readonly status: number
+  readonly headers: Headers
+  readonly text: string
+  // deno-lint-ignore no-explicit-any -- a JSON body, inspected by the test
+  readonly body: any
+}
+
+/** One request; `token: null` sends none. */
+export const request = (
+  url: string,
+  options: {
+    readonly token: string | null
+    readonly method?: string
+    readonly body?: unknown
+    readonly rawBody?: string
+  },
+) =>
+  Effect.promise(async (): Promise<Answer> => {
+    const headers: Record<string, string> = {}
+    if (options.token !== null) headers["authorization"] = `Bearer ${options.token}`
+    const body = options.rawBody ??
+      (options.body !== undefined ? JSON.stringify(options.body) : undefined)
+    if (body !== undefined) headers["content-type"] = "application/json"
+    const response = await fetch(url, {
+      method: options.method ?? (body !== undefined ? "POST" : "GET"),
+      headers,
+      ...(body !== undefined ? { body } : {}),
+    })
+    const text = await response.text()
+    let parsed: unknown = undefined
+    try {
+      parsed = text.length > 0 ? JSON.parse(text) : undefined
+    } catch {
+      parsed = undefined
+    }
+    return { status: response.status, headers: response.headers, text, body: parsed }
+  })

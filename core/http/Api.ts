@@ -13,6 +13,7 @@ import { ApiTokenInfo } from "../../schemas/ApiToken.ts"
 import { Health, Readiness } from "../../schemas/System.ts"
 import { VERSION } from "../version.ts"
 import { Authentication } from "./Authentication.ts"
+import { EventsApi } from "./EventsApi.ts"
 import { InboundApi } from "./InboundApi.ts"
 import { ContactsApi, ConversationsApi } from "./ReadApi.ts"
 
@@ -54,6 +55,7 @@ export class TokensApi extends HttpApiGroup.make("tokens")
 export class ChorusApi extends HttpApi.make("chorus")
   .add(SystemApi)
   .add(TokensApi)
+  .add(EventsApi.prefix(API_V1))
   .add(InboundApi.prefix(API_V1))
   .add(ConversationsApi.prefix(API_V1))
   .add(ContactsApi.prefix(API_V1))

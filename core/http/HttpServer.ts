@@ -11,6 +11,7 @@ import { ApiTokens } from "../auth/ApiTokens.ts"
 import { ChorusApi } from "./Api.ts"
 import { AuthenticationLive, bearerChallenge } from "./Authentication.ts"
 import { readableDecodeErrors } from "./DecodeErrors.ts"
+import { EventsHandlers } from "./EventsHandlers.ts"
 import { InboundHandlers } from "./InboundHandlers.ts"
 import { ContactsHandlers, ConversationsHandlers } from "./ReadHandlers.ts"
 import { SystemHandlers } from "./SystemHandlers.ts"
@@ -23,6 +24,7 @@ export interface HttpOptions {
 
 export const ApiLive = HttpApiBuilder.api(ChorusApi).pipe(
   Layer.provide([SystemHandlers, TokensHandlers]),
+  Layer.provide(EventsHandlers),
   Layer.provide([InboundHandlers, ConversationsHandlers, ContactsHandlers]),
   Layer.provide(AuthenticationLive),
   Layer.provide([ApiTokens.Default, ConversationQueries.layer]),

@@ -1,0 +1,111 @@
+/**
+ * Handler of the events group: `GET /api/v1/events` as Server-Sent Events, read from the bus's
+ * events stream (core/pipeline/Streams.ts `EventsStream`). The `id:` of each event is its stream
+ * sequence, so resuming after `Last-Event-ID: n` is `bus.read(events, { fromSeq: n + 1 })`:
+ * every event after n, in order, none twice, however long the client was away (within the
+ * stream's 30 days).
+ *
+ * Frames:
+ * ```
+ * id: 1042
+ * event: message.received
+ * data: {"type":"message.received","version":1,…}
+ *
+ * : keepalive
+ * ```
+ */
+import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
+import { Context, Duration, Effect, Either, ParseResult, Schedule, Schema, Stream } from "effect"
+import { Bus, type BusMessage, describeCause } from "../bus/Bus.ts"
+import { EventsStream, eventSubject } from "../pipeline/Streams.ts"
+import { ChorusEvent } from "../../schemas/Events.ts"
+import { ChorusApi } from "./Api.ts"
+import { EventsUnavailable } from "./EventsApi.ts"
+
+/** Tunables of the event stream; tests shorten the keepalive. */
+export interface EventStreamOptions {
+  /** How often a `: keepalive` comment line is sent, so proxies keep the connection. Default: 15 s. */
+  readonly keepAlive: Duration.DurationInput
+}
+
+export class EventStreamSettings extends Context.Reference<EventStreamSettings>()(
+  "chorus/core/http/EventStreamSettings",
+  { defaultValue: (): EventStreamOptions => ({ keepAlive: Duration.seconds(15) }) },
+) {}
+
+const decodeEvent = Schema.decodeUnknownEither(Schema.parseJson(ChorusEvent))
+const decoder = new TextDecoder()
+const encoder = new TextEncoder()
+
+/**
+ * One SSE frame per event: the JSON as published, one `data:` line per line of it. An event that
+ * does not decode is logged and sent as a bare `id:` (no event is dispatched, but the client's
+ * last event id moves past it, so a reconnect does not ask for it again).
+ */
+const frame = (message: BusMessage): Effect.Effect<string> => {
+  const json = decoder.decode(message.data)
+  const decoded = decodeEvent(json)
+  if (Either.isLeft(decoded)) {
+    return Effect.logWarning("skipping an event that does not decode").pipe(
+      Effect.annotateLogs({
+        seq: message.seq,
+        subject: message.subject,
+        id: message.id,
+        error: ParseResult.TreeFormatter.formatErrorSync(decoded.left),
+      }),
+      Effect.as(`id: ${message.seq}\n\n`),
+    )
+  }
+  const data = json.split(/\r\n|\r|\n/).map((line) => `data: ${line}\n`).join("")
+  return Effect.succeed(`id: ${message.seq}\nevent: ${decoded.right.type}\n${data}\n`)
+}
+
+export const EventsHandlers = HttpApiBuilder.group(
+  ChorusApi,
+  "events",
+  (handlers) =>
+    Effect.gen(function* () {
+      const bus = yield* Bus
+      const settings = yield* EventStreamSettings
+      // Whoever starts first creates the stream; publishers ensure it too.
+      yield* bus.ensureStream(EventsStream)
+      return handlers.handle("stream", ({ headers, urlParams }) =>
+        Effect.gen(function* () {
+          const after = headers["last-event-id"] ?? urlParams.lastEventId ??
+            (yield* bus.lastSeq(EventsStream.name).pipe(
+              Effect.mapError((e) => new EventsUnavailable({ message: describeCause(e) })),
+            ))
+          const types = [
+            ...new Set((urlParams.types ?? "").split(",").map((t) => t.trim()).filter((t) => t)),
+          ]
+          const wanted = new Set(types.map(eventSubject))
+          const events = bus.read(EventsStream.name, {
+            fromSeq: after + 1,
+            // One type is a filter the bus applies; several are picked here.
+            ...(types.length === 1 ? { filter: eventSubject(types[0]!) } : {}),
+          }).pipe(
+            Stream.filter((m) => wanted.size === 0 || wanted.has(m.subject)),
+            Stream.mapEffect(frame),
+            // The client reconnects with its last id; a broken read must not look like the end.
+            Stream.catchAll((e) =>
+              Stream.fromEffect(
+                Effect.logWarning("event stream ended by a bus failure", e).pipe(
+                  Effect.as(": the bus failed; reconnect with Last-Event-ID\n\n"),
+                ),
+              )
+            ),
+          )
+          const keepAlive = Stream.fromSchedule(Schedule.spaced(settings.keepAlive)).pipe(
+            Stream.as(": keepalive\n\n"),
+          )
+          const body = Stream.make(": connected\n\n").pipe(
+            Stream.concat(Stream.merge(events, keepAlive, { haltStrategy: "left" })),
+            Stream.map((text) => encoder.encode(text)),
+          )
+          return HttpServerResponse.stream(body, {
+            contentType: "text/event-stream",
+            headers: { "cache-control": "no-cache", "x-accel-buffering": "no" },
+          })
+        }))
+    }),
+)

@@ -1,33 +1,79 @@
 /**
  * A Chorus server in this process for the API tests: a fresh SQLite database and the embedded
- * bus, an API token, and the services behind the server (bus, store) for seeding and checking.
+ * bus (or PostgreSQL and JetStream), an API token, and the services behind the server (bus,
+ * store, database) for seeding and checking.
  */
 import { HttpServer } from "@effect/platform"
 import { Context, Effect, Layer, Redacted } from "effect"
+import { sql } from "kysely"
 import { ConversationStore } from "../../actors/conversation/ConversationStore.ts"
 import { ApiTokens } from "../../core/auth/ApiTokens.ts"
 import { Bus } from "../../core/bus/Bus.ts"
 import { ServerLive } from "../../core/Chorus.ts"
+import type { ChorusConfig } from "../../core/config/ChorusConfig.ts"
 import { decodeConfig } from "../../core/config/loadConfig.ts"
-import { Database } from "../../core/storage/Database.ts"
-import { tempDir } from "../support/TestDatabase.ts"
+import { Database, makeDatabase } from "../../core/storage/Database.ts"
+import { freshNamespace } from "../support/NatsCleanup.ts"
+import { POSTGRES_URL, tempDir, uniqueName } from "../support/TestDatabase.ts"
+import { testNatsUrl } from "../support/TestServices.ts"
 
-export const startApiServer = Effect.gen(function* () {
-  const dir = yield* tempDir()
-  const config = yield* decodeConfig({ dataDir: dir, http: { port: 0 }, log: { level: "error" } })
-  const context = yield* Layer.build(ServerLive(config))
-  const server = Context.get(context, HttpServer.HttpServer)
-  if (server.address._tag !== "TcpAddress") throw new Error("expected a TCP address")
-  const tokens = yield* ApiTokens.pipe(Effect.provide(ApiTokens.Default), Effect.provide(context))
-  const { token } = yield* tokens.create("api tests")
-  return {
-    url: `http://127.0.0.1:${server.address.port}`,
-    token: Redacted.value(token),
-    bus: Context.get(context, Bus),
-    store: Context.get(context, ConversationStore),
-    database: Context.get(context, Database),
-  }
+/**
+ * `shared`: PostgreSQL (a schema of its own, dropped afterwards) and JetStream (a namespace of its
+ * own, deleted afterwards) instead of SQLite and the embedded bus.
+ */
+export const startApiServerOn = (backends: "embedded" | "shared") =>
+  Effect.gen(function* () {
+    const dir = yield* tempDir()
+    const shared = backends === "shared"
+      ? {
+        database: { url: POSTGRES_URL, schema: yield* scratchSchema },
+        bus: { natsUrl: testNatsUrl, namespace: yield* freshNamespace("api") },
+      }
+      : {}
+    const config = yield* decodeConfig({
+      dataDir: dir,
+      http: { port: 0 },
+      log: { level: "error" },
+      ...shared,
+    })
+    return yield* serve(config)
+  })
+
+/** A PostgreSQL schema name, dropped when the scope closes (after the server stops). */
+const scratchSchema = Effect.gen(function* () {
+  const schema = uniqueName("t_api")
+  yield* Effect.addFinalizer(() =>
+    Effect.scoped(
+      makeDatabase({ url: POSTGRES_URL, schema: "public", sqliteFile: "" }).pipe(
+        Effect.flatMap((admin) =>
+          admin.query(
+            "drop schema",
+            (db) => sql.raw(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).execute(db),
+          )
+        ),
+      ),
+    ).pipe(Effect.ignore)
+  )
+  return schema
 })
+
+const serve = (config: ChorusConfig) =>
+  Effect.gen(function* () {
+    const context = yield* Layer.build(ServerLive(config))
+    const server = Context.get(context, HttpServer.HttpServer)
+    if (server.address._tag !== "TcpAddress") throw new Error("expected a TCP address")
+    const tokens = yield* ApiTokens.pipe(Effect.provide(ApiTokens.Default), Effect.provide(context))
+    const { token } = yield* tokens.create("api tests")
+    return {
+      url: `http://127.0.0.1:${server.address.port}`,
+      token: Redacted.value(token),
+      bus: Context.get(context, Bus),
+      store: Context.get(context, ConversationStore),
+      database: Context.get(context, Database),
+    }
+  })
+
+export const startApiServer = startApiServerOn("embedded")
 
 export interface Answer {
   readonly status: number

@@ -11,7 +11,7 @@ import * as ChorusHttp from "../../core/http/HttpServer.ts"
 import { InboundStream } from "../../core/pipeline/Streams.ts"
 import { InboundMessage } from "../../schemas/Inbound.ts"
 import { tempDir } from "../support/TestDatabase.ts"
-import { request, startApiServer } from "./ApiServer.ts"
+import { request, startApiServer, startApiServerOn } from "./ApiServer.ts"
 
 /** Every message published on `inbound.api`, as a test consumer of its own sees them. */
 const collectInbound = (bus: Context.Tag.Service<typeof Bus>) =>
@@ -261,5 +261,23 @@ describe("POST /api/v1/inbound", () => {
       assert.strictEqual(contact.body.name, "Ann")
       assert.strictEqual(contact.body.identities[0].verification, "claimed")
       assert.strictEqual(contact.body.identities[0].email, "ann@example.com")
+    }))
+
+  it.scopedLive("on PostgreSQL and JetStream too: 202 once durable, a repeat is a duplicate", () =>
+    Effect.gen(function* () {
+      const server = yield* startApiServerOn("shared")
+      assert.strictEqual(server.bus.backend, "jetstream")
+      const inbound = yield* collectInbound(server.bus)
+      const post = () =>
+        request(`${server.url}/api/v1/inbound`, { token: server.token, body: valid })
+      const first = yield* post()
+      assert.strictEqual(first.status, 202, first.text)
+      assert.deepStrictEqual(first.body, { id: "api:shop:order-chat-1", duplicate: false })
+      const again = yield* post()
+      assert.deepStrictEqual(again.body, { id: "api:shop:order-chat-1", duplicate: true })
+      const message = yield* takeWithin(inbound)
+      assert.strictEqual(decodeMessage(message).externalId, "order-chat-1")
+      yield* Effect.sleep("500 millis")
+      assert.strictEqual(yield* Queue.size(inbound), 0)
     }))
 })

@@ -15,7 +15,17 @@
  * ```
  */
 import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
-import { Context, Duration, Effect, Either, ParseResult, Schedule, Schema, Stream } from "effect"
+import {
+  Context,
+  Deferred,
+  Duration,
+  Effect,
+  Either,
+  ParseResult,
+  Schedule,
+  Schema,
+  Stream,
+} from "effect"
 import { Bus, type BusMessage, describeCause } from "../bus/Bus.ts"
 import { EventsStream, eventSubject } from "../pipeline/Streams.ts"
 import { ChorusEvent } from "../../schemas/Events.ts"
@@ -69,6 +79,10 @@ export const EventsHandlers = HttpApiBuilder.group(
       const settings = yield* EventStreamSettings
       // Whoever starts first creates the stream; publishers ensure it too.
       yield* bus.ensureStream(EventsStream)
+      // Open streams end when the server stops: the HTTP server's close waits for every open
+      // connection, and an event stream would otherwise hold it (and the shutdown) forever.
+      const stopping = yield* Deferred.make<void>()
+      yield* Effect.addFinalizer(() => Deferred.succeed(stopping, undefined))
       return handlers.handle("stream", ({ headers, urlParams }) =>
         Effect.gen(function* () {
           const after = headers["last-event-id"] ?? urlParams.lastEventId ??
@@ -100,6 +114,7 @@ export const EventsHandlers = HttpApiBuilder.group(
           )
           const body = Stream.make(": connected\n\n").pipe(
             Stream.concat(Stream.merge(events, keepAlive, { haltStrategy: "left" })),
+            Stream.interruptWhen(Deferred.await(stopping)),
             Stream.map((text) => encoder.encode(text)),
           )
           return HttpServerResponse.stream(body, {

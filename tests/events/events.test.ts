@@ -7,7 +7,7 @@ import { HttpServer } from "@effect/platform"
 import { jetstreamManager } from "@nats-io/jetstream"
 import { connect as natsConnect } from "@nats-io/transport-node"
 import { assert, describe, it } from "@effect/vitest"
-import { Duration, Effect, Layer, Redacted, Schedule, Schema } from "effect"
+import { Duration, Effect, Exit, Layer, Redacted, Schedule, Schema, Scope } from "effect"
 import { ApiTokens } from "../../core/auth/ApiTokens.ts"
 import { Bus } from "../../core/bus/Bus.ts"
 import { ServerLive } from "../../core/Chorus.ts"
@@ -366,5 +366,18 @@ describe("GET /api/v1/events", () => {
       assert.property(op.responses, "401")
       const params = op.parameters.map((p: { name: string; in: string }) => `${p.in}:${p.name}`)
       assert.includeMembers(params, ["query:lastEventId", "query:types", "header:last-event-id"])
+    }))
+  it.scopedLive("stopping the server ends open event streams instead of waiting for them", () =>
+    Effect.gen(function* () {
+      const serverScope = yield* Scope.make()
+      const { auth, url } = yield* startServer().pipe(Scope.extend(serverScope))
+      const client = yield* connect(`${url}/api/v1/events`, auth)
+      yield* connected(client)
+      yield* Scope.close(serverScope, Exit.void).pipe(
+        Effect.timeoutFail({
+          duration: "5 seconds",
+          onTimeout: () => new Error("the server did not stop with an event stream open"),
+        }),
+      )
     }))
 })

@@ -417,4 +417,46 @@ describe("JetStreamBus", () => {
       }),
     { timeout: 60_000 },
   )
+  it.scopedLive(
+    "a reader whose consumer the server dropped goes on after its last message",
+    () =>
+      Effect.gen(function* () {
+        const namespace = yield* freshNamespace
+        const bus = yield* openBus(namespace)
+        const { jsm } = yield* natsClient(testNatsUrl)
+        yield* bus.ensureStream(orders)
+        const publish = (from: number, n: number) =>
+          Effect.forEach(
+            Array.from({ length: n }, (_, i) => `m-${from + i}`),
+            (id) => bus.publish("orders.created", bytes(id), { id }),
+            { discard: true },
+          )
+        yield* publish(0, 10)
+        const seen: Array<BusMessage> = []
+        yield* bus.read("orders", { fromSeq: 1 }).pipe(
+          Stream.runForEach((m) => Effect.sync(() => seen.push(m))),
+          Effect.forkScoped,
+        )
+        yield* eventually("the first 10", Effect.sync(() => (seen.length >= 10 ? true : undefined)))
+        const readers = yield* Effect.promise(async () => {
+          const names: Array<string> = []
+          for await (const c of jsm.consumers.list(`${namespace}_orders`)) names.push(c.name)
+          return names
+        })
+        assert.strictEqual(readers.length, 1)
+        yield* Effect.promise(() => jsm.consumers.delete(`${namespace}_orders`, readers[0]!))
+        yield* publish(10, 10)
+        yield* eventually(
+          "all 20",
+          Effect.sync(() => (seen.length >= 20 ? true : undefined)),
+          "20 seconds",
+        )
+        yield* sleep(300)
+        assert.deepStrictEqual(
+          seen.map((m) => text(m.data)),
+          Array.from({ length: 20 }, (_, i) => `m-${i}`),
+        )
+      }),
+    { timeout: 60_000 },
+  )
 })

@@ -1,0 +1,216 @@
+/**
+ * The message pipeline on a real bus and a real database: inbound messages published on the
+ * `inbound` stream come out stored once, numbered in order per conversation, with their events.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Layer, Schedule, Schema, type Scope } from "effect"
+import { Bus, type BusShape } from "../../core/bus/Bus.ts"
+import * as EmbeddedBus from "../../core/bus/EmbeddedBus.ts"
+import * as JetStreamBus from "../../core/bus/JetStreamBus.ts"
+import { PipelineLive } from "../../core/Chorus.ts"
+import {
+  EventsStream,
+  inboundKey,
+  InboundStream,
+  inboundSubject,
+} from "../../core/pipeline/Streams.ts"
+import { Database, type DatabaseShape } from "../../core/storage/Database.ts"
+import { ConversationStore } from "../../actors/conversation/ConversationStore.ts"
+import { ChorusEvent } from "../../schemas/Events.ts"
+import { InboundMessage, inboundMessageId } from "../../schemas/Inbound.ts"
+import { freshNamespace } from "../support/NatsCleanup.ts"
+import { sqliteDatabase } from "../support/TestDatabase.ts"
+import { testNatsUrl } from "../support/TestServices.ts"
+import { sql } from "kysely"
+
+const encodeInbound = Schema.encodeSync(Schema.parseJson(InboundMessage))
+const decodeEvent = Schema.decodeUnknownSync(Schema.parseJson(ChorusEvent))
+
+const message = (sender: string, n: number) =>
+  Schema.decodeUnknownSync(InboundMessage)({
+    channel: "api",
+    account: "acme",
+    sender: { externalId: sender, name: `Customer ${sender}` },
+    externalId: `${sender}-m${n}`,
+    text: `${sender} says ${n}`,
+    sentAt: "2026-11-23T10:00:00Z",
+    receivedAt: "2026-11-23T10:00:01Z",
+  })
+
+const publishInbound = (bus: BusShape, m: InboundMessage, id = inboundMessageId(m)) =>
+  bus.publish(inboundSubject(m.channel), new TextEncoder().encode(encodeInbound(m)), {
+    id,
+    key: inboundKey(m.channel, m.account, m.sender.externalId),
+  })
+
+/** Collect every event on the events stream until `until` holds (60 s at most). */
+const collectEvents = (bus: BusShape, until: (events: ReadonlyArray<ChorusEvent>) => boolean) =>
+  Effect.scoped(Effect.gen(function* () {
+    const events: Array<ChorusEvent> = []
+    yield* bus.consume(
+      { stream: EventsStream.name, name: "test-events", concurrency: 1 },
+      (m) =>
+        Effect.sync(() => {
+          events.push(decodeEvent(new TextDecoder().decode(m.data)))
+        }),
+    )
+    yield* Effect.suspend(() => (until(events) ? Effect.void : Effect.fail("not yet"))).pipe(
+      Effect.retry(Schedule.spaced("50 millis").pipe(Schedule.upTo("60 seconds"))),
+      Effect.orElse(() => Effect.dieMessage(`events never arrived; got ${events.length}`)),
+    )
+    return [...events]
+  }))
+
+const pipelineBehaviour = (
+  name: string,
+  open: Effect.Effect<{ bus: BusShape; db: DatabaseShape }, unknown, Scope.Scope>,
+) =>
+  describe(name, () => {
+    const run = <A, E>(
+      body: (bus: BusShape, db: DatabaseShape) => Effect.Effect<A, E, ConversationStore>,
+    ) =>
+      Effect.gen(function* () {
+        const { bus, db } = yield* open
+        const layer = PipelineLive.pipe(
+          Layer.provide(Layer.mergeAll(Layer.succeed(Bus, bus), Layer.succeed(Database, db))),
+        )
+        return yield* body(bus, db).pipe(Effect.provide(layer))
+      })
+
+    it.scopedLive("stores every message once, numbered in publish order per conversation, with its events", () =>
+      run((bus, db) =>
+        Effect.gen(function* () {
+          const senders = Array.from({ length: 30 }, (_, i) => `s${i}`)
+          const perSender = 12
+          // Interleaved: round after round, every sender writes its next message.
+          for (let n = 1; n <= perSender; n++) {
+            yield* Effect.forEach(senders, (s) => publishInbound(bus, message(s, n)), {
+              concurrency: 16,
+            })
+          }
+          const total = senders.length * perSender
+          const events = yield* collectEvents(
+            bus,
+            (es) => es.filter((e) => e.type === "message.received").length >= total,
+          )
+          const rows = yield* db.query("all messages", (k) =>
+            sql<{ conversation_id: string; seq: number; external_id: string }>`
+              select conversation_id, seq, external_id from messages order by conversation_id, seq`
+              .execute(k))
+          assert.strictEqual(rows.rows.length, total)
+          const byConversation = new Map<string, Array<string>>()
+          for (const r of rows.rows) {
+            const list = byConversation.get(r.conversation_id) ?? []
+            list.push(r.external_id)
+            byConversation.set(r.conversation_id, list)
+          }
+          assert.strictEqual(byConversation.size, senders.length)
+          for (const list of byConversation.values()) {
+            const sender = list[0]!.split("-")[0]!
+            assert.deepStrictEqual(
+              list,
+              Array.from({ length: perSender }, (_, n) => `${sender}-m${n + 1}`),
+            )
+          }
+          const received = events.filter((e) =>
+            e.type === "message.received"
+          )
+          assert.strictEqual(
+            new Set(received.map((e) => e.type === "message.received" && e.message.id)).size,
+            total,
+          )
+          assert.strictEqual(
+            events.filter((e) => e.type === "conversation.opened").length,
+            senders.length,
+          )
+          assert.strictEqual(
+            events.filter((e) => e.type === "contact.created").length,
+            senders.length,
+          )
+        })
+      ))
+
+    it.scopedLive("a message delivered again under another bus id is still stored once", () =>
+      run((bus, db) =>
+        Effect.gen(function* () {
+          const m = message("dup", 1)
+          yield* publishInbound(bus, m)
+          // Past the bus's duplicate window, a provider redelivery would arrive as a new bus message.
+          yield* publishInbound(bus, m, `${inboundMessageId(m)}:redelivered`)
+          yield* publishInbound(bus, message("dup", 2))
+          yield* collectEvents(bus, (es) =>
+            es.some((e) => e.type === "message.received" && e.message.seq === 2))
+          const rows = yield* db.query("dup rows", (k) =>
+            sql<
+              { seq: number; external_id: string }
+            >`select seq, external_id from messages order by seq`.execute(k))
+          assert.deepStrictEqual(rows.rows.map((r) => [Number(r.seq), r.external_id]), [[
+            1,
+            "dup-m1",
+          ], [2, "dup-m2"]])
+        })
+      ))
+
+    it.scopedLive("a payload that is not an InboundMessage is dead-lettered with the reason, the rest flows on", () =>
+      run((bus) =>
+        Effect.gen(function* () {
+          yield* bus.publish(
+            inboundSubject("api"),
+            new TextEncoder().encode(`{"channel":"api","text":1}`),
+            {
+              id: "garbage-1",
+            },
+          )
+          yield* publishInbound(bus, message("after", 1))
+          yield* collectEvents(bus, (es) => es.some((e) => e.type === "message.received"))
+          const letters = yield* bus.deadLetters.list({ consumer: "conversations" })
+          assert.lengthOf(letters, 1)
+          assert.include(letters[0]!.reason, "not a valid InboundMessage")
+          assert.strictEqual(letters[0]!.messageId, "garbage-1")
+        })
+      ))
+
+    it.scopedLive("the conversation API reads what the pipeline stored", () =>
+      run((bus) =>
+        Effect.gen(function* () {
+          for (let n = 1; n <= 3; n++) yield* publishInbound(bus, message("reader", n))
+          const events = yield* collectEvents(
+            bus,
+            (es) => es.filter((e) => e.type === "message.received").length >= 3,
+          )
+          const opened = events.find((e) => e.type === "conversation.opened")
+          assert.isDefined(opened)
+          const store = yield* ConversationStore
+          const id = opened!.type === "conversation.opened" ? opened!.conversation.id : undefined
+          const page = yield* store.messages(id!)
+          assert.deepStrictEqual(page.messages.map((m) => m.text), [
+            "reader says 3",
+            "reader says 2",
+            "reader says 1",
+          ])
+        })
+      ))
+  })
+
+pipelineBehaviour(
+  "Inbound pipeline on the embedded bus (SQLite)",
+  Effect.gen(function* () {
+    const db = yield* sqliteDatabase()
+    const bus = yield* EmbeddedBus.make({ namespace: "pipeline" }).pipe(
+      Effect.provideService(Database, db),
+    )
+    for (const s of [InboundStream, EventsStream]) yield* bus.ensureStream(s)
+    return { bus, db }
+  }),
+)
+
+pipelineBehaviour(
+  "Inbound pipeline on JetStream (SQLite store)",
+  Effect.gen(function* () {
+    const db = yield* sqliteDatabase()
+    const namespace = yield* freshNamespace("pipe")
+    const bus = yield* JetStreamBus.make({ servers: testNatsUrl, namespace })
+    for (const s of [InboundStream, EventsStream]) yield* bus.ensureStream(s)
+    return { bus, db }
+  }),
+)

@@ -1,11 +1,11 @@
 /**
- * Rows of the conversation tables as domain values, for the read side (`ConversationQueries`).
+ * Rows of the conversation tables as domain values, for the store and the read side.
  * Times are epoch milliseconds in bigint columns, which PostgreSQL returns as strings, and flags
  * are 0/1 integers: every conversion happens here.
- *
- * `ConversationStore` has the same conversions privately; they can move here and be shared.
  */
+import type { Attachment } from "../../schemas/Common.ts"
 import type { ChannelIdentity, Contact } from "../../schemas/Contact.ts"
+import type { Message } from "../../schemas/Message.ts"
 import type { Conversation, ConversationStatus } from "../../schemas/Conversation.ts"
 import type {
   AccountId,
@@ -14,11 +14,14 @@ import type {
   ContactId,
   ConversationId,
   ExternalId,
+  MessageId,
+  OperatorId,
 } from "../../schemas/Ids.ts"
 import type {
   ChannelIdentityRow,
   ContactRow,
   ConversationRow,
+  MessageRow,
 } from "../../core/storage/ConversationTables.ts"
 
 /** Epoch milliseconds from a bigint column (a string on PostgreSQL). */
@@ -69,3 +72,51 @@ export const toConversation = (row: ConversationRow): Conversation => ({
   lastMessageAt: dateOrNull(row.last_message_at),
   resolvedAt: dateOrNull(row.resolved_at),
 })
+
+export const parseAttachments = (json: string): ReadonlyArray<Attachment> =>
+  (JSON.parse(json) as Array<Record<string, unknown>>).map((a) => ({
+    ...a,
+    ...(typeof a["url"] === "string" ? { url: new URL(a["url"]) } : {}),
+  })) as unknown as ReadonlyArray<Attachment>
+
+export const toMessage = (row: MessageRow): Message => {
+  const base = {
+    id: row.id as MessageId,
+    conversationId: row.conversation_id as ConversationId,
+    seq: Number(row.seq),
+    text: row.text,
+    attachments: parseAttachments(row.attachments),
+    createdAt: date(row.created_at),
+  }
+  if (row.direction === "in") {
+    return {
+      ...base,
+      direction: "in",
+      channel: row.channel as ChannelName,
+      account: row.account as AccountId,
+      identityId: row.identity_id as ChannelIdentityId,
+      externalId: row.external_id as ExternalId,
+      sentAt: date(row.sent_at ?? row.created_at),
+      receivedAt: date(row.received_at ?? row.created_at),
+    }
+  }
+  if (row.direction === "out") {
+    const at = date(row.delivery_at ?? row.created_at)
+    return {
+      ...base,
+      direction: "out",
+      channel: row.channel as ChannelName,
+      account: row.account as AccountId,
+      identityId: row.identity_id as ChannelIdentityId,
+      externalId: row.external_id as ExternalId | null,
+      authorId: row.author_id as OperatorId | null,
+      delivery: row.delivery_state === "failed"
+        ? { state: "failed", at, error: JSON.parse(row.delivery_error ?? "{}") }
+        : {
+          state: (row.delivery_state ?? "queued") as "queued" | "sent" | "delivered" | "read",
+          at,
+        },
+    }
+  }
+  return { ...base, direction: "note", authorId: row.author_id as OperatorId | null }
+}

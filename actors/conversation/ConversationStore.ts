@@ -10,18 +10,12 @@
  */
 import { Context, Effect, Either, Layer, Option, type Scope } from "effect"
 import type { Kysely } from "kysely"
-import type { Attachment } from "../../schemas/Common.ts"
 import type { ChannelIdentity, Contact } from "../../schemas/Contact.ts"
 import type { Conversation, ConversationStatus } from "../../schemas/Conversation.ts"
 import type {
-  AccountId,
   ChannelIdentityId,
-  ChannelName,
   ContactId,
   ConversationId,
-  ExternalId,
-  MessageId,
-  OperatorId,
 } from "../../schemas/Ids.ts"
 import type { InboundMessage } from "../../schemas/Inbound.ts"
 import type { IncomingMessage, Message } from "../../schemas/Message.ts"
@@ -35,6 +29,7 @@ import type {
 } from "../../core/storage/ConversationTables.ts"
 import { Database, type DatabaseError, type DatabaseShape } from "../../core/storage/Database.ts"
 import * as GroupCommit from "../../core/storage/GroupCommit.ts"
+import { toContact, toConversation, toIdentity, toMessage } from "./ConversationRows.ts"
 import type { CoreTables } from "../../core/storage/tables.ts"
 
 export interface ResolvedSender {
@@ -99,103 +94,6 @@ export class ConversationStore extends Context.Tag("chorus/actors/ConversationSt
   ConversationStore,
   ConversationStoreShape
 >() {}
-
-// ---------------------------------------------------------------------------------------------
-// Rows ↔ domain values
-
-const date = (value: number | string): Date => new Date(Number(value))
-const dateOrNull = (value: number | string | null): Date | null =>
-  value === null ? null : date(value)
-
-const toContact = (row: ContactRow): Contact => ({
-  id: row.id as ContactId,
-  name: row.name,
-  createdAt: date(row.created_at),
-  updatedAt: date(row.updated_at),
-})
-
-const toIdentity = (row: ChannelIdentityRow): ChannelIdentity => ({
-  id: row.id as ChannelIdentityId,
-  contactId: row.contact_id as ContactId,
-  channel: row.channel as ChannelName,
-  account: row.account as AccountId,
-  externalId: row.external_id as ExternalId,
-  name: row.name,
-  phone: row.phone,
-  email: row.email,
-  verification: row.verification as ChannelIdentity["verification"],
-  reachable: Number(row.reachable) === 1,
-  createdAt: date(row.created_at),
-  lastSeenAt: dateOrNull(row.last_seen_at),
-})
-
-const toConversation = (row: ConversationRow): Conversation => ({
-  id: row.id as ConversationId,
-  contactId: row.contact_id as ContactId,
-  status: row.status as ConversationStatus,
-  assigneeId: row.assignee_id as Conversation["assigneeId"],
-  lastChannel: row.last_channel !== null && row.last_account !== null &&
-      row.last_identity_id !== null
-    ? {
-      channel: row.last_channel as ChannelName,
-      account: row.last_account as AccountId,
-      identityId: row.last_identity_id as ChannelIdentityId,
-    }
-    : null,
-  lastSeq: Number(row.last_seq),
-  createdAt: date(row.created_at),
-  updatedAt: date(row.updated_at),
-  lastMessageAt: dateOrNull(row.last_message_at),
-  resolvedAt: dateOrNull(row.resolved_at),
-})
-
-const parseAttachments = (json: string): ReadonlyArray<Attachment> =>
-  (JSON.parse(json) as Array<Record<string, unknown>>).map((a) => ({
-    ...a,
-    ...(typeof a["url"] === "string" ? { url: new URL(a["url"]) } : {}),
-  })) as unknown as ReadonlyArray<Attachment>
-
-const toMessage = (row: MessageRow): Message => {
-  const base = {
-    id: row.id as MessageId,
-    conversationId: row.conversation_id as ConversationId,
-    seq: Number(row.seq),
-    text: row.text,
-    attachments: parseAttachments(row.attachments),
-    createdAt: date(row.created_at),
-  }
-  if (row.direction === "in") {
-    return {
-      ...base,
-      direction: "in",
-      channel: row.channel as ChannelName,
-      account: row.account as AccountId,
-      identityId: row.identity_id as ChannelIdentityId,
-      externalId: row.external_id as ExternalId,
-      sentAt: date(row.sent_at ?? row.created_at),
-      receivedAt: date(row.received_at ?? row.created_at),
-    }
-  }
-  if (row.direction === "out") {
-    const at = date(row.delivery_at ?? row.created_at)
-    return {
-      ...base,
-      direction: "out",
-      channel: row.channel as ChannelName,
-      account: row.account as AccountId,
-      identityId: row.identity_id as ChannelIdentityId,
-      externalId: row.external_id as ExternalId | null,
-      authorId: row.author_id as OperatorId | null,
-      delivery: row.delivery_state === "failed"
-        ? { state: "failed", at, error: JSON.parse(row.delivery_error ?? "{}") }
-        : {
-          state: (row.delivery_state ?? "queued") as "queued" | "sent" | "delivered" | "read",
-          at,
-        },
-    }
-  }
-  return { ...base, direction: "note", authorId: row.author_id as OperatorId | null }
-}
 
 const attachmentsJson = (inbound: InboundMessage): string =>
   JSON.stringify(

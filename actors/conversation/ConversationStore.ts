@@ -12,11 +12,7 @@ import { Context, Effect, Either, Layer, Option, type Scope } from "effect"
 import type { Kysely } from "kysely"
 import type { ChannelIdentity, Contact } from "../../schemas/Contact.ts"
 import type { Conversation, ConversationStatus } from "../../schemas/Conversation.ts"
-import type {
-  ChannelIdentityId,
-  ContactId,
-  ConversationId,
-} from "../../schemas/Ids.ts"
+import type { ChannelIdentityId, ContactId, ConversationId } from "../../schemas/Ids.ts"
 import type { InboundMessage } from "../../schemas/Inbound.ts"
 import type { IncomingMessage, Message } from "../../schemas/Message.ts"
 import { newId } from "../../core/ids.ts"

@@ -127,15 +127,23 @@ const configShow = Command.make(
     }),
 ).pipe(Command.withDescription("Print the effective configuration (passwords redacted)."))
 
-const withBus = <A, E>(file: Option.Option<string>, use: Effect.Effect<A, E, Bus>) =>
-  Effect.gen(function* () {
-    const config = yield* loadOrExit(file)
-    return yield* use.pipe(
-      Effect.provide(CoreLive(config)),
-      orExit,
-      withLogging({ ...config, log: { ...config.log, level: "warning" } }),
-    )
-  })
+/**
+ * Run a one-shot command's effect with the services `layer` builds from the configuration;
+ * only warnings and errors are logged, so the command's own output stays readable.
+ */
+const withServices =
+  <ROut, LE>(layer: (config: ChorusConfig) => Layer.Layer<ROut, LE>) =>
+  <A, E>(file: Option.Option<string>, use: Effect.Effect<A, E, ROut>) =>
+    Effect.gen(function* () {
+      const config = yield* loadOrExit(file)
+      return yield* use.pipe(
+        Effect.provide(layer(config)),
+        orExit,
+        withLogging({ ...config, log: { ...config.log, level: "warning" } }),
+      )
+    })
+
+const withBus = withServices(CoreLive)
 
 const dlqList = Command.make(
   "list",
@@ -211,16 +219,10 @@ const deadLetters = Command.make("dead-letters").pipe(
   Command.withSubcommands([dlqList, dlqReplay, dlqDiscard]),
 )
 
-/** Run `use` with the token store (migrations applied first, so a fresh data dir works). */
-const withTokens = <A, E>(file: Option.Option<string>, use: Effect.Effect<A, E, ApiTokens>) =>
-  Effect.gen(function* () {
-    const config = yield* loadOrExit(file)
-    return yield* use.pipe(
-      Effect.provide(ApiTokens.Default.pipe(Layer.provide(StorageLive(config)))),
-      orExit,
-      withLogging({ ...config, log: { ...config.log, level: "warning" } }),
-    )
-  })
+/** The token store (migrations applied first, so a fresh data dir works). */
+const withTokens = withServices((config) =>
+  ApiTokens.Default.pipe(Layer.provide(StorageLive(config)))
+)
 
 const tokenCreate = Command.make(
   "create",

@@ -5,16 +5,15 @@
  */
 import { HttpServer } from "@effect/platform"
 import { Context, Effect, Layer, Redacted } from "effect"
-import { sql } from "kysely"
 import { ConversationStore } from "../../actors/conversation/ConversationStore.ts"
 import { ApiTokens } from "../../core/auth/ApiTokens.ts"
 import { Bus } from "../../core/bus/Bus.ts"
 import { ServerLive } from "../../core/Chorus.ts"
 import type { ChorusConfig } from "../../core/config/ChorusConfig.ts"
 import { decodeConfig } from "../../core/config/loadConfig.ts"
-import { Database, makeDatabase } from "../../core/storage/Database.ts"
+import { Database } from "../../core/storage/Database.ts"
 import { freshNamespace } from "../support/NatsCleanup.ts"
-import { POSTGRES_URL, tempDir, uniqueName } from "../support/TestDatabase.ts"
+import { POSTGRES_URL, scratchSchema, tempDir } from "../support/TestDatabase.ts"
 import { testNatsUrl } from "../support/TestServices.ts"
 
 /**
@@ -26,7 +25,7 @@ export const startApiServerOn = (backends: "embedded" | "shared") =>
     const dir = yield* tempDir()
     const shared = backends === "shared"
       ? {
-        database: { url: POSTGRES_URL, schema: yield* scratchSchema },
+        database: { url: POSTGRES_URL, schema: yield* scratchSchema("t_api") },
         bus: { natsUrl: testNatsUrl, namespace: yield* freshNamespace("api") },
       }
       : {}
@@ -38,24 +37,6 @@ export const startApiServerOn = (backends: "embedded" | "shared") =>
     })
     return yield* serve(config)
   })
-
-/** A PostgreSQL schema name, dropped when the scope closes (after the server stops). */
-const scratchSchema = Effect.gen(function* () {
-  const schema = uniqueName("t_api")
-  yield* Effect.addFinalizer(() =>
-    Effect.scoped(
-      makeDatabase({ url: POSTGRES_URL, schema: "public", sqliteFile: "" }).pipe(
-        Effect.flatMap((admin) =>
-          admin.query(
-            "drop schema",
-            (db) => sql.raw(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).execute(db),
-          )
-        ),
-      ),
-    ).pipe(Effect.ignore)
-  )
-  return schema
-})
 
 const serve = (config: ChorusConfig) =>
   Effect.gen(function* () {

@@ -4,7 +4,7 @@ import { Effect, Layer } from "effect"
 import { ServerLive } from "../../core/Chorus.ts"
 import { decodeConfig } from "../../core/config/loadConfig.ts"
 import { freshNamespace } from "../support/NatsCleanup.ts"
-import { tempDir, uniqueName } from "../support/TestDatabase.ts"
+import { scratchSchema, tempDir } from "../support/TestDatabase.ts"
 
 const baseUrl = Effect.gen(function* () {
   const server = yield* HttpServer.HttpServer
@@ -48,7 +48,7 @@ describe("HTTP system endpoints", () => {
   it.scoped("GET /ready with PostgreSQL and JetStream names them", () =>
     Effect.gen(function* () {
       const dir = yield* tempDir()
-      const schema = uniqueName("t_http")
+      const schema = yield* scratchSchema("t_http")
       const namespace = yield* freshNamespace("http")
       const url = yield* startServer({
         dataDir: dir,
@@ -60,13 +60,6 @@ describe("HTTP system endpoints", () => {
       assert.strictEqual(ready.status, 200)
       assert.deepInclude(ready.body.store, { backend: "postgres", ok: true })
       assert.deepInclude(ready.body.bus, { backend: "jetstream", ok: true })
-      yield* Effect.promise(async () => {
-        const { execSync } = await import("node:child_process")
-        execSync(
-          `psql -h 127.0.0.1 -U postgres -d test -c 'DROP SCHEMA IF EXISTS "${schema}" CASCADE'`,
-          { stdio: "ignore" },
-        )
-      })
     }))
 
   it.scoped("GET /api/openapi.json documents the API from the same schemas", () =>

@@ -31,9 +31,10 @@ export const sqliteDatabase = (file?: string) =>
     return db
   })
 
-/** A PostgreSQL schema of its own, dropped afterwards. */
-export const postgresDatabase = (schema = uniqueName("t")) =>
+/** A fresh PostgreSQL schema name, dropped (with everything in it) when the scope closes. */
+export const scratchSchema = (prefix = "t") =>
   Effect.gen(function* () {
+    const schema = uniqueName(prefix)
     yield* Effect.addFinalizer(() =>
       Effect.scoped(
         makeDatabase({ url: POSTGRES_URL, schema: "public", sqliteFile: "" }).pipe(
@@ -46,6 +47,13 @@ export const postgresDatabase = (schema = uniqueName("t")) =>
         ),
       ).pipe(Effect.ignore)
     )
+    return schema
+  })
+
+/** A PostgreSQL schema of its own, migrated, dropped afterwards. */
+export const postgresDatabase = (prefix = "t") =>
+  Effect.gen(function* () {
+    const schema = yield* scratchSchema(prefix)
     const db = yield* makeDatabase({ url: POSTGRES_URL, schema, sqliteFile: "" })
     yield* migrate(db, coreMigrationSet)
     return db

@@ -3,7 +3,10 @@
  * are compared with them. A new benchmark (HTTP ingest, …) is a file here and a line below.
  */
 import type { BenchSection } from "../Benchmark.ts"
+import { actorsMemory } from "./ActorsMemory.ts"
 import { embeddedBus } from "./EmbeddedBus.ts"
+import { history } from "./History.ts"
+import { ingest } from "./Ingest.ts"
 import { jetStreamBus } from "./JetStreamBus.ts"
 import { jetStreamRaw } from "./JetStreamRaw.ts"
 import { sqliteRaw } from "./SqliteRaw.ts"
@@ -13,4 +16,7 @@ export const sections: ReadonlyArray<BenchSection> = [
   sqliteRaw,
   jetStreamBus,
   embeddedBus,
+  ingest,
+  actorsMemory,
+  history,
 ]

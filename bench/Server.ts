@@ -1,0 +1,54 @@
+/**
+ * A Chorus server in the bench process, as `chorus start` builds it (`ServerLive`): SQLite in a
+ * scratch directory, JetStream on the bench's nats-server under a namespace of its own (deleted
+ * afterwards) or the embedded bus, a free loopback port and one API token.
+ */
+import { mkdtempSync } from "node:fs"
+import { join } from "node:path"
+import { HttpServer } from "@effect/platform"
+import { Context, Effect, Layer, Logger, LogLevel, Redacted } from "effect"
+import { ConversationStore } from "../actors/conversation/ConversationStore.ts"
+import { ApiTokens } from "../core/auth/ApiTokens.ts"
+import { ServerLive } from "../core/Chorus.ts"
+import { decodeConfig } from "../core/config/loadConfig.ts"
+import { deleteNamespaceStreams } from "../tests/support/NatsCleanup.ts"
+import type { BenchContext } from "./Benchmark.ts"
+
+export const startServer = (ctx: BenchContext, bus: "jetstream" | "embedded", tag: string) =>
+  Effect.gen(function* () {
+    const dataDir = mkdtempSync(join(ctx.workDir, `${tag}-`))
+    const namespace = `${ctx.runId}${tag}`
+    if (bus === "jetstream") {
+      yield* Effect.addFinalizer(() => deleteNamespaceStreams(namespace, ctx.natsUrl))
+    }
+    const config = yield* decodeConfig({
+      dataDir,
+      http: { port: 0, host: "127.0.0.1" },
+      log: { level: "error" },
+      ...(bus === "jetstream" ? { bus: { natsUrl: ctx.natsUrl, namespace } } : {}),
+    })
+    // The bench's own logger would print every request (the CLI sets the level from the config).
+    const context = yield* Layer.build(ServerLive(config)).pipe(
+      Logger.withMinimumLogLevel(LogLevel.Error),
+    )
+    const server = Context.get(context, HttpServer.HttpServer)
+    if (server.address._tag !== "TcpAddress") return yield* Effect.die("expected a TCP address")
+    const tokens = yield* ApiTokens.pipe(Effect.provide(ApiTokens.Default), Effect.provide(context))
+    const { token } = yield* tokens.create("bench")
+    return {
+      url: `http://127.0.0.1:${server.address.port}`,
+      token: Redacted.value(token),
+      store: Context.get(context, ConversationStore),
+    }
+  })
+
+/** Percentile (0–100) of ascending-sorted samples. */
+export const percentile = (sorted: ReadonlyArray<number>, p: number): number =>
+  sorted.length === 0
+    ? NaN
+    : sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!
+
+export const ms = (x: number) => `${x.toFixed(1)} ms`
+
+/** "met" / "NOT met" for a target line. */
+export const verdict = (ok: boolean) => (ok ? "met" : "NOT met")

@@ -8,6 +8,13 @@ import { pathToFileURL } from "node:url"
 
 export const ROOT = NodePath.resolve(__dirname, "../..")
 
+// A test that fails or times out must not leave its server running: whatever is still alive
+// when the test worker exits is killed.
+const alive = new Set<ChildProcess>()
+process.on("exit", () => {
+  for (const child of alive) child.kill("SIGKILL")
+})
+
 export interface ChorusProcess {
   readonly child: ChildProcess
   readonly lines: Array<string>
@@ -62,7 +69,13 @@ export const startChorus = (
     }
   })
   child.stderr!.on("data", (chunk: Buffer) => stderr.push(chunk.toString()))
-  const exited = new Promise<number | null>((res) => child.on("exit", (code) => res(code)))
+  alive.add(child)
+  const exited = new Promise<number | null>((res) =>
+    child.on("exit", (code) => {
+      alive.delete(child)
+      res(code)
+    })
+  )
   // Commands that never listen (migrate, --help) leave `ready` unused: don't report it unhandled.
   ready.catch(() => undefined)
   exited.then((code) =>

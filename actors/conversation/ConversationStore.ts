@@ -301,12 +301,23 @@ export const make = (
       contactId: ContactId,
       identity: ChannelIdentity,
     ) {
-      return yield* database.transaction("open conversation", async (trx) => {
-        const current = await trx.selectFrom("conversations").selectAll()
+      const findOpen = (db: Trx) =>
+        db.selectFrom("conversations").selectAll()
           .where("contact_id", "=", contactId)
           .where("status", "in", ["open", "pending"])
           .orderBy("created_at", "desc")
           .executeTakeFirst()
+      // The common case (every message after a conversation's first) is a read, not a transaction.
+      const existing = yield* database.query("find open conversation", findOpen)
+      if (existing !== undefined) {
+        return {
+          conversation: toConversation(existing),
+          opened: false,
+        } satisfies OpenedConversation
+      }
+      return yield* database.transaction("open conversation", async (trx) => {
+        // Opened meanwhile by another writer? Then use theirs.
+        const current = await findOpen(trx)
         if (current !== undefined) {
           return {
             conversation: toConversation(current),

@@ -8,12 +8,15 @@
 import { Context, Data, Effect, Layer, Option } from "effect"
 import * as Actors from "../../core/actor/mod.ts"
 import type { DatabaseError } from "../../core/storage/Database.ts"
+import type { ConversationStatus } from "../../schemas/Conversation.ts"
 import type { ChannelIdentityId, ConversationId } from "../../schemas/Ids.ts"
 import type { InboundMessage } from "../../schemas/Inbound.ts"
 import { type AppendResult, ConversationStore } from "./ConversationStore.ts"
 
 export interface ConversationState {
   readonly lastSeq: number
+  /** Status changes go through the actor, so this is the conversation's status. */
+  readonly status: ConversationStatus
 }
 
 export type ConversationCommand = {
@@ -30,13 +33,22 @@ export class ConversationMissing extends Data.TaggedError("ConversationMissing")
   }
 }
 
+/**
+ * What the actor answers to `AppendInbound`: stored, a duplicate, or `Closed` when the
+ * conversation is resolved (the sender's next message belongs in a new conversation).
+ */
+export type AppendReply = AppendResult | {
+  readonly _tag: "Closed"
+  readonly conversationId: ConversationId
+}
+
 export type ConversationActorError = DatabaseError | ConversationMissing
 
 export interface ConversationActorsShape extends
   Actors.ActorSupervisor<
     ConversationId,
     ConversationCommand,
-    AppendResult,
+    AppendReply,
     ConversationActorError
   > {}
 
@@ -63,27 +75,35 @@ export const layer = (options: ConversationActorOptions = {}) =>
         ConversationId,
         ConversationState,
         ConversationCommand,
-        AppendResult,
+        AppendReply,
         ConversationActorError
       > = {
         load: (id) =>
           store.conversation(id).pipe(
             Effect.flatMap(Option.match({
               onNone: () => Effect.fail(new ConversationMissing({ conversationId: id })),
-              onSome: (c) => Effect.succeed({ lastSeq: c.lastSeq }),
+              onSome: (c) => Effect.succeed({ lastSeq: c.lastSeq, status: c.status }),
             })),
           ),
         receive: (state, command, id) =>
-          store.appendInbound({
-            conversationId: id,
-            seq: state.lastSeq + 1,
-            identityId: command.identityId,
-            inbound: command.inbound,
-          }).pipe(
-            Effect.map((result) =>
-              [result._tag === "Stored" ? { lastSeq: result.message.seq } : state, result] as const
+          state.status === "resolved"
+            ? Effect.succeed([state, { _tag: "Closed", conversationId: id }] as const)
+            : store.appendInbound({
+              conversationId: id,
+              seq: state.lastSeq + 1,
+              status: state.status,
+              identityId: command.identityId,
+              inbound: command.inbound,
+            }).pipe(
+              Effect.map((result) =>
+                [
+                  result._tag === "Stored"
+                    ? { lastSeq: result.message.seq, status: "open" as const }
+                    : state,
+                  result,
+                ] as const
+              ),
             ),
-          ),
         // Storage that is briefly unavailable: reload and try again rather than fail the ask.
         restartOn: (error) => error._tag === "DatabaseError" && error.retryable,
       }

@@ -4,6 +4,7 @@
  */
 import { createServer } from "node:http"
 import { HttpApiBuilder, HttpMiddleware, HttpServer } from "@effect/platform"
+import type { HttpServerRequest } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Effect, Layer } from "effect"
 import * as ConversationQueries from "../../actors/conversation/ConversationQueries.ts"
@@ -47,8 +48,16 @@ const logListening = Layer.effectDiscard(
   ),
 )
 
+/**
+ * No tracing span for the ingest route: it is the one called thousands of times a second, and
+ * its span (URL parsed again, headers copied as attributes) cost more than the handler.
+ */
+const untraced = (request: HttpServerRequest.HttpServerRequest) =>
+  request.method === "POST" && request.url.startsWith("/api/v1/inbound")
+
 export const layer = (options: HttpOptions) =>
   HttpApiBuilder.serve((app) => HttpMiddleware.logger(bearerChallenge(app))).pipe(
+    HttpMiddleware.withTracerDisabledWhen(untraced),
     Layer.provide(HttpApiBuilder.middleware(readableDecodeErrors)),
     Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/api/openapi.json" })),
     Layer.provide(ApiLive),

@@ -25,13 +25,18 @@ export const ApiInboundSender = Schema.Struct({
 }).annotations({ identifier: "ApiInboundSender" })
 export type ApiInboundSender = typeof ApiInboundSender.Type
 
+/** The longest `text` the api channel takes, in characters (a long e-mail fits; a dump does not). */
+export const API_TEXT_MAX = 100_000
+
 export const ApiInboundRequest = Schema.Struct({
   /** The client's account (a site, an app, a tenant of the client): like a channel account. */
   account: AccountId,
   sender: ApiInboundSender,
   /** The client's id of the message, unique within `account`: posting it again is a duplicate. */
   externalId: ExternalId,
-  text: Schema.String,
+  text: Schema.String.pipe(
+    Schema.maxLength(API_TEXT_MAX, { message: () => "expected at most 100,000 characters" }),
+  ),
   /** When the customer sent it. Default: when Chorus received it. */
   sentAt: Schema.optionalWith(Timestamp, { exact: true }),
   attachments: Schema.optionalWith(Schema.Array(InboundAttachment), { exact: true }),

@@ -24,12 +24,25 @@ export class InboundUnavailable extends Schema.TaggedError<InboundUnavailable>()
   }),
 ) {}
 
+/** The most bytes a `POST /api/v1/inbound` body may have. */
+export const INBOUND_BODY_MAX = 1_048_576
+
+export class InboundTooLarge extends Schema.TaggedError<InboundTooLarge>()(
+  "InboundTooLarge",
+  { message: Schema.String, maxBytes: Schema.Int },
+  HttpApiSchema.annotations({
+    status: 413,
+    description: "The body is larger than 1 MiB; nothing was accepted.",
+  }),
+) {}
+
 export class InboundApi extends HttpApiGroup.make("inbound")
   .add(
     HttpApiEndpoint.post("send", "/inbound")
       .setPayload(ApiInboundRequest)
       .addSuccess(ApiInboundAccepted, { status: 202 })
       .addError(InboundUnavailable)
+      .addError(InboundTooLarge)
       .annotate(
         OpenApi.Summary,
         "Hand Chorus a customer's message (channel `api`); 202 once it is durable.",

@@ -7,9 +7,15 @@
  * be a 400 too, not a 500; and a misspelt field must be refused, not dropped. The answer keeps
  * HttpApi's 400 shape (`HttpApiDecodeError`, `issues` with each path, see `DecodeErrors.ts`).
  */
-import { HttpApiBuilder, HttpApiError, HttpApp, HttpServerResponse } from "@effect/platform"
+import {
+  HttpApiBuilder,
+  HttpApiError,
+  HttpApp,
+  HttpIncomingMessage,
+  HttpServerResponse,
+} from "@effect/platform"
 import type { HttpServerRequest } from "@effect/platform"
-import { Clock, Duration, Effect, ParseResult, Schema } from "effect"
+import { Clock, Duration, Effect, Option, ParseResult, Schema } from "effect"
 import { ApiInboundRequest } from "../../schemas/ApiChannel.ts"
 import type { ChannelName } from "../../schemas/Ids.ts"
 import { InboundMessage, inboundMessageId } from "../../schemas/Inbound.ts"
@@ -18,7 +24,7 @@ import { timeoutFail } from "../effect/timeout.ts"
 import { inboundKey, InboundStream, inboundSubject } from "../pipeline/Streams.ts"
 import { ChorusApi } from "./Api.ts"
 import { describeIssues } from "./DecodeErrors.ts"
-import { InboundUnavailable } from "./InboundApi.ts"
+import { INBOUND_BODY_MAX, InboundTooLarge, InboundUnavailable } from "./InboundApi.ts"
 
 const CHANNEL = "api" as ChannelName
 /** How long a publish may take before the client is told to retry (it may still land: a retry is then a duplicate). */
@@ -39,15 +45,24 @@ const decodeBody = Schema.decodeUnknown(ApiInboundRequest, {
 })
 const encodeInbound = Schema.encode(InboundMessage)
 
+const tooLarge = new InboundTooLarge({
+  message: `the body is larger than ${INBOUND_BODY_MAX} bytes; nothing was accepted`,
+  maxBytes: INBOUND_BODY_MAX,
+})
+
+/** The body as JSON, at most `INBOUND_BODY_MAX` bytes (a declared larger one is not read at all). */
 const readJson = (request: HttpServerRequest.HttpServerRequest) =>
-  request.json.pipe(
-    Effect.catchAll(() =>
-      new HttpApiError.HttpApiDecodeError({
-        issues: [{ _tag: "Type", path: [], message: "expected a JSON object" }],
-        message: "body: expected a JSON object",
-      })
-    ),
-  )
+  Number(request.headers["content-length"] ?? 0) > INBOUND_BODY_MAX
+    ? Effect.fail(tooLarge)
+    : request.json.pipe(
+      HttpIncomingMessage.withMaxBodySize(Option.some(INBOUND_BODY_MAX)),
+      Effect.catchAll(() =>
+        new HttpApiError.HttpApiDecodeError({
+          issues: [{ _tag: "Type", path: [], message: "expected a JSON object (at most 1 MiB)" }],
+          message: "body: expected a JSON object (at most 1 MiB)",
+        })
+      ),
+    )
 
 /** A 503 carries `Retry-After` (added as the response is sent, so the error stays typed). */
 const retryAfter = HttpApp.appendPreResponseHandler((_request, response) =>

@@ -163,7 +163,34 @@ describe("POST /api/v1/inbound", () => {
         rawBody: "{ not json",
       })
       assert.strictEqual(notJson.status, 400)
-      assert.strictEqual(notJson.body.message, "body: expected a JSON object")
+      assert.strictEqual(notJson.body.message, "body: expected a JSON object (at most 1 MiB)")
+    }))
+
+  it.scopedLive("a text over 100,000 characters gets 400, a body over 1 MiB 413; nothing is published", () =>
+    Effect.gen(function* () {
+      const server = yield* startApiServer
+      const inbound = yield* collectInbound(server.bus)
+      const long = yield* request(`${server.url}/api/v1/inbound`, {
+        token: server.token,
+        body: { ...valid, text: "x".repeat(100_001) },
+      })
+      assert.strictEqual(long.status, 400)
+      assert.include(long.body.message, "text: expected at most 100,000 characters")
+      const huge = yield* request(`${server.url}/api/v1/inbound`, {
+        token: server.token,
+        body: { ...valid, attachments: [], text: "y", padding: "z".repeat(1_100_000) },
+      })
+      assert.strictEqual(huge.status, 413)
+      assert.strictEqual(huge.body._tag, "InboundTooLarge")
+      const fits = yield* request(`${server.url}/api/v1/inbound`, {
+        token: server.token,
+        body: { ...valid, externalId: "long-but-fine", text: "x".repeat(100_000) },
+      })
+      assert.strictEqual(fits.status, 202)
+      const first = yield* takeWithin(inbound)
+      assert.strictEqual(decodeMessage(first).externalId, "long-but-fine")
+      yield* Effect.sleep("300 millis")
+      assert.strictEqual(yield* Queue.size(inbound), 0)
     }))
 
   it.scopedLive("without a valid token: 401, and nothing is published", () =>

@@ -94,6 +94,11 @@ export interface ConversationStoreShape {
   readonly conversation: (
     id: ConversationId,
   ) => Effect.Effect<Option.Option<Conversation>, DatabaseError>
+  /** Whether `conversationId` is the only conversation `contactId` has ever had. */
+  readonly isFirstConversation: (
+    contactId: ContactId,
+    conversationId: ConversationId,
+  ) => Effect.Effect<boolean, DatabaseError>
   /** Store an inbound message with the given seq, or return the stored one if it is a duplicate. */
   readonly appendInbound: (input: AppendInbound) => Effect.Effect<AppendResult, DatabaseError>
   /** A page of history, newest first; `before` is an exclusive seq bound. */
@@ -430,7 +435,18 @@ export const make = (
       return Option.fromNullable(row).pipe(Option.map(toConversation))
     })
 
-    const appendInbound = (input: AppendInbound) => writer.submit(appendKind, input)
+    const isFirstConversation = (contactId: ContactId, conversationId: ConversationId) =>
+      database.query("other conversations of the contact", (db) =>
+        db.selectFrom("conversations").select("id")
+          .where("contact_id", "=", contactId)
+          .where("id", "!=", conversationId)
+          .limit(1)
+          .executeTakeFirst()).pipe(Effect.map((other) =>
+            other === undefined
+          ))
+
+    const appendInbound = (input: AppendInbound) =>
+      writer.submit(appendKind, input)
 
     const messages = Effect.fn("ConversationStore.messages")(function* (
       conversationId: ConversationId,
@@ -457,6 +473,7 @@ export const make = (
       openConversation,
       forgetOpenConversation,
       conversation,
+      isFirstConversation,
       appendInbound,
       messages,
       stats: writer.stats,

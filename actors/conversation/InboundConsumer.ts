@@ -108,8 +108,14 @@ export const layer = (options: InboundConsumerOptions = {}) =>
             })
           }
           const result = reply
-          // Events, in the order a reader expects them.
-          if (sender.contactCreated) {
+          // Events, in the order a reader expects them. The contact's very first message also
+          // (re)publishes contact.created: after a crash between creating the contact and
+          // publishing, the redelivery finds the contact already there.
+          if (
+            sender.contactCreated ||
+            (result.message.seq === 1 &&
+              (yield* store.isFirstConversation(sender.contact.id, conversation.id)))
+          ) {
             yield* publishEvent(bus, sender.contact.id, {
               type: "contact.created",
               version: 1,

@@ -225,6 +225,34 @@ const pipelineBehaviour = (
         }).pipe(Effect.provide(layer))
       }))
 
+    it.scopedLive("a contact created just before a crash still gets its contact.created", () =>
+      run((bus) =>
+        Effect.gen(function* () {
+          const store = yield* ConversationStore.ConversationStore
+          // What a process that died right after creating the sender left behind.
+          const early = yield* store.resolveSender(message("early", 1))
+          yield* publishInbound(bus, message("early", 1))
+          yield* publishInbound(bus, message("early", 2))
+          const events = yield* collectEvents(bus, (es) =>
+            es.some((e) =>
+              e.type === "message.received" && e.message.externalId === "early-m2"
+            ))
+          const created = events.filter((e) =>
+            e.type === "contact.created"
+          )
+          assert.strictEqual(created.length, 1)
+          assert.strictEqual(
+            created[0]?.type === "contact.created" && created[0].contact.id,
+            early.contact.id,
+          )
+          // Before the conversation and its first message, as for any new contact.
+          const order = events.map((e) =>
+            e.type
+          )
+          assert.isBelow(order.indexOf("contact.created"), order.indexOf("conversation.opened"))
+        })
+      ))
+
     it.scopedLive("the conversation API reads what the pipeline stored", () =>
       run((bus) =>
         Effect.gen(function* () {
@@ -234,13 +262,9 @@ const pipelineBehaviour = (
           const events = yield* collectEvents(
             bus,
             (es) =>
-              es.filter((e) =>
-                e.type === "message.received"
-              ).length >= 3,
+              es.filter((e) => e.type === "message.received").length >= 3,
           )
-          const opened = events.find((e) =>
-            e.type === "conversation.opened"
-          )
+          const opened = events.find((e) => e.type === "conversation.opened")
           assert.isDefined(opened)
           const store = yield* ConversationStore.ConversationStore
           const id = opened!.type === "conversation.opened" ? opened!.conversation.id : undefined

@@ -39,20 +39,22 @@ export interface InboundConsumerOptions {
   readonly maxDeliver?: number
 }
 
-const encodeEvent = Schema.encode(ChorusEvent)
-const decodeInbound = Schema.decodeUnknown(Schema.parseJson(InboundMessage))
+const encodeEvent = Schema.encodeSync(ChorusEvent)
+const decodeInbound = Schema.decodeUnknownEither(Schema.parseJson(InboundMessage))
 
 /** Publish an event with a de-duplication id derived from what it describes. */
 export const publishEvent = (bus: BusShape, dedupeId: string, event: ChorusEvent) =>
-  encodeEvent(event).pipe(
-    Effect.orDie, // our own values: a failure to encode is a bug
-    Effect.flatMap((encoded) =>
-      bus.publish(eventSubject(event.type), new TextEncoder().encode(JSON.stringify(encoded)), {
+  Effect.suspend(() =>
+    bus.publish(
+      eventSubject(event.type),
+      // Our own values: a failure to encode is a bug (a defect), not a message to retry.
+      new TextEncoder().encode(JSON.stringify(encodeEvent(event))),
+      {
         id: `${event.type}:${dedupeId}`,
         ...("message" in event ? { key: event.message.conversationId } : {}),
         ...("conversation" in event ? { key: event.conversation.id } : {}),
-      })
-    ),
+      },
+    )
   )
 
 const stamp = () => ({ id: newId.event(), occurredAt: new Date() })
@@ -75,9 +77,7 @@ export const layer = (options: InboundConsumerOptions = {}) =>
       },
       (message) =>
         Effect.gen(function* () {
-          const decoded = yield* decodeInbound(new TextDecoder().decode(message.data)).pipe(
-            Effect.either,
-          )
+          const decoded = decodeInbound(new TextDecoder().decode(message.data))
           if (decoded._tag === "Left") {
             return Disposition.DeadLetter({
               reason: `not a valid InboundMessage: ${decoded.left.message}`,

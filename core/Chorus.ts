@@ -9,6 +9,7 @@ import { Effect, Layer } from "effect"
 import * as ConversationActor from "../actors/conversation/ConversationActor.ts"
 import * as ConversationStore from "../actors/conversation/ConversationStore.ts"
 import * as InboundConsumer from "../actors/conversation/InboundConsumer.ts"
+import * as OutboundWrites from "../actors/conversation/OutboundWrites.ts"
 import { Bus } from "./bus/Bus.ts"
 import * as EmbeddedBus from "./bus/EmbeddedBus.ts"
 import * as JetStreamBus from "./bus/JetStreamBus.ts"
@@ -64,7 +65,7 @@ export const CoreLive = (config: ChorusConfig) =>
  */
 export const PipelineLive = InboundConsumer.layer().pipe(
   Layer.provideMerge(ConversationActor.layer()),
-  Layer.provideMerge(ConversationStore.layer()),
+  Layer.provideMerge(Layer.merge(ConversationStore.layer(), OutboundWrites.layer())),
 )
 
 /** The whole server. */

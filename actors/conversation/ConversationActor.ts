@@ -11,16 +11,26 @@ import type { DatabaseError } from "../../core/storage/Database.ts"
 import type { ChannelIdentityId, ConversationId } from "../../schemas/Ids.ts"
 import type { InboundMessage } from "../../schemas/Inbound.ts"
 import { type AppendResult, ConversationStore } from "./ConversationStore.ts"
+import { type AppendOutbound, type AppendOutboundResult, OutboundStore } from "./OutboundWrites.ts"
 
 export interface ConversationState {
   readonly lastSeq: number
 }
 
-export type ConversationCommand = {
+export interface AppendInboundCommand {
   readonly _tag: "AppendInbound"
   readonly identityId: ChannelIdentityId
   readonly inbound: InboundMessage
 }
+
+/** Store an operator's reply as the conversation's next message (`queued` for its channel). */
+export interface AppendOutboundCommand {
+  readonly _tag: "AppendOutbound"
+  readonly reply: Omit<AppendOutbound, "conversationId" | "seq">
+}
+
+export type ConversationCommand = AppendInboundCommand | AppendOutboundCommand
+export type ConversationReply = AppendResult | AppendOutboundResult
 
 export class ConversationMissing extends Data.TaggedError("ConversationMissing")<{
   readonly conversationId: string
@@ -32,13 +42,26 @@ export class ConversationMissing extends Data.TaggedError("ConversationMissing")
 
 export type ConversationActorError = DatabaseError | ConversationMissing
 
-export interface ConversationActorsShape extends
-  Actors.ActorSupervisor<
-    ConversationId,
-    ConversationCommand,
-    AppendResult,
-    ConversationActorError
-  > {}
+type Supervisor = Actors.ActorSupervisor<
+  ConversationId,
+  ConversationCommand,
+  ConversationReply,
+  ConversationActorError
+>
+
+/** The supervisor, with `ask` typed by command: each command gets its own reply type. */
+export interface ConversationActorsShape extends Omit<Supervisor, "ask"> {
+  readonly ask: {
+    (
+      id: ConversationId,
+      command: AppendInboundCommand,
+    ): Effect.Effect<AppendResult, ConversationActorError | Actors.ActorError>
+    (
+      id: ConversationId,
+      command: AppendOutboundCommand,
+    ): Effect.Effect<AppendOutboundResult, ConversationActorError | Actors.ActorError>
+  }
+}
 
 export class ConversationActors extends Context.Tag("chorus/actors/ConversationActors")<
   ConversationActors,
@@ -59,11 +82,12 @@ export const layer = (options: ConversationActorOptions = {}) =>
     ConversationActors,
     Effect.gen(function* () {
       const store = yield* ConversationStore
+      const outbound = yield* OutboundStore
       const behaviour: Actors.ActorBehaviour<
         ConversationId,
         ConversationState,
         ConversationCommand,
-        AppendResult,
+        ConversationReply,
         ConversationActorError
       > = {
         load: (id) =>
@@ -74,20 +98,37 @@ export const layer = (options: ConversationActorOptions = {}) =>
             })),
           ),
         receive: (state, command, id) =>
-          store.appendInbound({
-            conversationId: id,
-            seq: state.lastSeq + 1,
-            identityId: command.identityId,
-            inbound: command.inbound,
-          }).pipe(
-            Effect.map((result) =>
-              [result._tag === "Stored" ? { lastSeq: result.message.seq } : state, result] as const
+          command._tag === "AppendOutbound"
+            ? outbound.appendOutbound({
+              ...command.reply,
+              conversationId: id,
+              seq: state.lastSeq + 1,
+            })
+              .pipe(
+                Effect.map((result) =>
+                  [
+                    result._tag === "Stored" ? { lastSeq: result.message.seq } : state,
+                    result,
+                  ] as const
+                ),
+              )
+            : store.appendInbound({
+              conversationId: id,
+              seq: state.lastSeq + 1,
+              identityId: command.identityId,
+              inbound: command.inbound,
+            }).pipe(
+              Effect.map((result) =>
+                [
+                  result._tag === "Stored" ? { lastSeq: result.message.seq } : state,
+                  result,
+                ] as const
+              ),
             ),
-          ),
         // Storage that is briefly unavailable: reload and try again rather than fail the ask.
         restartOn: (error) => error._tag === "DatabaseError" && error.retryable,
       }
-      return yield* Actors.make(behaviour, {
+      const supervisor: Supervisor = yield* Actors.make(behaviour, {
         name: "conversation",
         ...(options.idleTimeout !== undefined ? { idleTimeout: options.idleTimeout } : {}),
         ...(options.maxActors !== undefined ? { maxActors: options.maxActors } : {}),
@@ -95,5 +136,6 @@ export const layer = (options: ConversationActorOptions = {}) =>
           ? { mailboxCapacity: options.mailboxCapacity }
           : {}),
       })
+      return supervisor as ConversationActorsShape
     }),
   )

@@ -7,6 +7,7 @@ import { HttpServer } from "@effect/platform"
 import { Context, Effect, Layer, Redacted, Schedule, Schema, Stream } from "effect"
 import { ConversationStore } from "../../actors/conversation/ConversationStore.ts"
 import { OutboundStore } from "../../actors/conversation/OutboundWrites.ts"
+import { Replies } from "../../actors/conversation/Replies.ts"
 import { ApiTokens } from "../../core/auth/ApiTokens.ts"
 import { Bus, type BusShape } from "../../core/bus/Bus.ts"
 import type { DeliveryPolicyOptions } from "../../core/channels/DeliveryPolicy.ts"
@@ -73,6 +74,8 @@ export const startReplyServer = (options: ReplyServerOptions) =>
       store: Context.get(context, ConversationStore),
       outbound: Context.get(context, OutboundStore),
       database: Context.get(context, Database),
+      /** Run the outbox relay now (as at start); how many replies it published. */
+      relayOutbox: Context.get(context, Replies).relayOutbox(),
     }
   })
 

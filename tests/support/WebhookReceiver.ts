@@ -24,14 +24,21 @@ export interface WebhookReceiver {
   readonly received: Array<ReceivedRequest>
   /** How to answer the n-th request (0-based); default 200 `{"id":"ext-<n>"}`. */
   answer: (request: ReceivedRequest, n: number) => Answer
+  /** Answer every hanging request with 200 and stop hanging (so a server under test can stop). */
+  readonly release: () => void
 }
 
 export const webhookReceiver = Effect.acquireRelease(
   Effect.async<{ receiver: WebhookReceiver; server: NodeHttp.Server }>((resume) => {
+    const hanging: Array<NodeHttp.ServerResponse> = []
     const receiver: WebhookReceiver = {
       url: "",
       received: [],
       answer: (_request, n) => ({ status: 200, body: JSON.stringify({ id: `ext-${n}` }) }),
+      release: () => {
+        receiver.answer = () => ({ status: 200 })
+        for (const res of hanging.splice(0)) res.writeHead(200).end()
+      },
     }
     const server = NodeHttp.createServer((req, res) => {
       const chunks: Array<Buffer> = []
@@ -48,7 +55,10 @@ export const webhookReceiver = Effect.acquireRelease(
         const n = receiver.received.length
         receiver.received.push(request)
         const answer = receiver.answer(request, n)
-        if (answer === "hang") return
+        if (answer === "hang") {
+          hanging.push(res)
+          return
+        }
         res.writeHead(answer.status, {
           "content-type": "application/json",
           ...(answer.headers ?? {}),

@@ -14,7 +14,7 @@
  * Idempotency: a reply may carry the client's key (`clientId` / `Idempotency-Key`); posting it
  * again in the same conversation stores nothing and answers the stored reply (`duplicate`).
  */
-import { Context, Data, Effect, Layer, Option, Schedule, Schema, type Scope } from "effect"
+import { Clock, Context, Data, Effect, Layer, Option, Schedule, Schema, type Scope } from "effect"
 import type { ActorError } from "../../core/actor/mod.ts"
 import { Bus, type BusError, type BusShape } from "../../core/bus/Bus.ts"
 import { ChannelAdapters } from "../../core/channels/ChannelAdapter.ts"
@@ -197,9 +197,12 @@ export const make: Effect.Effect<
         () => new ReplyConversationNotFound({ conversationId: input.conversationId }),
       ),
     )
-    // Stored: from here on the reply is the outbox's. Publish now; if the bus is down, keep
-    // trying in the background (and the next start relays it in any case).
-    yield* announce(bus, result.message).pipe(
+    // A repeat of a reply the channel already handled was announced before: nothing to do.
+    // Otherwise it is the outbox's from here on (a repeat may follow a crash between the commit
+    // and the publish). Publish now; if the bus is down, keep trying in the background (and the
+    // next start relays it in any case).
+    const settled = result._tag === "Duplicate" && result.message.delivery.state !== "queued"
+    yield* (settled ? Effect.void : announce(bus, result.message)).pipe(
       Effect.retry(publishRetry),
       Effect.catchAll((error) =>
         Effect.logWarning("reply stored but not yet published; retrying in the background").pipe(
@@ -223,7 +226,7 @@ export const make: Effect.Effect<
   const relayOutbox = Effect.fn("Replies.relayOutbox")(function* (
     options: { readonly createdBefore?: number } = {},
   ) {
-    const createdBefore = options.createdBefore ?? Date.now() + 1
+    const createdBefore = options.createdBefore ?? (yield* Clock.currentTimeMillis) + 1
     let after: readonly [number, string] | undefined = undefined
     let count = 0
     while (true) {

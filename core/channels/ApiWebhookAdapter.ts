@@ -14,6 +14,7 @@ import { HttpClient, HttpClientRequest } from "@effect/platform"
 import { Clock, Duration, Effect, Option, Redacted, Schema } from "effect"
 import { ApiOutboundWebhook } from "../../schemas/ApiChannel.ts"
 import type { ChannelName, ExternalId } from "../../schemas/Ids.ts"
+import { MAX_REPLY_TEXT } from "../../schemas/Outbound.ts"
 import {
   type ChannelAdapter,
   ProviderRejected,
@@ -135,7 +136,7 @@ export const make = (
     return {
       channel: API_CHANNEL,
       // The client's systems decide what they can show; Chorus's own limit applies.
-      capabilities: { maxTextLength: 100_000, attachments: true },
+      capabilities: { maxTextLength: MAX_REPLY_TEXT, attachments: true },
       send,
     } satisfies ChannelAdapter
   })

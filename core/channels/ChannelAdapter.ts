@@ -12,16 +12,16 @@
  * import type { ChannelName, ExternalId } from "./schemas/Ids.ts"
  *
  * // A channel that prints replies instead of sending them.
- * const console: ChannelAdapter.ChannelAdapter = {
+ * const printer: ChannelAdapter.ChannelAdapter = {
  *   channel: "console" as ChannelName,
  *   capabilities: { maxTextLength: 4096, attachments: false },
  *   send: (message, recipient) =>
  *     Effect.sync(() => {
- *       globalThis.console.log(`to ${recipient.externalId}: ${message.text}`)
+ *       console.log(`to ${recipient.externalId}: ${message.text}`)
  *       return { externalId: message.id as unknown as ExternalId }
  *     }),
  * }
- * const adapters = ChannelAdapter.layer([console]) // Layer<ChannelAdapters>
+ * const adapters = ChannelAdapter.layer([printer]) // Layer<ChannelAdapters>
  * ```
  */
 import { Context, Data, type Duration, type Effect, Layer, Option } from "effect"

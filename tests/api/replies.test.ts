@@ -532,4 +532,60 @@ describe("replies", () => {
       assert.deepStrictEqual(operation.security, [{ bearer: [] }])
       assert.includeMembers(Object.keys(operation.responses), ["202", "400", "404", "422"])
     }))
+
+  it.scopedLive("replies and customer messages arriving at once in one conversation are numbered gap-free by its actor", () =>
+    Effect.gen(function* () {
+      const { server } = yield* setup({ webhook: true })
+      const { conversation } = yield* seedConversation(server.store, {
+        account: "shop",
+        sender: "customer-7",
+      })
+      const replies = Array.from({ length: 20 }, (_, i) => i)
+      const inbound = Array.from({ length: 20 }, (_, i) => i)
+      yield* Effect.all([
+        Effect.forEach(
+          replies,
+          (i) =>
+            postReply(server, conversation.id, { text: `reply ${i}` }).pipe(
+              Effect.tap((r) => assert.strictEqual(r.status, 202, r.text)),
+            ),
+          { concurrency: "unbounded" },
+        ),
+        Effect.forEach(
+          inbound,
+          (i) =>
+            request(`${server.url}/api/v1/inbound`, {
+              token: server.token,
+              body: {
+                account: "shop",
+                sender: { id: "customer-7" },
+                externalId: `customer-7-m${i}`,
+                text: `question ${i}`,
+              },
+            }).pipe(Effect.tap((r) => assert.strictEqual(r.status, 202, r.text))),
+          { concurrency: "unbounded" },
+        ),
+      ], { concurrency: "unbounded" })
+      yield* eventually(
+        "all 41 messages stored",
+        () =>
+          request(`${server.url}/api/v1/conversations/${conversation.id}/messages?limit=100`, {
+            token: server.token,
+          }).pipe(Effect.map((r) => r.body.messages.length === 41)),
+      )
+      const messages = (yield* request(
+        `${server.url}/api/v1/conversations/${conversation.id}/messages?limit=100`,
+        { token: server.token },
+      )).body.messages as Array<{ seq: number; direction: string }>
+      assert.deepStrictEqual(
+        messages.map((m) => m.seq),
+        Array.from({ length: 41 }, (_, i) => 41 - i),
+      )
+      assert.strictEqual(messages.filter((m) => m.direction === "out").length, 20)
+      const conversationNow = yield* request(
+        `${server.url}/api/v1/conversations/${conversation.id}`,
+        { token: server.token },
+      )
+      assert.strictEqual(conversationNow.body.lastSeq, 41)
+    }))
 })

@@ -8,6 +8,7 @@
 import { Context, Data, Effect, Layer, Option } from "effect"
 import * as Actors from "../../core/actor/mod.ts"
 import type { DatabaseError } from "../../core/storage/Database.ts"
+import type { ConversationStatus } from "../../schemas/Conversation.ts"
 import type { ChannelIdentityId, ConversationId } from "../../schemas/Ids.ts"
 import type { InboundMessage } from "../../schemas/Inbound.ts"
 import { type AppendResult, ConversationStore } from "./ConversationStore.ts"
@@ -15,6 +16,8 @@ import { type AppendOutbound, type AppendOutboundResult, OutboundStore } from ".
 
 export interface ConversationState {
   readonly lastSeq: number
+  /** Status changes go through the actor, so this is the conversation's status. */
+  readonly status: ConversationStatus
 }
 
 export interface AppendInboundCommand {
@@ -30,7 +33,6 @@ export interface AppendOutboundCommand {
 }
 
 export type ConversationCommand = AppendInboundCommand | AppendOutboundCommand
-export type ConversationReply = AppendResult | AppendOutboundResult
 
 export class ConversationMissing extends Data.TaggedError("ConversationMissing")<{
   readonly conversationId: string
@@ -39,6 +41,21 @@ export class ConversationMissing extends Data.TaggedError("ConversationMissing")
     return `conversation ${this.conversationId} does not exist`
   }
 }
+
+/** The conversation is resolved: nothing more is appended to it. */
+export interface ConversationClosed {
+  readonly _tag: "Closed"
+  readonly conversationId: ConversationId
+}
+
+/**
+ * What the actor answers to `AppendInbound`: stored, a duplicate, or `Closed` when the
+ * conversation is resolved (the sender's next message belongs in a new conversation).
+ */
+export type AppendReply = AppendResult | ConversationClosed
+
+/** Every answer of the actor; `ask` narrows it by command. */
+export type ConversationReply = AppendReply | AppendOutboundResult
 
 export type ConversationActorError = DatabaseError | ConversationMissing
 
@@ -55,11 +72,14 @@ export interface ConversationActorsShape extends Omit<Supervisor, "ask"> {
     (
       id: ConversationId,
       command: AppendInboundCommand,
-    ): Effect.Effect<AppendResult, ConversationActorError | Actors.ActorError>
+    ): Effect.Effect<AppendReply, ConversationActorError | Actors.ActorError>
     (
       id: ConversationId,
       command: AppendOutboundCommand,
-    ): Effect.Effect<AppendOutboundResult, ConversationActorError | Actors.ActorError>
+    ): Effect.Effect<
+      AppendOutboundResult | ConversationClosed,
+      ConversationActorError | Actors.ActorError
+    >
   }
 }
 
@@ -94,33 +114,37 @@ export const layer = (options: ConversationActorOptions = {}) =>
           store.conversation(id).pipe(
             Effect.flatMap(Option.match({
               onNone: () => Effect.fail(new ConversationMissing({ conversationId: id })),
-              onSome: (c) => Effect.succeed({ lastSeq: c.lastSeq }),
+              onSome: (c) => Effect.succeed({ lastSeq: c.lastSeq, status: c.status }),
             })),
           ),
         receive: (state, command, id) =>
-          command._tag === "AppendOutbound"
+          state.status === "resolved"
+            ? Effect.succeed([state, { _tag: "Closed", conversationId: id }] as const)
+            : command._tag === "AppendOutbound"
             ? outbound.appendOutbound({
               ...command.reply,
               conversationId: id,
               seq: state.lastSeq + 1,
-            })
-              .pipe(
-                Effect.map((result) =>
-                  [
-                    result._tag === "Stored" ? { lastSeq: result.message.seq } : state,
-                    result,
-                  ] as const
-                ),
-              )
+            }).pipe(
+              Effect.map((result) =>
+                [
+                  result._tag === "Stored" ? { ...state, lastSeq: result.message.seq } : state,
+                  result,
+                ] as const
+              ),
+            )
             : store.appendInbound({
               conversationId: id,
               seq: state.lastSeq + 1,
+              status: state.status,
               identityId: command.identityId,
               inbound: command.inbound,
             }).pipe(
               Effect.map((result) =>
                 [
-                  result._tag === "Stored" ? { lastSeq: result.message.seq } : state,
+                  result._tag === "Stored"
+                    ? { lastSeq: result.message.seq, status: "open" as const }
+                    : state,
                   result,
                 ] as const
               ),

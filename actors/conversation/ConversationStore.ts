@@ -7,6 +7,14 @@
  * transaction, one fsync per batch), and each append is idempotent: an inbound message whose
  * (channel, account, external id) is already stored comes back as `Duplicate` with the stored
  * message, so a bus redelivery after a crash stores nothing twice.
+ *
+ * The hot path reads nothing it already knows: who a sender is (identities and contacts never
+ * move to another key) and which conversation of a contact is open are kept in bounded LRU
+ * caches, so a message of a known sender costs no query before its append. The open-conversation
+ * cache can only go stale through a status change, and status changes go through the
+ * conversation's actor, which refuses an append to a resolved conversation (`Closed`): the
+ * consumer then calls `forgetOpenConversation` and opens a new one. Like the ordered inbound
+ * consumer, this assumes one node writes a given sender's messages (see README, "one node").
  */
 import { Context, Effect, Either, Layer, Option, type Scope } from "effect"
 import type { Kysely } from "kysely"
@@ -45,6 +53,8 @@ export interface AppendInbound {
   readonly conversationId: ConversationId
   /** The next sequence number, assigned by the conversation's actor. */
   readonly seq: number
+  /** The conversation's status as its actor knows it (open or pending; a pending one reopens). */
+  readonly status: ConversationStatus
   readonly identityId: ChannelIdentityId
   readonly inbound: InboundMessage
 }
@@ -73,6 +83,14 @@ export interface ConversationStoreShape {
     contactId: ContactId,
     identity: ChannelIdentity,
   ) => Effect.Effect<OpenedConversation, DatabaseError>
+  /**
+   * The cached open conversation of `contactId` was found closed by its actor: drop it from the
+   * cache (if it is still `conversationId`), so the next `openConversation` asks the database.
+   */
+  readonly forgetOpenConversation: (
+    contactId: ContactId,
+    conversationId: ConversationId,
+  ) => Effect.Effect<void>
   readonly conversation: (
     id: ConversationId,
   ) => Effect.Effect<Option.Option<Conversation>, DatabaseError>
@@ -174,16 +192,12 @@ const appendKind: GroupCommit.WriteKind<AppendInbound, AppendResult, never> = {
         Either.right({
           _tag: "Stored",
           message: toMessage(row as MessageRow) as IncomingMessage,
-          previousStatus: "open",
+          previousStatus: input.status,
         }),
       )
     }
     if (rows.length === 0) return results
 
-    const previous = new Map(
-      (await trx.selectFrom("conversations").select(["id", "status"])
-        .where("id", "in", [...touched.keys()]).execute()).map((r) => [r.id, r.status]),
-    )
     for (let at = 0; at < rows.length; at += 200) {
       await trx.insertInto("messages").values(rows.slice(at, at + 200)).execute()
     }
@@ -196,27 +210,51 @@ const appendKind: GroupCommit.WriteKind<AppendInbound, AppendResult, never> = {
         last_account: input.inbound.account,
         last_identity_id: input.identityId,
         // The customer answered: a pending conversation is open again.
-        status: previous.get(conversationId) === "pending"
-          ? "open"
-          : previous.get(conversationId) ?? "open",
+        status: "open",
       }).where("id", "=", conversationId).execute()
     }
-    return results.map((r) =>
-      Either.isRight(r) && r.right._tag === "Stored"
-        ? Either.right({
-          ...r.right,
-          previousStatus:
-            (previous.get(r.right.message.conversationId) ?? "open") as ConversationStatus,
-        })
-        : r
-    )
+    return results
   },
 }
 
 // ---------------------------------------------------------------------------------------------
 
+export interface ConversationStoreOptions {
+  /** Most appends per transaction. Default 500. */
+  readonly maxBatch?: number
+  /** Senders (and contacts' open conversations) kept in memory. Default 20,000 each. */
+  readonly cacheSize?: number
+}
+
+/** A Map that forgets its least recently used entry beyond `capacity`. */
+class Lru<K, V> {
+  readonly #entries = new Map<K, V>()
+  constructor(readonly capacity: number) {}
+  get(key: K): V | undefined {
+    const value = this.#entries.get(key)
+    if (value !== undefined) {
+      this.#entries.delete(key)
+      this.#entries.set(key, value)
+    }
+    return value
+  }
+  set(key: K, value: V): void {
+    this.#entries.delete(key)
+    this.#entries.set(key, value)
+    if (this.#entries.size > this.capacity) {
+      this.#entries.delete(this.#entries.keys().next().value as K)
+    }
+  }
+  delete(key: K): void {
+    this.#entries.delete(key)
+  }
+}
+
+const senderKey = (channel: string, account: string, externalId: string) =>
+  `${channel}\u0000${account}\u0000${externalId}`
+
 export const make = (
-  options: { readonly maxBatch?: number } = {},
+  options: ConversationStoreOptions = {},
 ): Effect.Effect<ConversationStoreShape, never, Database | Scope.Scope> =>
   Effect.gen(function* () {
     const database: DatabaseShape = yield* Database
@@ -224,10 +262,32 @@ export const make = (
       label: "store",
       maxBatch: Math.max(1, options.maxBatch ?? 500),
     })
+    const cacheSize = Math.max(1, options.cacheSize ?? 20_000)
+    /** Known senders: identity and contact by (channel, account, external id). */
+    const senders = new Lru<string, { contact: Contact; identity: ChannelIdentity }>(cacheSize)
+    /** Each contact's open (or pending) conversation, as found or created here. */
+    const openByContact = new Lru<ContactId, Conversation>(cacheSize)
 
-    const resolveSender = Effect.fn("ConversationStore.resolveSender")(function* (
+    // The per-message operations carry no span: a span per call costs a stack capture, which
+    // at thousands of messages a second is a measurable share of the CPU.
+    const resolveSender = (
       inbound: InboundMessage,
-    ) {
+    ): Effect.Effect<ResolvedSender, DatabaseError> => {
+      const key = senderKey(inbound.channel, inbound.account, inbound.sender.externalId)
+      const known = senders.get(key)
+      if (known !== undefined) {
+        return Effect.succeed({ ...known, contactCreated: false, identityCreated: false })
+      }
+      return findOrCreateSender(inbound).pipe(
+        Effect.tap((sender) =>
+          Effect.sync(() =>
+            senders.set(key, { contact: sender.contact, identity: sender.identity })
+          )
+        ),
+      )
+    }
+
+    const findOrCreateSender = Effect.fnUntraced(function* (inbound: InboundMessage) {
       const find = (db: Trx) =>
         db.selectFrom("channel_identities").selectAll()
           .where("channel", "=", inbound.channel)
@@ -297,7 +357,23 @@ export const make = (
       })
     })
 
-    const openConversation = Effect.fn("ConversationStore.openConversation")(function* (
+    const openConversation = (
+      contactId: ContactId,
+      identity: ChannelIdentity,
+    ): Effect.Effect<OpenedConversation, DatabaseError> => {
+      const known = openByContact.get(contactId)
+      if (known !== undefined) return Effect.succeed({ conversation: known, opened: false })
+      return findOrOpenConversation(contactId, identity).pipe(
+        Effect.tap((found) => Effect.sync(() => openByContact.set(contactId, found.conversation))),
+      )
+    }
+
+    const forgetOpenConversation = (contactId: ContactId, conversationId: ConversationId) =>
+      Effect.sync(() => {
+        if (openByContact.get(contactId)?.id === conversationId) openByContact.delete(contactId)
+      })
+
+    const findOrOpenConversation = Effect.fnUntraced(function* (
       contactId: ContactId,
       identity: ChannelIdentity,
     ) {
@@ -344,16 +420,17 @@ export const make = (
       })
     })
 
-    const conversation = Effect.fn("ConversationStore.conversation")(function* (
+    const conversation = Effect.fnUntraced(function* (
       id: ConversationId,
     ) {
-      const row = yield* database.query("get conversation", (db) =>
-        db.selectFrom("conversations").selectAll().where("id", "=", id).executeTakeFirst())
+      const row = yield* database.query(
+        "get conversation",
+        (db) => db.selectFrom("conversations").selectAll().where("id", "=", id).executeTakeFirst(),
+      )
       return Option.fromNullable(row).pipe(Option.map(toConversation))
     })
 
-    const appendInbound = (input: AppendInbound) =>
-      writer.submit(appendKind, input).pipe(Effect.withSpan("ConversationStore.appendInbound"))
+    const appendInbound = (input: AppendInbound) => writer.submit(appendKind, input)
 
     const messages = Effect.fn("ConversationStore.messages")(function* (
       conversationId: ConversationId,
@@ -378,6 +455,7 @@ export const make = (
     return {
       resolveSender,
       openConversation,
+      forgetOpenConversation,
       conversation,
       appendInbound,
       messages,
@@ -385,5 +463,5 @@ export const make = (
     } satisfies ConversationStoreShape
   })
 
-export const layer = (options: { readonly maxBatch?: number } = {}) =>
+export const layer = (options: ConversationStoreOptions = {}) =>
   Layer.scoped(ConversationStore, make(options))

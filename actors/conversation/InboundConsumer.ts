@@ -85,12 +85,29 @@ export const layer = (options: InboundConsumerOptions = {}) =>
           }
           const inbound = decoded.right
           const sender = yield* store.resolveSender(inbound)
-          const { conversation } = yield* store.openConversation(sender.contact.id, sender.identity)
-          const result = yield* actors.ask(conversation.id, {
+          let { conversation } = yield* store.openConversation(sender.contact.id, sender.identity)
+          let reply = yield* actors.ask(conversation.id, {
             _tag: "AppendInbound",
             identityId: sender.identity.id,
             inbound,
           })
+          // Resolved since we last looked: the message opens the contact's next conversation.
+          for (let attempt = 0; reply._tag === "Closed"; attempt++) {
+            if (attempt === 3) {
+              return yield* Effect.dieMessage(
+                `conversation ${conversation.id} stays closed to a new message of its contact`,
+              )
+            }
+            yield* store.forgetOpenConversation(sender.contact.id, conversation.id)
+            conversation = (yield* store.openConversation(sender.contact.id, sender.identity))
+              .conversation
+            reply = yield* actors.ask(conversation.id, {
+              _tag: "AppendInbound",
+              identityId: sender.identity.id,
+              inbound,
+            })
+          }
+          const result = reply
           // Events, in the order a reader expects them.
           if (sender.contactCreated) {
             yield* publishEvent(bus, sender.contact.id, {
@@ -126,7 +143,7 @@ export const layer = (options: InboundConsumerOptions = {}) =>
             ...stamp(),
             message: result.message,
           })
-        }).pipe(Effect.withSpan("InboundConsumer.handle")),
+        }),
     )
     yield* Effect.logInfo("inbound consumer started").pipe(
       Effect.annotateLogs({ stream: InboundStream.name, events: EventsStream.name }),

@@ -53,6 +53,15 @@ export class ReplyConversationNotFound extends Data.TaggedError("ReplyConversati
   }
 }
 
+/** The conversation is resolved: it takes no more messages (the customer's next one opens a new one). */
+export class ReplyConversationClosed extends Data.TaggedError("ReplyConversationClosed")<{
+  readonly conversationId: string
+}> {
+  override get message() {
+    return `conversation ${this.conversationId} is resolved; it takes no more replies`
+  }
+}
+
 /** The identity to answer on is unknown, not the conversation's contact's, or there is none. */
 export class ReplyIdentityInvalid extends Data.TaggedError("ReplyIdentityInvalid")<{
   readonly field: string
@@ -75,6 +84,7 @@ export class ReplyNotSendable extends Data.TaggedError("ReplyNotSendable")<{
 
 export type ReplyError =
   | ReplyConversationNotFound
+  | ReplyConversationClosed
   | ReplyIdentityInvalid
   | ReplyNotSendable
   | DatabaseError
@@ -197,6 +207,10 @@ export const make: Effect.Effect<
         () => new ReplyConversationNotFound({ conversationId: input.conversationId }),
       ),
     )
+    // The actor owns the status: a resolved conversation takes no more messages.
+    if (result._tag === "Closed") {
+      return yield* new ReplyConversationClosed({ conversationId: input.conversationId })
+    }
     // A repeat of a reply the channel already handled was announced before: nothing to do.
     // Otherwise it is the outbox's from here on (a repeat may follow a crash between the commit
     // and the publish). Publish now; if the bus is down, keep trying in the background (and the

@@ -63,6 +63,7 @@ export const history: BenchSection = {
             store.appendInbound({
               conversationId: conversation.id,
               seq,
+              status: "open",
               identityId: sender.identity.id,
               inbound: inbound(`h-${seq}`),
             }),

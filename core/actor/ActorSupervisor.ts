@@ -561,9 +561,7 @@ export const make = <K extends string, S, M, Reply, E = never, R = never>(
             )
           }
         }
-      }).pipe(
-        Effect.withSpan(`${name}.receive`, { attributes: { key: cell.key } }),
-      )
+      })
 
     const drain = (cell: C): Effect.Effect<void, never, R> =>
       Effect.gen(function* () {
@@ -659,7 +657,9 @@ export const make = <K extends string, S, M, Reply, E = never, R = never>(
       })
     )
 
-    const ask = Effect.fn("ActorSupervisor.ask")(function* (key: K, message: M) {
+    // ask, tell and receive carry no spans: they run per message, and a span costs a stack
+    // capture each. Logs inside an actor are annotated with its name and key (`annotate`).
+    const ask = Effect.fnUntraced(function* (key: K, message: M) {
       const reply = yield* Deferred.make<Reply, E | ActorError>()
       const env: Env = { message, reply, admitted: undefined, cancelled: false }
       yield* admit(key, env)
@@ -668,7 +668,7 @@ export const make = <K extends string, S, M, Reply, E = never, R = never>(
       )
     })
 
-    const tell = Effect.fn("ActorSupervisor.tell")(function* (key: K, message: M) {
+    const tell = Effect.fnUntraced(function* (key: K, message: M) {
       yield* admit(key, { message, reply: undefined, admitted: undefined, cancelled: false })
     })
 

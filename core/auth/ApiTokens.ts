@@ -25,6 +25,9 @@ const DISPLAY_CHARS = 8
 const BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 /** `last_used_at` is refreshed when it is older than this. */
 const TOUCH_INTERVAL_MS = 60_000
+/** How long a verified token is trusted without asking the database again. */
+const VERIFIED_TTL_MS = 2_000
+const VERIFIED_MAX = 10_000
 
 export class InvalidToken extends Data.TaggedError("InvalidToken")<{
   /** For logs only; never shown to the client, which gets a bare 401. */
@@ -96,6 +99,13 @@ export class ApiTokens extends Effect.Service<ApiTokens>()("chorus/core/auth/Api
     const database = yield* Database
     /** Token id → when this process last wrote its last_used_at. */
     const touched = new Map<string, number>()
+    /**
+     * Tokens verified in the last `VERIFIED_TTL_MS`, by hash: a client sending thousands of
+     * requests a second costs one lookup per token and interval, not one per request. A token
+     * revoked here is dropped at once; one revoked by another process (`chorus token revoke`)
+     * is refused within the interval.
+     */
+    const verified = new Map<string, { readonly row: ApiTokenRow; readonly at: number }>()
 
     const findActive = (nameOrId: string) =>
       database.query("api_tokens.find", (db) =>
@@ -153,14 +163,19 @@ export class ApiTokens extends Effect.Service<ApiTokens>()("chorus/core/auth/Api
      * The token's details if it is active; `InvalidToken` if it is malformed, unknown or
      * revoked. Fails with `DatabaseError` only when the store cannot answer.
      */
-    const verify = Effect.fn("ApiTokens.verify")(function* (token: string) {
+    // No span: verify runs on every request.
+    const verify = Effect.fnUntraced(function* (token: string) {
       if (!TOKEN_FORMAT.test(token)) return yield* new InvalidToken({ reason: "malformed" })
+      const hash = sha256(token)
+      const hashKey = hash.toString("hex")
+      const now = yield* Clock.currentTimeMillis
+      const recent = verified.get(hashKey)
+      if (recent !== undefined && now - recent.at < VERIFIED_TTL_MS) return toInfo(recent.row)
       const prefix = prefixOf(token)
       const rows = yield* database.query(
         "api_tokens.verify",
         (db) => db.selectFrom("api_tokens").selectAll().where("prefix", "=", prefix).execute(),
       )
-      const hash = sha256(token)
       let match: ApiTokenRow | undefined
       // Compare against every candidate: the time taken does not depend on which one matched.
       for (const row of rows) {
@@ -169,7 +184,8 @@ export class ApiTokens extends Effect.Service<ApiTokens>()("chorus/core/auth/Api
       }
       if (match === undefined) return yield* new InvalidToken({ reason: "unknown" })
       if (match.revoked_at !== null) return yield* new InvalidToken({ reason: "revoked" })
-      const now = yield* Clock.currentTimeMillis
+      if (verified.size >= VERIFIED_MAX) verified.clear()
+      verified.set(hashKey, { row: match, at: now })
       const lastUsed = Math.max(
         millis(match.last_used_at) ?? -Infinity,
         touched.get(match.id) ?? -Infinity,
@@ -217,6 +233,7 @@ export class ApiTokens extends Effect.Service<ApiTokens>()("chorus/core/auth/Api
           db.updateTable("api_tokens").set({ revoked_at: now })
             .where("id", "=", id).where("revoked_at", "is", null).executeTakeFirst(),
       )
+      verified.clear()
       if (result.numUpdatedRows === 0n) return yield* new TokenNotFound({ nameOrId })
       return toInfo({ ...found.value, revoked_at: now })
     })

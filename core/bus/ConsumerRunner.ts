@@ -32,6 +32,7 @@ import {
   type Disposition,
   type Handler,
 } from "./Bus.ts"
+import { timeoutFail } from "../effect/timeout.ts"
 
 /** One delivery as a backend hands it over. */
 export interface Delivery {
@@ -202,16 +203,20 @@ export const runConsumer = <E, R>(
             Effect.catchAll((e) =>
               Effect.logError("could not dead-letter; the bus will redeliver it", e)
             ),
+            log,
           )
           release(seq)
         } else if (failure) {
           const delay = failure.delay ?? (yield* retryDelay(spec.retry, count))
           yield* Effect.logDebug("handler failed; redelivery scheduled").pipe(
             Effect.annotateLogs({ seq, deliveries: count, reason: failure.reason }),
+            log,
           )
           entry.status = "waiting"
           yield* delivery.nak(delay).pipe(
-            Effect.catchAll((e) => Effect.logWarning("nak failed; redelivery after ack wait", e)),
+            Effect.catchAll((e) =>
+              Effect.logWarning("nak failed; redelivery after ack wait", e).pipe(log)
+            ),
           )
           if (spec.ordering === "key") {
             const lane = lanes.get(entry.key)
@@ -221,8 +226,15 @@ export const runConsumer = <E, R>(
           Queue.unsafeOffer(wake, undefined)
         } else {
           yield* delivery.ack.pipe(
-            Effect.retry(Schedule.recurs(3).pipe(Schedule.addDelay(() => "100 millis"))),
-            Effect.catchAll((e) => Effect.logWarning("ack failed; message may be redelivered", e)),
+            // Built only when needed: a retry schedule per message is a measurable cost.
+            Effect.catchAll(() =>
+              delivery.ack.pipe(
+                Effect.retry(Schedule.recurs(2).pipe(Schedule.addDelay(() => "100 millis"))),
+              )
+            ),
+            Effect.catchAll((e) =>
+              Effect.logWarning("ack failed; message may be redelivered", e).pipe(log)
+            ),
           )
           release(seq)
         }
@@ -238,19 +250,16 @@ export const runConsumer = <E, R>(
           if (!entry || stopping) return undefined
           entry.status = "running"
           running++
-          return yield* Effect.suspend(() => handler(entry.delivery.message)).pipe(
-            Effect.timeoutFail({
-              duration: spec.handlerTimeout,
-              onTimeout: () =>
-                `handler timed out after ${Duration.format(spec.handlerTimeout)}` as unknown,
-            }),
-            Effect.exit,
-          )
+          return yield* timeoutFail(
+            Effect.suspend(() => handler(entry.delivery.message)),
+            spec.handlerTimeout,
+            () => `handler timed out after ${Duration.format(spec.handlerTimeout)}` as unknown,
+          ).pipe(Effect.exit)
         }).pipe(permits.withPermits(1))
         if (exit === undefined) return
         // Counted as running until settled, so a graceful stop waits for the ack too.
         yield* settle(seq, exit).pipe(Effect.ensuring(Effect.sync(() => running--)))
-      }).pipe(log)
+      })
 
     const start = (seq: number) => {
       if (stopping) return

@@ -525,7 +525,8 @@ export const make = (
     // ---------------------------------------------------------------------------------------
     // Publish
 
-    const publish = Effect.fn("EmbeddedBus.publish")(function* (
+    // No span: publish runs per message (a span costs a stack capture).
+    const publish = Effect.fnUntraced(function* (
       subject: string,
       data: Uint8Array,
       options: PublishOptions,

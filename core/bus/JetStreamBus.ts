@@ -53,7 +53,6 @@ import {
   type JetStreamManager,
   jetstreamManager,
   type JsMsg,
-  type PubAck,
   ReplayPolicy,
   RetentionPolicy,
   StorageType,
@@ -72,7 +71,9 @@ import {
   RequestError,
 } from "@nats-io/transport-node"
 import { randomBytes } from "node:crypto"
+import { makeReplies } from "./JetStreamReplies.ts"
 import {
+  Chunk,
   Duration,
   Effect,
   Fiber,
@@ -349,6 +350,11 @@ export const make = (
           ),
         ),
     )
+    // Publishes and confirmed acks: pipelined, without nats.js's per-request costs.
+    const replies = yield* Effect.acquireRelease(
+      Effect.sync(() => makeReplies(nc, REQUEST_TIMEOUT_MS)),
+      (r) => Effect.sync(() => r.close()),
+    )
     const jsm: JetStreamManager = yield* call(
       "connect",
       () => jetstreamManager(nc, { timeout: REQUEST_TIMEOUT_MS }),
@@ -524,14 +530,18 @@ export const make = (
     ): Effect.Effect<PublishAck, BusError> =>
       Effect.gen(function* () {
         const stream = yield* streamFor(operation, subject)
-        const ack: PubAck = yield* call(
+        const ack = yield* call(
           operation,
-          () => js.publish(fullSubject(subject), data, { msgID, headers }),
+          () => {
+            headers.set("Nats-Msg-Id", msgID)
+            return replies.publish(fullSubject(subject), data, headers)
+          },
         ).pipe(Effect.catchAll((e) => explainNoResponders(operation, stream, e)))
         return { stream: logicalStream(ack.stream), seq: ack.seq, duplicate: ack.duplicate }
       })
 
-    const publish = Effect.fn("JetStreamBus.publish")(function* (
+    // No span: publish runs per message (a span costs a stack capture).
+    const publish = Effect.fnUntraced(function* (
       subject: string,
       data: Uint8Array,
       options: PublishOptions,
@@ -740,7 +750,7 @@ export const make = (
       const reply = replySubject(m)
       return reply === undefined
         ? Effect.fail(reject(operation, "the delivery has no reply subject"))
-        : call(operation, () => nc.request(reply, body, { timeout: REQUEST_TIMEOUT_MS })).pipe(
+        : call(operation, () => replies.request(reply, body)).pipe(
           Effect.asVoid,
         )
     }
@@ -864,16 +874,24 @@ export const make = (
         )
 
         const source: ConsumerSource = {
+          // What is already queued is taken without a timer: a timeout per pull was a good
+          // part of the cost of a delivery when the runner keeps up with the stream.
           pull: (max, expires) =>
-            Queue.take(inbox).pipe(
-              Effect.timeoutOption(expires),
-              Effect.flatMap(Option.match({
-                onNone: () => Effect.succeed([]),
-                onSome: (first) =>
-                  Queue.takeUpTo(inbox, Math.max(0, max - 1)).pipe(
-                    Effect.map((rest) => [first, ...rest].map(toDelivery)),
-                  ),
-              })),
+            Queue.takeUpTo(inbox, max).pipe(
+              Effect.flatMap((ready) =>
+                ready.length > 0 ? Effect.succeed(Chunk.toReadonlyArray(ready).map(toDelivery)) : (
+                  Queue.take(inbox).pipe(
+                    Effect.timeoutOption(expires),
+                    Effect.flatMap(Option.match({
+                      onNone: () => Effect.succeed([]),
+                      onSome: (first) =>
+                        Queue.takeUpTo(inbox, Math.max(0, max - 1)).pipe(
+                          Effect.map((rest) => [first, ...rest].map(toDelivery)),
+                        ),
+                    })),
+                  )
+                )
+              ),
             ),
           deadLetter: (delivery, reason, deliveries) =>
             Effect.gen(function* () {

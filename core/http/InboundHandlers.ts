@@ -14,6 +14,7 @@ import { ApiInboundRequest } from "../../schemas/ApiChannel.ts"
 import type { ChannelName } from "../../schemas/Ids.ts"
 import { InboundMessage, inboundMessageId } from "../../schemas/Inbound.ts"
 import { Bus, BusUnavailable } from "../bus/Bus.ts"
+import { timeoutFail } from "../effect/timeout.ts"
 import { inboundKey, InboundStream, inboundSubject } from "../pipeline/Streams.ts"
 import { ChorusApi } from "./Api.ts"
 import { describeIssues } from "./DecodeErrors.ts"
@@ -92,16 +93,15 @@ export const InboundHandlers = HttpApiBuilder.group(
           const data = new TextEncoder().encode(
             JSON.stringify(yield* encodeInbound(inbound).pipe(Effect.orDie)),
           )
-          const ack = yield* bus.publish(inboundSubject(CHANNEL), data, {
-            id,
-            key: inboundKey(CHANNEL, body.account, body.sender.id),
-            headers: { "Content-Type": "application/json" },
-          }).pipe(
-            Effect.timeoutFail({
-              duration: PUBLISH_TIMEOUT,
-              onTimeout: () =>
-                new BusUnavailable({ operation: "publish", cause: "no answer within 10 s" }),
+          const ack = yield* timeoutFail(
+            bus.publish(inboundSubject(CHANNEL), data, {
+              id,
+              key: inboundKey(CHANNEL, body.account, body.sender.id),
+              headers: { "Content-Type": "application/json" },
             }),
+            PUBLISH_TIMEOUT,
+            () => new BusUnavailable({ operation: "publish", cause: "no answer within 10 s" }),
+          ).pipe(
             Effect.catchTags({
               // A refusal (no stream, bad subject) is our bug, not the client's: a 500.
               BusRejected: (e) => Effect.die(e),

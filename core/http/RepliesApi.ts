@@ -27,6 +27,17 @@ export class ReplyRejected extends Schema.TaggedError<ReplyRejected>()(
   }),
 ) {}
 
+/** The conversation is resolved; it takes no more messages. */
+export class ConversationClosed extends Schema.TaggedError<ConversationClosed>()(
+  "ConversationClosed",
+  { id: Schema.String, message: Schema.String },
+  HttpApiSchema.annotations({
+    status: 409,
+    description: "The conversation is resolved: it takes no more replies (the customer's next " +
+      "message opens a new conversation).",
+  }),
+) {}
+
 /** Header set on the answer to a repeated idempotency key: nothing new was stored. */
 export const IDEMPOTENT_REPLAYED = "idempotent-replayed"
 
@@ -38,6 +49,7 @@ export class RepliesApi extends HttpApiGroup.make("replies")
       .setPayload(ReplyRequest)
       .addSuccess(OutgoingMessage, { status: 202 })
       .addError(ConversationNotFound)
+      .addError(ConversationClosed)
       .addError(ReplyRejected)
       .annotate(
         OpenApi.Summary,

@@ -13,7 +13,7 @@ import { ReplyRequest } from "../../schemas/Outbound.ts"
 import { ChorusApi } from "./Api.ts"
 import { describeIssues } from "./DecodeErrors.ts"
 import { ConversationNotFound } from "./ReadApi.ts"
-import { IDEMPOTENT_REPLAYED, ReplyRejected } from "./RepliesApi.ts"
+import { ConversationClosed, IDEMPOTENT_REPLAYED, ReplyRejected } from "./RepliesApi.ts"
 
 type Issue = { readonly _tag: "Type"; readonly path: Array<string>; readonly message: string }
 
@@ -72,6 +72,8 @@ export const RepliesHandlers = HttpApiBuilder.group(
             Effect.catchTags({
               ReplyConversationNotFound: (e) =>
                 new ConversationNotFound({ id: e.conversationId, message: e.message }),
+              ReplyConversationClosed: (e) =>
+                new ConversationClosed({ id: e.conversationId, message: e.message }),
               ReplyIdentityInvalid: (e) =>
                 new ReplyRejected({ field: e.field, message: e.message }),
               ReplyNotSendable: (e) => new ReplyRejected({ field: e.field, message: e.message }),

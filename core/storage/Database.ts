@@ -11,7 +11,7 @@
 import { Context, Data, Effect, Layer, type Scope } from "effect"
 import { Kysely, PostgresDialect, sql, SqliteDialect } from "kysely"
 import type { CoreTables } from "./tables.ts"
-import { openSqlite } from "./sqlite.node.ts"
+import { openSqlite, withStatementCache } from "./sqlite.node.ts"
 
 export type Dialect = "sqlite" | "postgres"
 
@@ -144,7 +144,9 @@ const makeKysely = (
         sqlite.pragma("synchronous = FULL")
         sqlite.pragma("busy_timeout = 5000")
         sqlite.pragma("foreign_keys = ON")
-        return new Kysely<CoreTables>({ dialect: new SqliteDialect({ database: sqlite }) })
+        return new Kysely<CoreTables>({
+          dialect: new SqliteDialect({ database: withStatementCache(sqlite) }),
+        })
       },
       catch: toError("open"),
     }),
@@ -164,10 +166,10 @@ export const makeDatabase = (
 ): Effect.Effect<DatabaseShape, DatabaseError, Scope.Scope> =>
   Effect.gen(function* () {
     const { dialect, db, location, schema } = yield* makeKysely(options)
+    // No span per query: queries run thousands of times a second on the message path, and a
+    // span costs a stack capture each; `DatabaseError` names the operation instead.
     const query = <A>(operation: string, run: (db: Kysely<CoreTables>) => Promise<A>) =>
-      Effect.tryPromise({ try: () => run(db), catch: toError(operation) }).pipe(
-        Effect.withSpan(`Database.${operation}`),
-      )
+      Effect.tryPromise({ try: () => run(db), catch: toError(operation) })
     const transaction = <A>(operation: string, run: (trx: Kysely<CoreTables>) => Promise<A>) =>
       Effect.tryPromise({
         try: () => db.transaction().execute((trx) => run(trx)),

@@ -24,3 +24,35 @@ export const openSqlite = (file: string): SqliteDatabase => {
   // addon object (lib/database.js), which is what a SEA needs since its `require` cannot load it.
   return new BetterSqlite3(file, { nativeBinding: addon as unknown as string })
 }
+
+/**
+ * The database as Kysely's SQLite dialect sees it, with prepared statements kept: Kysely asks
+ * for `prepare(sql)` on every query, and preparing is a good part of a small query's cost. The
+ * SQL text of a query shape is stable (values are parameters), so a bounded map of the most
+ * recently used statements serves nearly every call. A statement still iterating (`busy`) is
+ * never handed out twice: that call gets a fresh one.
+ */
+export const withStatementCache = (db: SqliteDatabase, capacity = 512) => {
+  const statements = new Map<string, BetterSqlite3.Statement>()
+  return {
+    close: () => {
+      statements.clear()
+      db.close()
+    },
+    prepare: (sql: string): BetterSqlite3.Statement => {
+      const cached = statements.get(sql)
+      if (cached !== undefined && !cached.busy) {
+        // Most recently used last, so the first key is the one to evict.
+        statements.delete(sql)
+        statements.set(sql, cached)
+        return cached
+      }
+      const statement = db.prepare(sql)
+      if (cached === undefined) {
+        statements.set(sql, statement)
+        if (statements.size > capacity) statements.delete(statements.keys().next().value!)
+      }
+      return statement
+    },
+  }
+}

@@ -99,6 +99,7 @@ export const seedConversation = (
     yield* store.appendInbound({
       conversationId: conversation.id,
       seq: 1,
+      status: "open",
       identityId: resolved.identity.id,
       inbound,
     })

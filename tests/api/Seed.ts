@@ -55,6 +55,7 @@ export const seedConversation = (
       yield* store.appendInbound({
         conversationId: conversation.id,
         seq,
+        status: "open",
         identityId: resolved.identity.id,
         inbound: inboundOf(channel, sender, `${sender}-${seq}`, `#${seq}`),
       })

@@ -460,7 +460,7 @@ describe("replies", () => {
       assert.lengthOf(receiver.received, 2)
     }))
 
-  it.scopedLive("refusals: 404 unknown conversation, 400 naming the field, 401 without a token, 422 for an identity not the contact's", () =>
+  it.scopedLive("refusals: 404 unknown conversation, 400 naming the field, 401 without a token, 422 for an identity not the contact's, 409 for a resolved conversation", () =>
     Effect.gen(function* () {
       const { receiver, server } = yield* setup({ webhook: true })
       const { conversation } = yield* seedConversation(server.store, {
@@ -517,6 +517,22 @@ describe("replies", () => {
       assert.strictEqual(foreign.body._tag, "ReplyRejected")
       assert.strictEqual(foreign.body.field, "identityId")
 
+      // A resolved conversation takes no more messages (its actor owns the status).
+      const resolved = yield* seedConversation(server.store, { account: "shop", sender: "k" })
+      yield* server.database.query(
+        "resolve",
+        (db) =>
+          db.updateTable("conversations").set({ status: "resolved" })
+            .where("id", "=", resolved.conversation.id).execute(),
+      )
+      const closed = yield* postReply(server, resolved.conversation.id, { text: "too late" })
+      assert.strictEqual(closed.status, 409, closed.text)
+      assert.strictEqual(closed.body._tag, "ConversationClosed")
+      assert.deepStrictEqual(
+        (yield* history(server, resolved.conversation.id)).map((m) => m.seq),
+        [1],
+      )
+
       // Nothing of this was stored or sent.
       assert.deepStrictEqual((yield* history(server, conversation.id)).map((m) => m.seq), [1])
       yield* Effect.sleep("200 millis")
@@ -530,7 +546,7 @@ describe("replies", () => {
       const operation = doc.paths["/api/v1/conversations/{id}/messages"].post
       assert.isDefined(operation)
       assert.deepStrictEqual(operation.security, [{ bearer: [] }])
-      assert.includeMembers(Object.keys(operation.responses), ["202", "400", "404", "422"])
+      assert.includeMembers(Object.keys(operation.responses), ["202", "400", "404", "409", "422"])
     }))
 
   it.scopedLive("replies and customer messages arriving at once in one conversation are numbered gap-free by its actor", () =>

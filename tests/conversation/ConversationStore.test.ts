@@ -85,6 +85,10 @@ const storeBehaviour = (name: string, open: Effect.Effect<DatabaseShape, unknown
               a.conversation.id,
             ).execute(),
         )
+        // Still cached: only the conversation's actor knows it was resolved, and tells the store.
+        const cached = yield* store.openConversation(sender.contact.id, sender.identity)
+        assert.strictEqual(cached.conversation.id, a.conversation.id)
+        yield* store.forgetOpenConversation(sender.contact.id, a.conversation.id)
         const c = yield* store.openConversation(sender.contact.id, sender.identity)
         assert.isTrue(c.opened)
         assert.notStrictEqual(c.conversation.id, a.conversation.id)
@@ -99,6 +103,7 @@ const storeBehaviour = (name: string, open: Effect.Effect<DatabaseShape, unknown
         const stored = yield* store.appendInbound({
           conversationId: conversation.id,
           seq: 1,
+          status: "open",
           identityId: sender.identity.id,
           inbound: m,
         })
@@ -109,6 +114,7 @@ const storeBehaviour = (name: string, open: Effect.Effect<DatabaseShape, unknown
         const again = yield* store.appendInbound({
           conversationId: conversation.id,
           seq: 2,
+          status: "open",
           identityId: sender.identity.id,
           inbound: m,
         })
@@ -140,6 +146,7 @@ const storeBehaviour = (name: string, open: Effect.Effect<DatabaseShape, unknown
         const stored = yield* store.appendInbound({
           conversationId: conversation.id,
           seq: 1,
+          status: "pending",
           identityId: sender.identity.id,
           inbound: m,
         })
@@ -178,6 +185,7 @@ const storeBehaviour = (name: string, open: Effect.Effect<DatabaseShape, unknown
                 store.appendInbound({
                   conversationId: conversation.id,
                   seq,
+                  status: "open",
                   identityId: sender.identity.id,
                   inbound: inbound({
                     sender: { externalId: `g-${i}` },
@@ -210,6 +218,7 @@ const storeBehaviour = (name: string, open: Effect.Effect<DatabaseShape, unknown
             store.appendInbound({
               conversationId: conversation.id,
               seq,
+              status: "open",
               identityId: sender.identity.id,
               inbound: inbound({
                 sender: { externalId: "u-7" },
@@ -245,7 +254,12 @@ const storeBehaviour = (name: string, open: Effect.Effect<DatabaseShape, unknown
         const store = yield* ConversationStore
         const sender = yield* store.resolveSender(inbound({ sender: { externalId: "u-8" } }))
         const { conversation } = yield* store.openConversation(sender.contact.id, sender.identity)
-        const base = { conversationId: conversation.id, seq: 1, identityId: sender.identity.id }
+        const base = {
+          conversationId: conversation.id,
+          seq: 1,
+          status: "open" as const,
+          identityId: sender.identity.id,
+        }
         yield* store.appendInbound({ ...base, inbound: inbound({ sender: { externalId: "u-8" } }) })
         const error = yield* store.appendInbound({
           ...base,

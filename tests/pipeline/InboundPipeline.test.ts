@@ -15,7 +15,10 @@ import {
   inboundSubject,
 } from "../../core/pipeline/Streams.ts"
 import { Database, type DatabaseShape } from "../../core/storage/Database.ts"
-import { ConversationStore } from "../../actors/conversation/ConversationStore.ts"
+import * as ConversationActor from "../../actors/conversation/ConversationActor.ts"
+import * as OutboundWrites from "../../actors/conversation/OutboundWrites.ts"
+import * as ConversationStore from "../../actors/conversation/ConversationStore.ts"
+import * as InboundConsumer from "../../actors/conversation/InboundConsumer.ts"
 import { ChorusEvent } from "../../schemas/Events.ts"
 import { InboundMessage, inboundMessageId } from "../../schemas/Inbound.ts"
 import { freshNamespace } from "../support/NatsCleanup.ts"
@@ -67,7 +70,10 @@ const pipelineBehaviour = (
 ) =>
   describe(name, () => {
     const run = <A, E>(
-      body: (bus: BusShape, db: DatabaseShape) => Effect.Effect<A, E, ConversationStore>,
+      body: (
+        bus: BusShape,
+        db: DatabaseShape,
+      ) => Effect.Effect<A, E, ConversationStore.ConversationStore>,
     ) =>
       Effect.gen(function* () {
         const { bus, db } = yield* open
@@ -170,17 +176,74 @@ const pipelineBehaviour = (
         })
       ))
 
+    it.scopedLive("a message after its conversation was resolved opens the contact's next conversation", () =>
+      Effect.gen(function* () {
+        const { bus, db } = yield* open
+        // Actors passivate quickly here, so the next message reloads the status from storage.
+        const layer = InboundConsumer.layer().pipe(
+          Layer.provideMerge(ConversationActor.layer({ idleTimeout: "100 millis" })),
+          Layer.provideMerge(Layer.merge(ConversationStore.layer(), OutboundWrites.layer())),
+          Layer.provide(Layer.mergeAll(Layer.succeed(Bus, bus), Layer.succeed(Database, db))),
+        )
+        yield* Effect.gen(function* () {
+          const received = (es: ReadonlyArray<ChorusEvent>, externalId: string) =>
+            es.find((e) => e.type === "message.received" && e.message.externalId === externalId)
+          yield* publishInbound(bus, message("back", 1))
+          const first = received(
+            yield* collectEvents(bus, (es) => received(es, "back-m1") !== undefined),
+            "back-m1",
+          )
+          const resolved = first?.type === "message.received" ? first.message.conversationId : ""
+          yield* db.query("resolve", (k) =>
+            k.updateTable("conversations").set({ status: "resolved", resolved_at: Date.now() })
+              .where("id", "=", resolved).execute())
+          yield* Effect.sleep("400 millis")
+          yield* publishInbound(bus, message("back", 2))
+          const events = yield* collectEvents(bus, (es) =>
+            received(es, "back-m2") !== undefined)
+          const second = received(events, "back-m2")
+          assert.isTrue(second?.type === "message.received")
+          if (second?.type !== "message.received") {
+            return
+          }
+          assert.notStrictEqual(second.message.conversationId, resolved)
+          assert.strictEqual(second.message.seq, 1)
+          assert.isTrue(
+            events.some((e) =>
+              e.type === "conversation.opened" &&
+              e.conversation.id === second.message.conversationId
+            ),
+          )
+          const rows = yield* db.query("per conversation", (k) =>
+            sql<{ conversation_id: string; status: string; n: number }>`
+              select c.id as conversation_id, c.status, count(m.id) as n from conversations c
+              join messages m on m.conversation_id = c.id group by c.id, c.status order by c.id`
+              .execute(k))
+          assert.deepStrictEqual(
+            rows.rows.map((r) => [r.conversation_id, r.status, Number(r.n)]),
+            [[resolved, "resolved", 1], [second.message.conversationId, "open", 1]],
+          )
+        }).pipe(Effect.provide(layer))
+      }))
+
     it.scopedLive("the conversation API reads what the pipeline stored", () =>
       run((bus) =>
         Effect.gen(function* () {
-          for (let n = 1; n <= 3; n++) yield* publishInbound(bus, message("reader", n))
+          for (let n = 1; n <= 3; n++) {
+            yield* publishInbound(bus, message("reader", n))
+          }
           const events = yield* collectEvents(
             bus,
-            (es) => es.filter((e) => e.type === "message.received").length >= 3,
+            (es) =>
+              es.filter((e) =>
+                e.type === "message.received"
+              ).length >= 3,
           )
-          const opened = events.find((e) => e.type === "conversation.opened")
+          const opened = events.find((e) =>
+            e.type === "conversation.opened"
+          )
           assert.isDefined(opened)
-          const store = yield* ConversationStore
+          const store = yield* ConversationStore.ConversationStore
           const id = opened!.type === "conversation.opened" ? opened!.conversation.id : undefined
           const page = yield* store.messages(id!)
           assert.deepStrictEqual(page.messages.map((m) => m.text), [

@@ -32,6 +32,8 @@ export const startChorus = (
 ): ChorusProcess => {
   const [cmd, ...pre] = options.command ?? [
     process.execPath,
+    // As `npm start` runs it (see README, "Performance").
+    "--max-semi-space-size=64",
     "--import",
     // Absolute: a bare "tsx" would be resolved from the child's (temporary) working directory.
     pathToFileURL(NodePath.join(ROOT, "node_modules/tsx/dist/loader.mjs")).href,

@@ -6,6 +6,7 @@
 import { createHmac } from "node:crypto"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Option } from "effect"
+import { publishOutbound } from "../../actors/conversation/Replies.ts"
 import { outboundKey, outboundSubject } from "../../core/pipeline/Streams.ts"
 import type { ChorusEvent } from "../../schemas/Events.ts"
 import { freshNamespace } from "../support/NatsCleanup.ts"
@@ -603,5 +604,42 @@ describe("replies", () => {
         { token: server.token },
       )
       assert.strictEqual(conversationNow.body.lastSeq, 41)
+    }))
+
+  it.scopedLive("a reply recorded as sent whose event was lost (crash after the commit) gets its message.delivery_changed on redelivery, without a second POST", () =>
+    Effect.gen(function* () {
+      const { receiver, server, events } = yield* setup({ webhook: true })
+      const { conversation, identity } = yield* seedConversation(server.store, {
+        account: "shop",
+        sender: "l",
+      })
+      // What a channel actor committed before the process died: the reply is sent.
+      const stored = yield* server.outbound.appendOutbound({
+        conversationId: conversation.id,
+        seq: 2,
+        recipient: identity,
+        text: "sent before the crash",
+        attachments: [],
+        clientId: undefined,
+        authorId: null,
+      })
+      yield* server.outbound.recordDelivery({
+        messageId: stored.message.id,
+        outcome: { state: "sent", externalId: "prov-1" },
+        attempts: 1,
+      })
+      // The bus redelivers the reply (it was never acknowledged).
+      yield* publishOutbound(server.bus, stored.message)
+      yield* eventually(
+        "message.delivery_changed for the recorded state",
+        () => eventsOf(events, "message.delivery_changed", stored.message.id).length === 1,
+      )
+      const changed = eventsOf(events, "message.delivery_changed", stored.message.id)[0]!
+      assert.isTrue(
+        changed.type === "message.delivery_changed" && changed.delivery.state === "sent" &&
+          changed.externalId === "prov-1",
+      )
+      yield* Effect.sleep("200 millis")
+      assert.lengthOf(receiver.received, 0)
     }))
 })

@@ -12,6 +12,7 @@ import {
   ConversationActors,
   layer as actorsLayer,
 } from "../actors/conversation/ConversationActor.ts"
+import { layer as outboundLayer } from "../actors/conversation/OutboundWrites.ts"
 import { ConversationStore, layer as storeLayer } from "../actors/conversation/ConversationStore.ts"
 import { Database, makeDatabase } from "../core/storage/Database.ts"
 import { coreMigrationSet, migrate } from "../core/storage/Migrations.ts"
@@ -82,7 +83,7 @@ const program = Effect.gen(function* () {
 })
 
 const layer = actorsLayer({ maxActors: count * 2, idleTimeout: "1 hour" }).pipe(
-  Layer.provideMerge(storeLayer()),
+  Layer.provideMerge(Layer.merge(storeLayer(), outboundLayer())),
   Layer.provideMerge(
     Layer.scoped(
       Database,

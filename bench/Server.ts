@@ -14,7 +14,13 @@ import { decodeConfig } from "../core/config/loadConfig.ts"
 import { deleteNamespaceStreams } from "../tests/support/NatsCleanup.ts"
 import type { BenchContext } from "./Benchmark.ts"
 
-export const startServer = (ctx: BenchContext, bus: "jetstream" | "embedded", tag: string) =>
+export const startServer = (
+  ctx: BenchContext,
+  bus: "jetstream" | "embedded",
+  tag: string,
+  /** More configuration (`{ channels: { api: { webhookUrl } } }`). */
+  extra: Record<string, unknown> = {},
+) =>
   Effect.gen(function* () {
     const dataDir = mkdtempSync(join(ctx.workDir, `${tag}-`))
     const namespace = `${ctx.runId}${tag}`
@@ -26,6 +32,7 @@ export const startServer = (ctx: BenchContext, bus: "jetstream" | "embedded", ta
       http: { port: 0, host: "127.0.0.1" },
       log: { level: "error" },
       ...(bus === "jetstream" ? { bus: { natsUrl: ctx.natsUrl, namespace } } : {}),
+      ...extra,
     })
     // The bench's own logger would print every request (the CLI sets the level from the config).
     const context = yield* Layer.build(ServerLive(config)).pipe(

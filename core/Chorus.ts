@@ -5,13 +5,21 @@
  */
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
+import { FetchHttpClient } from "@effect/platform"
 import { Effect, Layer } from "effect"
+import * as ChannelActor from "../actors/channel/ChannelActor.ts"
+import * as OutboundConsumer from "../actors/channel/OutboundConsumer.ts"
 import * as ConversationActor from "../actors/conversation/ConversationActor.ts"
 import * as ConversationStore from "../actors/conversation/ConversationStore.ts"
 import * as InboundConsumer from "../actors/conversation/InboundConsumer.ts"
+import * as OutboundWrites from "../actors/conversation/OutboundWrites.ts"
+import * as Replies from "../actors/conversation/Replies.ts"
 import { Bus } from "./bus/Bus.ts"
 import * as EmbeddedBus from "./bus/EmbeddedBus.ts"
 import * as JetStreamBus from "./bus/JetStreamBus.ts"
+import * as ApiWebhookAdapter from "./channels/ApiWebhookAdapter.ts"
+import * as ChannelAdapter from "./channels/ChannelAdapter.ts"
+import type { DeliveryPolicyOptions } from "./channels/DeliveryPolicy.ts"
 import { type ChorusConfig, Config, sqliteFileOf } from "./config/ChorusConfig.ts"
 import * as HttpServer from "./http/HttpServer.ts"
 import { Database, layer as databaseLayer } from "./storage/Database.ts"
@@ -64,12 +72,49 @@ export const CoreLive = (config: ChorusConfig) =>
  */
 export const PipelineLive = InboundConsumer.layer().pipe(
   Layer.provideMerge(ConversationActor.layer()),
-  Layer.provideMerge(ConversationStore.layer()),
+  Layer.provideMerge(Layer.merge(ConversationStore.layer(), OutboundWrites.layer())),
 )
 
+/** The channel adapters this node sends through: the built-in `api` webhook. */
+export const ChannelsLive = (config: ChorusConfig): Layer.Layer<ChannelAdapter.ChannelAdapters> =>
+  Layer.effect(
+    ChannelAdapter.ChannelAdapters,
+    ApiWebhookAdapter.make(config.channels.api).pipe(
+      Effect.map((api) => ChannelAdapter.make([api])),
+    ),
+  ).pipe(Layer.provide(FetchHttpClient.layer))
+
+export interface OutboundOptions {
+  /** Timeouts and retries of each send. Default: see `DeliveryPolicy`. */
+  readonly delivery?: DeliveryPolicyOptions
+  /** Adapters instead of `ChannelsLive(config)` (tests). */
+  readonly adapters?: Layer.Layer<ChannelAdapter.ChannelAdapters>
+}
+
+/**
+ * Replies: the reply service (leaves `Replies` in the context for the API), the outbox relay run
+ * at start, and the outbound consumer feeding one channel actor per channel account.
+ * Needs the pipeline (conversation actors and stores) and the bus.
+ */
+export const OutboundLive = (config: ChorusConfig, options: OutboundOptions = {}) =>
+  Layer.merge(
+    OutboundConsumer.layer({ ...(options.delivery ? { delivery: options.delivery } : {}) }),
+    Replies.relayOnStart,
+  ).pipe(
+    Layer.provideMerge(Replies.layer),
+    Layer.provideMerge(
+      ChannelActor.layer({ ...(options.delivery ? { delivery: options.delivery } : {}) }),
+    ),
+    Layer.provideMerge(options.adapters ?? ChannelsLive(config)),
+  )
+
 /** The whole server. */
-export const ServerLive = (config: ChorusConfig) =>
+export const ServerLive = (
+  config: ChorusConfig,
+  options: { readonly outbound?: OutboundOptions } = {},
+) =>
   HttpServer.layer(config.http).pipe(
+    Layer.provideMerge(OutboundLive(config, options.outbound)),
     Layer.provideMerge(PipelineLive),
     Layer.provideMerge(CoreLive(config)),
   )

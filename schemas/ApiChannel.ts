@@ -1,11 +1,12 @@
 /**
  * The built-in `api` channel: what an API client posts to `POST /api/v1/inbound` to hand Chorus a
  * customer's message, and what it gets back. The body is mapped to an `InboundMessage` on channel
- * `api` and published on the bus, like any channel plugin's message.
+ * `api` and published on the bus, like any channel plugin's message. Replies go the other way:
+ * Chorus POSTs an `ApiOutboundWebhook` to the client's webhook.
  */
 import { Schema } from "effect"
-import { Email, InboundAttachment, Phone, Timestamp } from "./Common.ts"
-import { AccountId, ExternalId } from "./Ids.ts"
+import { Attachment, Email, InboundAttachment, Phone, Timestamp } from "./Common.ts"
+import { AccountId, ConversationId, ExternalId, MessageId } from "./Ids.ts"
 
 /**
  * Who wrote, as the API client knows them. Phone and e-mail are the client's claims: the
@@ -56,3 +57,28 @@ export const ApiInboundAccepted = Schema.Struct({
   description: "The message is durable on the bus; it will be stored in its conversation.",
 })
 export type ApiInboundAccepted = typeof ApiInboundAccepted.Type
+
+/**
+ * What Chorus POSTs to the `api` channel's webhook (`channels.api.webhookUrl`) for each reply to
+ * an `api` conversation. Headers: `X-Chorus-Delivery` (the message id: the same reply POSTed
+ * again, after a retry or a crash, carries the same one, so receivers de-duplicate on it),
+ * `X-Chorus-Timestamp` (Unix seconds) and, when a secret is set, `X-Chorus-Signature:
+ * sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">`.
+ */
+export const ApiOutboundWebhook = Schema.Struct({
+  type: Schema.Literal("message.outbound"),
+  /** The Chorus message id (also `X-Chorus-Delivery`). */
+  id: MessageId,
+  conversationId: ConversationId,
+  /** The account the customer wrote to (as in `POST /api/v1/inbound`). */
+  account: AccountId,
+  /** The customer, by the client's own id (`sender.id` of their inbound messages). */
+  recipient: Schema.Struct({ id: ExternalId }),
+  text: Schema.String,
+  attachments: Schema.Array(Attachment),
+  createdAt: Timestamp,
+}).annotations({
+  identifier: "ApiOutboundWebhook",
+  description: "A reply to an api-channel conversation, POSTed to the configured webhook.",
+})
+export type ApiOutboundWebhook = typeof ApiOutboundWebhook.Type

@@ -106,6 +106,8 @@ export const MessageDeliveryChangedV1 = event(
     account: AccountId,
     externalId: Schema.NullOr(ExternalId),
     delivery: DeliveryState,
+    /** Send attempts it took (retries included); absent when no attempt was made. */
+    attempts: Schema.optionalWith(Schema.Int.pipe(Schema.nonNegative()), { exact: true }),
   },
 )
 

@@ -12,6 +12,7 @@ import type { ConversationStatus } from "../../schemas/Conversation.ts"
 import type { ChannelIdentityId, ConversationId } from "../../schemas/Ids.ts"
 import type { InboundMessage } from "../../schemas/Inbound.ts"
 import { type AppendResult, ConversationStore } from "./ConversationStore.ts"
+import { type AppendOutbound, type AppendOutboundResult, OutboundStore } from "./OutboundWrites.ts"
 
 export interface ConversationState {
   readonly lastSeq: number
@@ -19,11 +20,19 @@ export interface ConversationState {
   readonly status: ConversationStatus
 }
 
-export type ConversationCommand = {
+export interface AppendInboundCommand {
   readonly _tag: "AppendInbound"
   readonly identityId: ChannelIdentityId
   readonly inbound: InboundMessage
 }
+
+/** Store an operator's reply as the conversation's next message (`queued` for its channel). */
+export interface AppendOutboundCommand {
+  readonly _tag: "AppendOutbound"
+  readonly reply: Omit<AppendOutbound, "conversationId" | "seq">
+}
+
+export type ConversationCommand = AppendInboundCommand | AppendOutboundCommand
 
 export class ConversationMissing extends Data.TaggedError("ConversationMissing")<{
   readonly conversationId: string
@@ -33,24 +42,46 @@ export class ConversationMissing extends Data.TaggedError("ConversationMissing")
   }
 }
 
-/**
- * What the actor answers to `AppendInbound`: stored, a duplicate, or `Closed` when the
- * conversation is resolved (the sender's next message belongs in a new conversation).
- */
-export type AppendReply = AppendResult | {
+/** The conversation is resolved: nothing more is appended to it. */
+export interface ConversationClosed {
   readonly _tag: "Closed"
   readonly conversationId: ConversationId
 }
 
+/**
+ * What the actor answers to `AppendInbound`: stored, a duplicate, or `Closed` when the
+ * conversation is resolved (the sender's next message belongs in a new conversation).
+ */
+export type AppendReply = AppendResult | ConversationClosed
+
+/** Every answer of the actor; `ask` narrows it by command. */
+export type ConversationReply = AppendReply | AppendOutboundResult
+
 export type ConversationActorError = DatabaseError | ConversationMissing
 
-export interface ConversationActorsShape extends
-  Actors.ActorSupervisor<
-    ConversationId,
-    ConversationCommand,
-    AppendReply,
-    ConversationActorError
-  > {}
+type Supervisor = Actors.ActorSupervisor<
+  ConversationId,
+  ConversationCommand,
+  ConversationReply,
+  ConversationActorError
+>
+
+/** The supervisor, with `ask` typed by command: each command gets its own reply type. */
+export interface ConversationActorsShape extends Omit<Supervisor, "ask"> {
+  readonly ask: {
+    (
+      id: ConversationId,
+      command: AppendInboundCommand,
+    ): Effect.Effect<AppendReply, ConversationActorError | Actors.ActorError>
+    (
+      id: ConversationId,
+      command: AppendOutboundCommand,
+    ): Effect.Effect<
+      AppendOutboundResult | ConversationClosed,
+      ConversationActorError | Actors.ActorError
+    >
+  }
+}
 
 export class ConversationActors extends Context.Tag("chorus/actors/ConversationActors")<
   ConversationActors,
@@ -71,11 +102,12 @@ export const layer = (options: ConversationActorOptions = {}) =>
     ConversationActors,
     Effect.gen(function* () {
       const store = yield* ConversationStore
+      const outbound = yield* OutboundStore
       const behaviour: Actors.ActorBehaviour<
         ConversationId,
         ConversationState,
         ConversationCommand,
-        AppendReply,
+        ConversationReply,
         ConversationActorError
       > = {
         load: (id) =>
@@ -88,6 +120,19 @@ export const layer = (options: ConversationActorOptions = {}) =>
         receive: (state, command, id) =>
           state.status === "resolved"
             ? Effect.succeed([state, { _tag: "Closed", conversationId: id }] as const)
+            : command._tag === "AppendOutbound"
+            ? outbound.appendOutbound({
+              ...command.reply,
+              conversationId: id,
+              seq: state.lastSeq + 1,
+            }).pipe(
+              Effect.map((result) =>
+                [
+                  result._tag === "Stored" ? { ...state, lastSeq: result.message.seq } : state,
+                  result,
+                ] as const
+              ),
+            )
             : store.appendInbound({
               conversationId: id,
               seq: state.lastSeq + 1,
@@ -107,7 +152,7 @@ export const layer = (options: ConversationActorOptions = {}) =>
         // Storage that is briefly unavailable: reload and try again rather than fail the ask.
         restartOn: (error) => error._tag === "DatabaseError" && error.retryable,
       }
-      return yield* Actors.make(behaviour, {
+      const supervisor: Supervisor = yield* Actors.make(behaviour, {
         name: "conversation",
         ...(options.idleTimeout !== undefined ? { idleTimeout: options.idleTimeout } : {}),
         ...(options.maxActors !== undefined ? { maxActors: options.maxActors } : {}),
@@ -115,5 +160,6 @@ export const layer = (options: ConversationActorOptions = {}) =>
           ? { mailboxCapacity: options.mailboxCapacity }
           : {}),
       })
+      return supervisor as ConversationActorsShape
     }),
   )

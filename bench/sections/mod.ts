@@ -9,6 +9,7 @@ import { history } from "./History.ts"
 import { ingest } from "./Ingest.ts"
 import { jetStreamBus } from "./JetStreamBus.ts"
 import { jetStreamRaw } from "./JetStreamRaw.ts"
+import { replies } from "./Replies.ts"
 import { sqliteRaw } from "./SqliteRaw.ts"
 
 export const sections: ReadonlyArray<BenchSection> = [
@@ -19,4 +20,5 @@ export const sections: ReadonlyArray<BenchSection> = [
   ingest,
   actorsMemory,
   history,
+  replies,
 ]

@@ -122,10 +122,22 @@ const configShow = Command.make(
           ...config.database,
           ...(config.database.url !== undefined ? { url: redactUrl(config.database.url) } : {}),
         },
+        // The webhook secret is Redacted (printed as "<redacted>"); a URL may carry a password.
+        channels: {
+          ...config.channels,
+          api: {
+            ...config.channels.api,
+            ...(config.channels.api.webhookUrl !== undefined
+              ? { webhookUrl: redactUrl(config.channels.api.webhookUrl) }
+              : {}),
+          },
+        },
       }
       yield* Console.log(JSON.stringify(shown, null, 2))
     }),
-).pipe(Command.withDescription("Print the effective configuration (passwords redacted)."))
+).pipe(
+  Command.withDescription("Print the effective configuration (passwords and secrets redacted)."),
+)
 
 /**
  * Run a one-shot command's effect with the services `layer` builds from the configuration;

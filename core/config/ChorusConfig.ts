@@ -45,12 +45,27 @@ export const LogConfig = Schema.Struct({
   format: Schema.optionalWith(LogFormat, { default: () => "json" as const }),
 })
 
+/**
+ * The built-in `api` channel: replies to its conversations are POSTed to `webhookUrl`, signed
+ * with `webhookSecret` (HMAC-SHA256). The secret is `Redacted`: printing the config (`chorus
+ * config`, logs) shows `<redacted>`.
+ */
+export const ApiChannelConfig = Schema.Struct({
+  webhookUrl: Schema.optional(Schema.String.pipe(Schema.pattern(/^https?:\/\/[^\s]+$/))),
+  webhookSecret: Schema.optional(Schema.Redacted(NonEmpty)),
+})
+
+export const ChannelsConfig = Schema.Struct({
+  api: Schema.optionalWith(ApiChannelConfig, { default: () => ApiChannelConfig.make({}) }),
+})
+
 export const ChorusConfigSchema = Schema.Struct({
   dataDir: Schema.optionalWith(NonEmpty, { default: () => "./data" }),
   http: Schema.optionalWith(HttpConfig, { default: () => HttpConfig.make({}) }),
   database: Schema.optionalWith(DatabaseConfig, { default: () => DatabaseConfig.make({}) }),
   bus: Schema.optionalWith(BusConfig, { default: () => BusConfig.make({}) }),
   log: Schema.optionalWith(LogConfig, { default: () => LogConfig.make({}) }),
+  channels: Schema.optionalWith(ChannelsConfig, { default: () => ChannelsConfig.make({}) }),
 })
 
 export type ChorusConfig = typeof ChorusConfigSchema.Type
@@ -166,6 +181,23 @@ export const settings: ReadonlyArray<Setting> = [
     expected: "json or pretty",
     default: "json",
     doc: "`json`: one JSON object per line (for log shippers); `pretty`: for people.",
+  },
+  {
+    key: "channels.api.webhookUrl",
+    env: "CHORUS_API_WEBHOOK_URL",
+    kind: "string",
+    expected: "an http:// or https:// URL",
+    default: "(unset: api replies fail)",
+    doc: "Where replies to `api`-channel conversations are POSTed (see Replying). Unset: they " +
+      "fail with a reason naming this setting.",
+  },
+  {
+    key: "channels.api.webhookSecret",
+    env: "CHORUS_API_WEBHOOK_SECRET",
+    kind: "string",
+    expected: "a non-empty string",
+    default: "(unset: unsigned)",
+    doc: "Key of the `X-Chorus-Signature` HMAC on every webhook POST. Never printed.",
   },
 ]
 

@@ -16,6 +16,7 @@ import { Authentication } from "./Authentication.ts"
 import { EventsApi } from "./EventsApi.ts"
 import { InboundApi } from "./InboundApi.ts"
 import { ContactsApi, ConversationsApi } from "./ReadApi.ts"
+import { RepliesApi } from "./RepliesApi.ts"
 
 export class NotReady extends Schema.TaggedError<NotReady>()(
   "NotReady",
@@ -58,6 +59,7 @@ export class ChorusApi extends HttpApi.make("chorus")
   .add(EventsApi.prefix(API_V1))
   .add(InboundApi.prefix(API_V1))
   .add(ConversationsApi.prefix(API_V1))
+  .add(RepliesApi.prefix(API_V1))
   .add(ContactsApi.prefix(API_V1))
   .annotate(OpenApi.Title, "Chorus API")
   .annotate(OpenApi.Version, VERSION)

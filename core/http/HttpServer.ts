@@ -15,6 +15,7 @@ import { readableDecodeErrors } from "./DecodeErrors.ts"
 import { EventsHandlers } from "./EventsHandlers.ts"
 import { InboundHandlers } from "./InboundHandlers.ts"
 import { ContactsHandlers, ConversationsHandlers } from "./ReadHandlers.ts"
+import { RepliesHandlers } from "./RepliesHandlers.ts"
 import { SystemHandlers } from "./SystemHandlers.ts"
 import { TokensHandlers } from "./TokensHandlers.ts"
 
@@ -26,7 +27,7 @@ export interface HttpOptions {
 export const ApiLive = HttpApiBuilder.api(ChorusApi).pipe(
   Layer.provide([SystemHandlers, TokensHandlers]),
   Layer.provide(EventsHandlers),
-  Layer.provide([InboundHandlers, ConversationsHandlers, ContactsHandlers]),
+  Layer.provide([InboundHandlers, ConversationsHandlers, ContactsHandlers, RepliesHandlers]),
   Layer.provide(AuthenticationLive),
   Layer.provide([ApiTokens.Default, ConversationQueries.layer]),
 )

@@ -50,3 +50,7 @@ export const inboundKey = (channel: string, account: string, senderExternalId: s
 export const eventSubject = (type: string): string => `events.${type}`
 
 export const outboundSubject = (channel: string): string => `outbound.${channel}`
+
+/** Ordering key of replies: one channel account, whose actor sends them in order. */
+export const outboundKey = (channel: string, account: string): string =>
+  `${channel}:${encodeURIComponent(account)}`

@@ -4,7 +4,7 @@
  * so readers convert); flags are 0/1 integers, so one set of queries serves SQLite and
  * PostgreSQL.
  */
-import type { Insertable, Selectable, Updateable } from "kysely"
+import type { ColumnType, Insertable, Selectable, Updateable } from "kysely"
 
 type Millis = number | string
 type Flag = number
@@ -70,6 +70,10 @@ export interface MessagesTable {
   sent_at: Millis | null
   received_at: Millis | null
   created_at: Millis
+  /** Outgoing only: the client's idempotency key, unique per conversation. */
+  client_id: ColumnType<string | null, string | null | undefined, string | null>
+  /** Outgoing only: send attempts so far (retries included). Default 0. */
+  delivery_attempts: ColumnType<number, number | undefined, number>
 }
 
 export interface ConversationTables {

@@ -2,6 +2,7 @@ import { HttpServer } from "@effect/platform"
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Layer, Queue, Redacted, Ref, Schedule, Schema } from "effect"
 import * as ConversationStore from "../../actors/conversation/ConversationStore.ts"
+import { Replies } from "../../actors/conversation/Replies.ts"
 import { ApiTokens } from "../../core/auth/ApiTokens.ts"
 import { Bus, type BusMessage, BusUnavailable } from "../../core/bus/Bus.ts"
 import * as EmbeddedBus from "../../core/bus/EmbeddedBus.ts"
@@ -235,6 +236,11 @@ describe("POST /api/v1/inbound", () => {
       const context = yield* Layer.build(
         ChorusHttp.layer({ host: "127.0.0.1", port: 0 }).pipe(
           Layer.provide(ConversationStore.layer()),
+          // Only the inbound endpoint is exercised here.
+          Layer.provide(Layer.succeed(Replies, {
+            send: () => Effect.dieMessage("not used by this test"),
+            relayOutbox: () => Effect.succeed(0),
+          })),
           Layer.provideMerge(FlakyBus),
           Layer.provideMerge(StorageLive(config)),
         ),

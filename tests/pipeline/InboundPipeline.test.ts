@@ -16,6 +16,7 @@ import {
 } from "../../core/pipeline/Streams.ts"
 import { Database, type DatabaseShape } from "../../core/storage/Database.ts"
 import * as ConversationActor from "../../actors/conversation/ConversationActor.ts"
+import * as OutboundWrites from "../../actors/conversation/OutboundWrites.ts"
 import * as ConversationStore from "../../actors/conversation/ConversationStore.ts"
 import * as InboundConsumer from "../../actors/conversation/InboundConsumer.ts"
 import { ChorusEvent } from "../../schemas/Events.ts"
@@ -181,7 +182,7 @@ const pipelineBehaviour = (
         // Actors passivate quickly here, so the next message reloads the status from storage.
         const layer = InboundConsumer.layer().pipe(
           Layer.provideMerge(ConversationActor.layer({ idleTimeout: "100 millis" })),
-          Layer.provideMerge(ConversationStore.layer()),
+          Layer.provideMerge(Layer.merge(ConversationStore.layer(), OutboundWrites.layer())),
           Layer.provide(Layer.mergeAll(Layer.succeed(Bus, bus), Layer.succeed(Database, db))),
         )
         yield* Effect.gen(function* () {

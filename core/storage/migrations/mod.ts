@@ -3,9 +3,11 @@ import type { Migration } from "kysely"
 import * as embeddedBus from "./2026_11_23_0001_embedded_bus.ts"
 import * as apiTokens from "./2026_11_23_0002_api_tokens.ts"
 import * as conversations from "./2026_11_23_0003_conversations.ts"
+import * as outbound from "./2026_11_23_0004_outbound.ts"
 
 export const coreMigrations: Record<string, Migration> = {
   "2026_11_23_0001_embedded_bus": embeddedBus,
   "2026_11_23_0002_api_tokens": apiTokens,
   "2026_11_23_0003_conversations": conversations,
+  "2026_11_23_0004_outbound": outbound,
 }

@@ -1,0 +1,280 @@
+/**
+ * Replies: an operator (or an API client) answers a conversation.
+ *
+ * The reply is stored by the conversation's actor as its next message, `queued` (the actor is
+ * the only writer of its conversation's numbering), then `message.sent` is published on the
+ * events stream and the reply on the outbound stream (`outbound.<channel>`, bus id = message id,
+ * ordering key = channel and account), where its channel's actor picks it up.
+ *
+ * Outbox guarantee: a stored reply always reaches the outbound stream. The publish after the
+ * commit is retried; if the process dies first, `relayOutbox` (run at every start) publishes
+ * every reply still `queued` again. Republishing is harmless: the bus drops an id it saw
+ * within its duplicate window, and the channel actor skips a message no longer `queued`.
+ *
+ * Idempotency: a reply may carry the client's key (`clientId` / `Idempotency-Key`); posting it
+ * again in the same conversation stores nothing and answers the stored reply (`duplicate`).
+ */
+import { Clock, Context, Data, Effect, Layer, Option, Schedule, Schema, type Scope } from "effect"
+import type { ActorError } from "../../core/actor/mod.ts"
+import { Bus, type BusError, type BusShape } from "../../core/bus/Bus.ts"
+import { ChannelAdapters } from "../../core/channels/ChannelAdapter.ts"
+import { newId } from "../../core/ids.ts"
+import { outboundKey, OutboundStream, outboundSubject } from "../../core/pipeline/Streams.ts"
+import type { DatabaseError } from "../../core/storage/Database.ts"
+import type { InboundAttachment } from "../../schemas/Common.ts"
+import type { ChannelIdentityId, ConversationId, OperatorId } from "../../schemas/Ids.ts"
+import type { OutgoingMessage } from "../../schemas/Message.ts"
+import { OutboundDelivery } from "../../schemas/Outbound.ts"
+import { ConversationActors } from "./ConversationActor.ts"
+import { ConversationStore } from "./ConversationStore.ts"
+import { publishEvent } from "./InboundConsumer.ts"
+import { OutboundStore } from "./OutboundWrites.ts"
+
+export interface ReplyInput {
+  readonly conversationId: ConversationId
+  readonly text: string
+  readonly attachments: ReadonlyArray<InboundAttachment>
+  readonly identityId: ChannelIdentityId | undefined
+  readonly clientId: string | undefined
+  readonly authorId: OperatorId | null
+}
+
+export interface ReplyResult {
+  readonly message: OutgoingMessage
+  /** True when a reply with this client key was stored before; nothing new was stored. */
+  readonly duplicate: boolean
+}
+
+export class ReplyConversationNotFound extends Data.TaggedError("ReplyConversationNotFound")<{
+  readonly conversationId: string
+}> {
+  override get message() {
+    return `no conversation with id ${this.conversationId}`
+  }
+}
+
+/** The conversation is resolved: it takes no more messages (the customer's next one opens a new one). */
+export class ReplyConversationClosed extends Data.TaggedError("ReplyConversationClosed")<{
+  readonly conversationId: string
+}> {
+  override get message() {
+    return `conversation ${this.conversationId} is resolved; it takes no more replies`
+  }
+}
+
+/** The identity to answer on is unknown, not the conversation's contact's, or there is none. */
+export class ReplyIdentityInvalid extends Data.TaggedError("ReplyIdentityInvalid")<{
+  readonly field: string
+  readonly reason: string
+}> {
+  override get message() {
+    return `${this.field}: ${this.reason}`
+  }
+}
+
+/** The channel cannot carry this reply (too long, attachments on a channel without them). */
+export class ReplyNotSendable extends Data.TaggedError("ReplyNotSendable")<{
+  readonly field: string
+  readonly reason: string
+}> {
+  override get message() {
+    return `${this.field}: ${this.reason}`
+  }
+}
+
+export type ReplyError =
+  | ReplyConversationNotFound
+  | ReplyConversationClosed
+  | ReplyIdentityInvalid
+  | ReplyNotSendable
+  | DatabaseError
+  | ActorError
+
+export interface RepliesShape {
+  readonly send: (input: ReplyInput) => Effect.Effect<ReplyResult, ReplyError>
+  /**
+   * Publish every reply still `queued` (created before `createdBefore`, default now) again,
+   * with its `message.sent` event. Returns how many.
+   */
+  readonly relayOutbox: (
+    options?: { readonly createdBefore?: number },
+  ) => Effect.Effect<number, DatabaseError | BusError>
+}
+
+export class Replies extends Context.Tag("chorus/actors/Replies")<Replies, RepliesShape>() {}
+
+const encodeDelivery = Schema.encode(OutboundDelivery)
+
+/** Put a queued reply on the outbound stream. */
+export const publishOutbound = (bus: BusShape, message: OutgoingMessage) =>
+  encodeDelivery({ message }).pipe(
+    Effect.orDie, // our own value: a failure to encode is a bug
+    Effect.flatMap((encoded) =>
+      bus.publish(
+        outboundSubject(message.channel),
+        new TextEncoder().encode(JSON.stringify(encoded)),
+        {
+          id: message.id,
+          key: outboundKey(message.channel, message.account),
+          headers: { "Content-Type": "application/json" },
+        },
+      )
+    ),
+  )
+
+const announce = (bus: BusShape, message: OutgoingMessage) =>
+  publishEvent(bus, message.id, {
+    type: "message.sent",
+    version: 1,
+    id: newId.event(),
+    occurredAt: new Date(),
+    message,
+  }).pipe(
+    Effect.zipRight(
+      message.delivery.state === "queued" ? publishOutbound(bus, message) : Effect.void,
+    ),
+  )
+
+/** Retries of the publish after the commit, before the background takes over. */
+const publishRetry = Schedule.exponential("50 millis").pipe(
+  Schedule.either(Schedule.spaced("2 seconds")),
+  Schedule.jittered,
+  Schedule.upTo("10 seconds"),
+)
+
+export const make: Effect.Effect<
+  RepliesShape,
+  BusError,
+  Bus | ConversationStore | OutboundStore | ConversationActors | ChannelAdapters | Scope.Scope
+> = Effect.gen(function* () {
+  const bus = yield* Bus
+  const store = yield* ConversationStore
+  const outbound = yield* OutboundStore
+  const actors = yield* ConversationActors
+  const adapters = yield* ChannelAdapters
+  const scope = yield* Effect.scope
+  yield* bus.ensureStream(OutboundStream)
+
+  const send = Effect.fn("Replies.send")(function* (input: ReplyInput) {
+    const conversation = yield* store.conversation(input.conversationId)
+    if (Option.isNone(conversation)) {
+      return yield* new ReplyConversationNotFound({ conversationId: input.conversationId })
+    }
+    const identityId = input.identityId ?? conversation.value.lastChannel?.identityId
+    if (identityId === undefined) {
+      return yield* new ReplyIdentityInvalid({
+        field: "identityId",
+        reason: "the conversation has no channel yet; name the identity to answer on",
+      })
+    }
+    const recipient = yield* outbound.identity(identityId)
+    if (Option.isNone(recipient) || recipient.value.contactId !== conversation.value.contactId) {
+      return yield* new ReplyIdentityInvalid({
+        field: "identityId",
+        reason: `${identityId} is not a channel identity of this conversation's contact`,
+      })
+    }
+    const adapter = adapters.get(recipient.value.channel)
+    if (Option.isSome(adapter)) {
+      const { capabilities } = adapter.value
+      if (input.text.length > capabilities.maxTextLength) {
+        return yield* new ReplyNotSendable({
+          field: "text",
+          reason:
+            `channel ${recipient.value.channel} takes at most ${capabilities.maxTextLength} ` +
+            `characters`,
+        })
+      }
+      if (input.attachments.length > 0 && !capabilities.attachments) {
+        return yield* new ReplyNotSendable({
+          field: "attachments",
+          reason: `channel ${recipient.value.channel} cannot send attachments`,
+        })
+      }
+    }
+    const result = yield* actors.ask(input.conversationId, {
+      _tag: "AppendOutbound",
+      reply: {
+        recipient: recipient.value,
+        text: input.text,
+        attachments: input.attachments,
+        clientId: input.clientId,
+        authorId: input.authorId,
+      },
+    }).pipe(
+      Effect.catchTag(
+        "ConversationMissing",
+        () => new ReplyConversationNotFound({ conversationId: input.conversationId }),
+      ),
+    )
+    // The actor owns the status: a resolved conversation takes no more messages.
+    if (result._tag === "Closed") {
+      return yield* new ReplyConversationClosed({ conversationId: input.conversationId })
+    }
+    // A repeat of a reply the channel already handled was announced before: nothing to do.
+    // Otherwise it is the outbox's from here on (a repeat may follow a crash between the commit
+    // and the publish). Publish now; if the bus is down, keep trying in the background (and the
+    // next start relays it in any case).
+    const settled = result._tag === "Duplicate" && result.message.delivery.state !== "queued"
+    yield* (settled ? Effect.void : announce(bus, result.message)).pipe(
+      Effect.retry(publishRetry),
+      Effect.catchAll((error) =>
+        Effect.logWarning("reply stored but not yet published; retrying in the background").pipe(
+          Effect.annotateLogs({ messageId: result.message.id, error: error.message }),
+          Effect.zipRight(
+            announce(bus, result.message).pipe(
+              Effect.retry(
+                Schedule.exponential("1 second").pipe(
+                  Schedule.either(Schedule.spaced("30 seconds")),
+                ),
+              ),
+              Effect.forkIn(scope),
+            ),
+          ),
+        )
+      ),
+    )
+    return { message: result.message, duplicate: result._tag === "Duplicate" } satisfies ReplyResult
+  })
+
+  const relayOutbox = Effect.fn("Replies.relayOutbox")(function* (
+    options: { readonly createdBefore?: number } = {},
+  ) {
+    const createdBefore = options.createdBefore ?? (yield* Clock.currentTimeMillis) + 1
+    let after: readonly [number, string] | undefined = undefined
+    let count = 0
+    while (true) {
+      const page: ReadonlyArray<OutgoingMessage> = yield* outbound.queued({
+        createdBefore,
+        limit: 200,
+        ...(after !== undefined ? { after } : {}),
+      })
+      for (const message of page) yield* announce(bus, message)
+      count += page.length
+      const last = page[page.length - 1]
+      if (last === undefined || page.length < 200) break
+      after = [last.createdAt.getTime(), last.id]
+    }
+    return count
+  })
+
+  return { send, relayOutbox } satisfies RepliesShape
+})
+
+export const layer = Layer.scoped(Replies, make)
+
+/** At start: publish every reply left `queued` by a previous run (in the background). */
+export const relayOnStart = Layer.scopedDiscard(Effect.gen(function* () {
+  const replies = yield* Replies
+  yield* replies.relayOutbox().pipe(
+    Effect.tap((count) =>
+      count > 0
+        ? Effect.logInfo("outbox relayed").pipe(Effect.annotateLogs({ replies: count }))
+        : Effect.void
+    ),
+    Effect.retry(
+      Schedule.exponential("1 second").pipe(Schedule.either(Schedule.spaced("30 seconds"))),
+    ),
+    Effect.forkScoped,
+  )
+}))

@@ -20,7 +20,11 @@ const run = async (args: ReadonlyArray<string>, cwd: string, env: Record<string,
   return { code, stdout: chorus.lines, stderr: chorus.stderr.join("") }
 }
 
-const until = async <A>(what: string, get: () => Promise<A | undefined>, ms = 15_000) => {
+const until = async <A>(
+  what: string,
+  get: () => A | undefined | Promise<A | undefined>,
+  ms = 15_000,
+) => {
   const deadline = Date.now() + ms
   while (Date.now() < deadline) {
     const value = await get()
@@ -100,7 +104,7 @@ describe("chorus start: replies", () => {
       })
       assert.strictEqual(reply.status, 202, JSON.stringify(reply.body))
 
-      const post = await until("the webhook POST", async () => posts[0])
+      const post = await until("the webhook POST", () => posts[0])
       const timestamp = post.headers["x-chorus-timestamp"] as string
       assert.strictEqual(
         post.headers["x-chorus-signature"],

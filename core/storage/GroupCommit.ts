@@ -87,6 +87,12 @@ export interface GroupCommit {
   readonly stats: () => GroupCommitStats
 }
 
+/** Resumes after the event loop's current turn (I/O callbacks included), not on a timer. */
+const nextTurn = Effect.async<void>((resume) => {
+  const handle = setImmediate(() => resume(Effect.void))
+  return Effect.sync(() => clearImmediate(handle))
+})
+
 const retryable = Schedule.exponential("20 millis").pipe(Schedule.intersect(Schedule.recurs(4)))
 
 export const make = (
@@ -178,10 +184,18 @@ export const make = (
     // even while the bus closes.
     const writer = Effect.uninterruptibleMask((restore) =>
       Effect.gen(function* () {
-        const batch = Chunk.toReadonlyArray(
+        let batch = Chunk.toReadonlyArray(
           yield* restore(Queue.takeBetween(queue, 1, options.maxBatch)),
         )
         busy = true
+        // Linger one turn of the event loop before committing: the fibers that are about to
+        // write (a burst of handlers, each a step behind the other) queue their writes meanwhile
+        // and share this batch's fsync, instead of each waiting for a commit of its own.
+        if (batch.length < options.maxBatch) {
+          yield* nextTurn
+          const more = yield* Queue.takeUpTo(queue, options.maxBatch - batch.length)
+          if (more.length > 0) batch = batch.concat(Chunk.toReadonlyArray(more))
+        }
         jobCount += batch.length
         largestBatch = Math.max(largestBatch, batch.length)
         yield* commit(batch)

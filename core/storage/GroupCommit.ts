@@ -209,12 +209,15 @@ export const make = (
       Effect.gen(function* () {
         closed = true
         // Finish what callers already queued, then stop the (idle) writer.
+        // Polled once per event-loop turn, not on Effect's Clock: a batch in hand lingers a turn
+        // (see `nextTurn`), and under a TestClock a Clock-timed poll would never come back.
         yield* Effect.suspend(() =>
           busy ? Effect.fail("busy") : Queue.size(queue).pipe(
             Effect.flatMap((n) => (n > 0 ? Effect.fail("busy") : Effect.void)),
           )
         ).pipe(
-          Effect.retry(Schedule.spaced("5 millis")),
+          Effect.catchAll(() => nextTurn.pipe(Effect.zipRight(Effect.fail("busy")))),
+          Effect.retry({ while: () => true }),
           // Finalizers are uninterruptible: without this the timeout could never end the wait.
           Effect.interruptible,
           Effect.timeout(options.drainTimeout ?? 10_000),

@@ -9,7 +9,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { AckPolicy, jetstream, type JetStreamManager, jetstreamManager } from "@nats-io/jetstream"
 import { connect, type NatsConnection } from "@nats-io/transport-node"
-import { type Duration, Effect, Schedule, type Scope, Stream } from "effect"
+import { Duration, Effect, Schedule, type Scope, Stream } from "effect"
 import type { BusMessage, ConsumerSpec, StreamSpec } from "../../core/bus/Bus.ts"
 import * as JetStreamBus from "../../core/bus/JetStreamBus.ts"
 import * as NatsServer from "../support/NatsServer.ts"
@@ -361,6 +361,10 @@ describe("JetStreamBus", () => {
         assert.strictEqual(publishing._tag, "BusUnavailable")
         const pinging = yield* bus.ping.pipe(Effect.flip)
         assert.strictEqual(pinging._tag, "BusUnavailable")
+        // An SSE client without Last-Event-ID asks for it first: it must fail, not hang.
+        const [took, asking] = yield* bus.lastSeq("orders").pipe(Effect.flip, Effect.timed)
+        assert.strictEqual(asking._tag, "BusUnavailable")
+        assert.isAtMost(Duration.toMillis(took), 10_000)
 
         yield* server.restart
         const ack = yield* bus.publish("orders.created", bytes("during"), { id: "d-1" }).pipe(

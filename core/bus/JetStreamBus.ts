@@ -36,6 +36,9 @@
  * sequence: the library's ordered consumer does the same, but this way the restart position is
  * ours and no failure ends the read. Messages below the position are never emitted twice.
  *
+ * A publish or a confirmed ack in flight when the connection drops fails at once with
+ * `BusUnavailable` (its answer can no longer come; nats.js would let it wait out its timeout).
+ *
  * Written for nats-server 2.9: one `filter_subject` per consumer, no per-message TTL, no priority
  * groups, no consumer reset API, `+TERM` without a reason.
  */
@@ -73,9 +76,12 @@ import {
 } from "@nats-io/transport-node"
 import { randomBytes } from "node:crypto"
 import {
+  Deferred,
   Duration,
   Effect,
+  Exit,
   Fiber,
+  FiberId,
   Layer,
   Option,
   Queue,
@@ -353,6 +359,37 @@ export const make = (
       "connect",
       () => jetstreamManager(nc, { timeout: REQUEST_TIMEOUT_MS }),
     )
+
+    /**
+     * Completed when the connection drops, then replaced by a fresh one. A request sent before a
+     * drop is never answered (the reply would come on the lost connection); nats.js lets it wait
+     * out its timeout, so a dead server would hold every publish in flight for 5 s. A request
+     * made while disconnected is queued and sent on reconnect: it waits for the next drop.
+     */
+    let connectionLost = Deferred.unsafeMake<void>(FiberId.none)
+    // The iterator ends when the connection closes.
+    void (async () => {
+      for await (const status of nc.status()) {
+        if (status.type !== "disconnect") continue
+        const lost = connectionLost
+        connectionLost = Deferred.unsafeMake<void>(FiberId.none)
+        Deferred.unsafeDone(lost, Exit.void)
+      }
+    })()
+
+    /** A request that fails with `BusUnavailable` as soon as the connection it went out on drops. */
+    const request = <A>(operation: string, f: () => Promise<A>): Effect.Effect<A, BusError> =>
+      Effect.suspend(() => {
+        const lost = connectionLost
+        return Effect.raceFirst(
+          call(operation, f),
+          Deferred.await(lost).pipe(
+            Effect.zipRight(
+              Effect.fail(new BusUnavailable({ operation, cause: "the connection was lost" })),
+            ),
+          ),
+        )
+      })
     const js: JetStreamClient = jetstream(nc, { timeout: REQUEST_TIMEOUT_MS })
 
     /** Logical subjects of the streams we know, by logical stream name. */
@@ -524,7 +561,7 @@ export const make = (
     ): Effect.Effect<PublishAck, BusError> =>
       Effect.gen(function* () {
         const stream = yield* streamFor(operation, subject)
-        const ack: PubAck = yield* call(
+        const ack: PubAck = yield* request(
           operation,
           () => js.publish(fullSubject(subject), data, { msgID, headers }),
         ).pipe(Effect.catchAll((e) => explainNoResponders(operation, stream, e)))
@@ -600,7 +637,7 @@ export const make = (
       h.set(DlqHeader.deliveries, String(deliveries))
       h.set(DlqHeader.reason, headerValue(reason))
       h.set(DlqHeader.deadAt, new Date().toISOString())
-      return call(
+      return request(
         "deadLetter",
         () =>
           js.publish(dlqSubject(message.stream, consumer), message.data, {
@@ -740,7 +777,7 @@ export const make = (
       const reply = replySubject(m)
       return reply === undefined
         ? Effect.fail(reject(operation, "the delivery has no reply subject"))
-        : call(operation, () => nc.request(reply, body, { timeout: REQUEST_TIMEOUT_MS })).pipe(
+        : request(operation, () => nc.request(reply, body, { timeout: REQUEST_TIMEOUT_MS })).pipe(
           Effect.asVoid,
         )
     }

@@ -380,6 +380,47 @@ describe("JetStreamBus", () => {
     { timeout: 60_000 },
   )
   it.scopedLive(
+    "a publish in flight when the connection drops fails at once, it does not wait out its timeout",
+    () =>
+      Effect.gen(function* () {
+        const server = yield* NatsServer.start()
+        const bus = yield* openBus(uniqueNamespace("jsb"), server.url)
+        yield* bus.ensureStream(orders)
+        yield* bus.publish("orders.created", bytes("before"), { id: "before" })
+        // The server hangs with 32 publishes in flight, then dies: their answers can never come,
+        // so the callers must hear at once that the connection is gone (they retry with the same
+        // id, and the duplicate window decides), not after the 5 s request timeout.
+        yield* server.freeze
+        const outcomes: Array<{ readonly tag: string; readonly at: number }> = []
+        yield* Effect.forEach(
+          Array.from({ length: 32 }, (_, i) => `m-${i}`),
+          (id) =>
+            bus.publish("orders.created", bytes(id), { id }).pipe(
+              Effect.either,
+              Effect.tap((r) =>
+                Effect.sync(() =>
+                  outcomes.push({ tag: r._tag === "Right" ? "ok" : r.left._tag, at: Date.now() })
+                )
+              ),
+              Effect.forkScoped,
+            ),
+          { discard: true },
+        )
+        yield* sleep(300)
+        assert.strictEqual(outcomes.length, 0, "a frozen server answers nothing")
+        yield* server.kill9
+        const killedAt = Date.now()
+        yield* eventually(
+          "every publish answered",
+          Effect.sync(() => (outcomes.length === 32 ? true : undefined)),
+        )
+        assert.deepStrictEqual([...new Set(outcomes.map((o) => o.tag))], ["BusUnavailable"])
+        const slowest = Math.max(...outcomes.map((o) => o.at - killedAt))
+        assert.isBelow(slowest, 2_000, "the last publish failed this long after the kill")
+      }),
+    { timeout: 60_000 },
+  )
+  it.scopedLive(
     "a reader survives a nats-server restart without a gap or a repeat",
     () =>
       Effect.gen(function* () {

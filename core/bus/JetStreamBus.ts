@@ -36,6 +36,9 @@
  * sequence: the library's ordered consumer does the same, but this way the restart position is
  * ours and no failure ends the read. Messages below the position are never emitted twice.
  *
+ * A publish or a confirmed ack in flight when the connection drops fails at once with
+ * `BusUnavailable` (its answer can no longer come; nats.js would let it wait out its timeout).
+ *
  * Written for nats-server 2.9: one `filter_subject` per consumer, no per-message TTL, no priority
  * groups, no consumer reset API, `+TERM` without a reason.
  */

@@ -12,6 +12,10 @@
  * (`setImmediate`): nats.js writes to the socket once per microtask checkpoint, and handlers on
  * many fibers would otherwise cost one socket write (a syscall) per message.
  *
+ * A call written before the connection drops fails at once: its answer would come on the lost
+ * connection, so it could only wait out its timeout (a dead server held every publish in flight
+ * for 5 s). A call made while disconnected waits for its answer or its timeout, as before.
+ *
  * Failures look like nats.js's, so the bus classifies them the same way: a `TimeoutError`; a
  * `RequestError` caused by `NoRespondersError` when nobody listens on the subject (the server
  * answers the reply subject with status 503); a `JetStreamApiError` when JetStream answers with
@@ -96,6 +100,17 @@ export const makeReplies = (nc: NatsConnection, timeoutMs: number): Replies => {
       } else call.resolve(msg)
     },
   })
+
+  // Ends when the connection closes.
+  void (async () => {
+    for await (const status of nc.status()) {
+      if (status.type !== "disconnect") continue
+      for (const [n, call] of waiting) {
+        waiting.delete(n)
+        call.reject(new RequestError("the connection was lost before the answer came"))
+      }
+    }
+  })()
 
   // Calls are in the Map in the order they were made, so the oldest come first.
   const sweeper = setInterval(() => {

@@ -44,6 +44,16 @@ export class EventStreamSettings extends Context.Reference<EventStreamSettings>(
   { defaultValue: (): EventStreamOptions => ({ keepAlive: Duration.seconds(15) }) },
 ) {}
 
+/**
+ * Completed when the HTTP server begins to stop: open event streams end then. The server's close
+ * waits for every open connection, and an event stream would otherwise hold it (and the shutdown)
+ * forever. The HTTP server's layer provides it and completes it before the server closes.
+ */
+export class EventStreamsStop extends Context.Tag("chorus/core/http/EventStreamsStop")<
+  EventStreamsStop,
+  Deferred.Deferred<void>
+>() {}
+
 const decodeEvent = Schema.decodeUnknownEither(Schema.parseJson(ChorusEvent))
 const decoder = new TextDecoder()
 const encoder = new TextEncoder()
@@ -107,10 +117,7 @@ export const EventsHandlers = HttpApiBuilder.group(
       const settings = yield* EventStreamSettings
       // Whoever starts first creates the stream; publishers ensure it too.
       yield* bus.ensureStream(EventsStream)
-      // Open streams end when the server stops: the HTTP server's close waits for every open
-      // connection, and an event stream would otherwise hold it (and the shutdown) forever.
-      const stopping = yield* Deferred.make<void>()
-      yield* Effect.addFinalizer(() => Deferred.succeed(stopping, undefined))
+      const stopping = yield* EventStreamsStop
       return handlers.handle("stream", ({ headers, urlParams }) =>
         Effect.gen(function* () {
           const after = headers["last-event-id"] ?? urlParams.lastEventId ??

@@ -1,18 +1,24 @@
 /**
  * The HTTP server: the HttpApi (with its OpenAPI document at `/api/openapi.json`) served by
  * Node's http module, every request logged as structured JSON.
+ *
+ * The port opens only once every handler is built (their layers reach the bus and the store),
+ * and "http listening" is logged once requests are served: Node drops a request that arrives
+ * while nobody listens for it, and its client waits for an answer until its own timeout. For the
+ * instants that remain (between `listen` and the app's attachment, and during shutdown) the
+ * server answers 503 with `Retry-After` rather than nothing.
  */
-import { createServer } from "node:http"
+import { createServer, type Server } from "node:http"
 import { HttpApiBuilder, HttpMiddleware, HttpServer } from "@effect/platform"
 import type { HttpServerRequest } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
-import { Effect, Layer } from "effect"
+import { Context, Deferred, Effect, Layer } from "effect"
 import * as ConversationQueries from "../../actors/conversation/ConversationQueries.ts"
 import { ApiTokens } from "../auth/ApiTokens.ts"
 import { ChorusApi } from "./Api.ts"
 import { AuthenticationLive, bearerChallenge } from "./Authentication.ts"
 import { readableDecodeErrors } from "./DecodeErrors.ts"
-import { EventsHandlers } from "./EventsHandlers.ts"
+import { EventsHandlers, EventStreamsStop } from "./EventsHandlers.ts"
 import { InboundHandlers } from "./InboundHandlers.ts"
 import { ContactsHandlers, ConversationsHandlers } from "./ReadHandlers.ts"
 import { RepliesHandlers } from "./RepliesHandlers.ts"
@@ -32,20 +38,49 @@ export const ApiLive = HttpApiBuilder.api(ChorusApi).pipe(
   Layer.provide([ApiTokens.Default, ConversationQueries.layer]),
 )
 
-const logListening = Layer.effectDiscard(
-  HttpServer.HttpServer.pipe(
-    Effect.flatMap((server) => {
-      const address = server.address
-      return address._tag === "TcpAddress"
-        ? Effect.logInfo("http listening").pipe(
-          Effect.annotateLogs({
-            host: address.hostname,
-            port: address.port,
-            url: `http://${address.hostname}:${address.port}`,
-          }),
-        )
-        : Effect.logInfo("http listening").pipe(Effect.annotateLogs({ path: address.path }))
-    }),
+/** Seconds a client is told to wait by the 503 of a server that is not serving yet. */
+const NOT_SERVING_RETRY_AFTER = 1
+
+/**
+ * A Node HTTP server that answers 503 (with `Retry-After`) to any request arriving while no app
+ * is attached: Node would otherwise leave it unanswered, with its connection open.
+ */
+export const createAnsweringServer = (): Server => {
+  const server = createServer()
+  server.on("request", (_request, response) => {
+    // The app's own listener is attached after this one; while it is, this one stands aside.
+    if (server.listenerCount("request") > 1) return
+    response.writeHead(503, {
+      "content-type": "text/plain; charset=utf-8",
+      "retry-after": String(NOT_SERVING_RETRY_AFTER),
+      connection: "close",
+    })
+    response.end("chorus is starting or stopping; retry shortly\n")
+  })
+  return server
+}
+
+const logListening = (server: HttpServer.HttpServer) => {
+  const address = server.address
+  return address._tag === "TcpAddress"
+    ? Effect.logInfo("http listening").pipe(
+      Effect.annotateLogs({
+        host: address.hostname,
+        port: address.port,
+        url: `http://${address.hostname}:${address.port}`,
+      }),
+    )
+    : Effect.logInfo("http listening").pipe(Effect.annotateLogs({ path: address.path }))
+}
+
+/**
+ * Ends open event streams when the server stops. Built after the server, so it runs before the
+ * server's close, which waits for every open connection.
+ */
+const endEventStreamsFirst = Layer.scopedDiscard(
+  Effect.flatMap(
+    EventStreamsStop,
+    (stop) => Effect.addFinalizer(() => Deferred.succeed(stop, undefined)),
   ),
 )
 
@@ -61,10 +96,15 @@ export const layer = (options: HttpOptions) =>
     HttpMiddleware.withTracerDisabledWhen(untraced),
     Layer.provide(HttpApiBuilder.middleware(readableDecodeErrors)),
     Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/api/openapi.json" })),
-    Layer.provide(ApiLive),
-    Layer.merge(logListening),
+    Layer.merge(endEventStreamsFirst),
     // provideMerge: the bound address stays readable (port 0 picks a free port).
     Layer.provideMerge(
-      NodeHttpServer.layer(createServer, { host: options.host, port: options.port }),
+      NodeHttpServer.layer(createAnsweringServer, { host: options.host, port: options.port }),
     ),
+    // Only now is the app attached: the announcement that clients (and tests) wait for.
+    Layer.tap((context) => logListening(Context.get(context, HttpServer.HttpServer))),
+    // Built before the server above listens: the handlers' layers ensure streams on the bus,
+    // which on JetStream takes round trips, and until they are built nothing answers.
+    Layer.provide(ApiLive),
+    Layer.provide(Layer.effect(EventStreamsStop, Deferred.make<void>())),
   )

@@ -9,7 +9,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { AckPolicy, jetstream, type JetStreamManager, jetstreamManager } from "@nats-io/jetstream"
 import { connect, type NatsConnection } from "@nats-io/transport-node"
-import { type Duration, Effect, Schedule, type Scope, Stream } from "effect"
+import { Duration, Effect, Schedule, type Scope, Stream } from "effect"
 import type { BusMessage, ConsumerSpec, StreamSpec } from "../../core/bus/Bus.ts"
 import * as JetStreamBus from "../../core/bus/JetStreamBus.ts"
 import * as NatsServer from "../support/NatsServer.ts"
@@ -361,6 +361,10 @@ describe("JetStreamBus", () => {
         assert.strictEqual(publishing._tag, "BusUnavailable")
         const pinging = yield* bus.ping.pipe(Effect.flip)
         assert.strictEqual(pinging._tag, "BusUnavailable")
+        // An SSE client without Last-Event-ID asks for it first: it must fail, not hang.
+        const [took, asking] = yield* bus.lastSeq("orders").pipe(Effect.flip, Effect.timed)
+        assert.strictEqual(asking._tag, "BusUnavailable")
+        assert.isAtMost(Duration.toMillis(took), 10_000)
 
         yield* server.restart
         const ack = yield* bus.publish("orders.created", bytes("during"), { id: "d-1" }).pipe(
@@ -372,6 +376,47 @@ describe("JetStreamBus", () => {
         )
         assert.deepStrictEqual(ack, { stream: "orders", seq: 2, duplicate: false })
         yield* bus.ping
+      }),
+    { timeout: 60_000 },
+  )
+  it.scopedLive(
+    "a publish in flight when the connection drops fails at once, it does not wait out its timeout",
+    () =>
+      Effect.gen(function* () {
+        const server = yield* NatsServer.start()
+        const bus = yield* openBus(uniqueNamespace("jsb"), server.url)
+        yield* bus.ensureStream(orders)
+        yield* bus.publish("orders.created", bytes("before"), { id: "before" })
+        // The server hangs with 32 publishes in flight, then dies: their answers can never come,
+        // so the callers must hear at once that the connection is gone (they retry with the same
+        // id, and the duplicate window decides), not after the 5 s request timeout.
+        yield* server.freeze
+        const outcomes: Array<{ readonly tag: string; readonly at: number }> = []
+        yield* Effect.forEach(
+          Array.from({ length: 32 }, (_, i) => `m-${i}`),
+          (id) =>
+            bus.publish("orders.created", bytes(id), { id }).pipe(
+              Effect.either,
+              Effect.tap((r) =>
+                Effect.sync(() =>
+                  outcomes.push({ tag: r._tag === "Right" ? "ok" : r.left._tag, at: Date.now() })
+                )
+              ),
+              Effect.forkScoped,
+            ),
+          { discard: true },
+        )
+        yield* sleep(300)
+        assert.strictEqual(outcomes.length, 0, "a frozen server answers nothing")
+        yield* server.kill9
+        const killedAt = Date.now()
+        yield* eventually(
+          "every publish answered",
+          Effect.sync(() => (outcomes.length === 32 ? true : undefined)),
+        )
+        assert.deepStrictEqual([...new Set(outcomes.map((o) => o.tag))], ["BusUnavailable"])
+        const slowest = Math.max(...outcomes.map((o) => o.at - killedAt))
+        assert.isBelow(slowest, 2_000, "the last publish failed this long after the kill")
       }),
     { timeout: 60_000 },
   )

@@ -21,6 +21,8 @@ export interface NatsServer {
   readonly storeDir: string
   /** SIGKILL: no shutdown, nothing flushed by the server itself. Waits until the process is gone. */
   readonly kill9: Effect.Effect<void>
+  /** SIGSTOP: the server keeps its connections open but answers nothing (a hung server). */
+  readonly freeze: Effect.Effect<void>
   /** Start again on the same port and store; waits until the port answers. */
   readonly restart: Effect.Effect<void, NatsServerError>
   /** SIGTERM (SIGKILL after 5 s) and wait for the exit. */
@@ -136,6 +138,10 @@ export const start = (
       return exited(proc)
     })
 
+    const freeze = Effect.sync(() => {
+      if (child && isRunning()) child.kill("SIGSTOP")
+    })
+
     const stop = Effect.suspend(() => {
       const proc = child
       if (!proc || !isRunning()) return Effect.void
@@ -154,6 +160,7 @@ export const start = (
       port,
       storeDir,
       kill9,
+      freeze,
       restart: Effect.zipRight(stop, launch),
       stop,
       isRunning,

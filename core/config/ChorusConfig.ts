@@ -210,10 +210,10 @@ export const settings: ReadonlyArray<Setting> = [
     key: "plugins.dirs",
     env: "CHORUS_PLUGINS_DIRS",
     kind: "list",
-    expected: "non-empty directory paths (comma-separated in the environment)",
+    expected: "directory paths, comma-separated in the env",
     default: "./plugins",
-    doc: "Where plugins are discovered: each sub-directory with a `chorus.plugin.json` is one " +
-      "plugin (see docs/plugins.md). Relative paths are resolved against the working directory.",
+    doc: "Where plugins are found: each sub-directory with a `chorus.plugin.json` " +
+      "(docs/plugins.md). Relative paths are resolved against the working directory.",
   },
 ]
 

@@ -123,6 +123,6 @@ describe("plugin discovery", () => {
       )
       const bad = yield* loadConfig({ env: {}, cwd }).pipe(Effect.flip)
       assert.include(bad.message, "plugins.dirs in chorus.config.json")
-      assert.include(bad.message, "non-empty directory paths")
+      assert.include(bad.message, "directory paths, comma-separated")
     }))
 })

@@ -257,26 +257,38 @@ class TableRefused extends Error {
   }
 }
 
+interface Named {
+  readonly tables: Set<string>
+  readonly schemas: Set<string>
+  /** Names of common table expressions (`with x as (…)`): not tables. */
+  readonly ctes: Set<string>
+}
+
 /** The tables a query names (aliases and column qualifiers are not tables). */
-const tablesOf = (node: unknown, out: Set<string>, schemas: Set<string>): void => {
+const tablesOf = (node: unknown, named: Named): void => {
   if (typeof node !== "object" || node === null) return
   if (Array.isArray(node)) {
-    for (const n of node) tablesOf(n, out, schemas)
+    for (const n of node) tablesOf(n, named)
     return
   }
   const record = node as Record<string, unknown> & { kind?: string }
+  if (record.kind === "CommonTableExpressionNameNode") {
+    const table = record["table"] as { table: { identifier: { name: string } } }
+    named.ctes.add(table.table.identifier.name)
+    return
+  }
   if (record.kind === "TableNode") {
     const table = record["table"] as {
       schema?: { name: string }
       identifier: { name: string }
     }
-    out.add(table.identifier.name)
-    if (table.schema !== undefined) schemas.add(table.schema.name)
+    named.tables.add(table.identifier.name)
+    if (table.schema !== undefined) named.schemas.add(table.schema.name)
     return
   }
   for (const [key, value] of Object.entries(record)) {
     if (record.kind === "ReferenceNode" && key === "table") continue
-    tablesOf(value, out, schemas)
+    tablesOf(value, named)
   }
 }
 
@@ -299,10 +311,9 @@ const tableGuard = (
         }),
       )
     }
-    const tables = new Set<string>()
-    const schemas = new Set<string>()
-    tablesOf(root, tables, schemas)
-    for (const schema of schemas) {
+    const named: Named = { tables: new Set(), schemas: new Set(), ctes: new Set() }
+    tablesOf(root, named)
+    for (const schema of named.schemas) {
       throw new TableRefused(
         new PermissionDenied({
           plugin: grants.plugin,
@@ -313,8 +324,8 @@ const tableGuard = (
         }),
       )
     }
-    for (const table of tables) {
-      if (options.allowed.has(table)) continue
+    for (const table of named.tables) {
+      if (options.allowed.has(table) || named.ctes.has(table)) continue
       const problem = checkTable(grants, table)
       if (problem !== undefined) throw new TableRefused(problem)
     }

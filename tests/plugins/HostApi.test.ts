@@ -300,6 +300,14 @@ describe("host API: storage", () => {
         (k) => k.selectFrom("plugin_echo_notes as n").select(["n.id", "n.body"]).execute(),
       )
       assert.deepStrictEqual(rows, [{ id: 1, body: "hello" }])
+      // A common table expression's name is not a table.
+      const viaCte = yield* host.storage.query(
+        "cte",
+        (k) =>
+          k.with("recent", (w) => w.selectFrom("plugin_echo_notes").selectAll())
+            .selectFrom("recent").select("body").execute(),
+      )
+      assert.deepStrictEqual(viaCte, [{ body: "hello" }])
       const applied = yield* db.query(
         "applied",
         (k) => sql<{ name: string }>`select name from chorus_plugin_echo_migrations`.execute(k),

@@ -7,7 +7,7 @@
  */
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
-import { Effect } from "effect"
+import { Context, Effect, Layer } from "effect"
 import { MANIFEST_FILE } from "../../schemas/PluginManifest.ts"
 import { type LoadedManifest, loadManifest, ManifestInvalid } from "./Manifest.ts"
 
@@ -118,3 +118,15 @@ export const discover = Effect.fn("Discovery.discover")(function* (
   }
   return { plugins, refused } satisfies DiscoveryResult
 })
+
+/** What discovery found at start: the usable plugins and the refused ones, with why. */
+export class DiscoveredPlugins extends Context.Tag("chorus/core/plugins/DiscoveredPlugins")<
+  DiscoveredPlugins,
+  DiscoveryResult
+>() {}
+
+/** Discover once when the layer is built; never fails, so a bad plugin never stops the host. */
+export const layer = (
+  dirs: ReadonlyArray<string>,
+  options: DiscoveryOptions = {},
+): Layer.Layer<DiscoveredPlugins> => Layer.effect(DiscoveredPlugins, discover(dirs, options))

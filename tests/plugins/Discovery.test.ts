@@ -1,13 +1,16 @@
 /**
  * Discovery over real directories: good plugins found, bad ones reported with their problems
- * and skipped, duplicate ids refused, and the `plugins.dirs` setting.
+ * and skipped, duplicate ids refused, the `plugins.dirs` setting, and `chorus start` carrying on
+ * past a bad plugin.
  */
 import * as NodeFs from "node:fs"
+import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Logger, LogLevel } from "effect"
 import { loadConfig } from "../../core/config/loadConfig.ts"
 import { discover } from "../../core/plugins/Discovery.ts"
+import { startChorus } from "../support/ChorusProcess.ts"
 import { tempDir } from "../support/TempDir.ts"
 
 const manifest = (id: string, extra: Record<string, unknown> = {}) => ({
@@ -125,4 +128,32 @@ describe("plugin discovery", () => {
       assert.include(bad.message, "plugins.dirs in chorus.config.json")
       assert.include(bad.message, "directory paths, comma-separated")
     }))
+})
+
+describe("plugin discovery at start", () => {
+  it("chorus start logs a refused plugin with its problems and keeps serving", async () => {
+    const cwd = NodeFs.mkdtempSync(NodePath.join(NodeOs.tmpdir(), "chorus-start-plugins-"))
+    const plugins = NodePath.join(cwd, "my-plugins")
+    writePlugin(plugins, "echo", manifest("echo"))
+    writePlugin(plugins, "bad", manifest("bad", { permissions: { net: ["https://x.com"] } }))
+    const chorus = startChorus(["start"], {
+      cwd,
+      env: { CHORUS_HTTP_PORT: "0", CHORUS_PLUGINS_DIRS: "my-plugins" },
+    })
+    try {
+      const url = await chorus.ready
+      assert.strictEqual((await fetch(`${url}/health`)).status, 200)
+      const entries = chorus.lines.map((l) => JSON.parse(l))
+      const refused = entries.find((e) => e.message === "plugin refused")
+      assert.isDefined(refused, chorus.lines.join("\n"))
+      assert.strictEqual(refused.annotations.plugin, "bad")
+      assert.strictEqual(refused.annotations.problems[0].path, "permissions.net[0]")
+      const found = entries.find((e) => e.message === "plugins discovered")
+      assert.deepStrictEqual(found?.annotations.plugins, ["echo@1.0.0"])
+    } finally {
+      chorus.child.kill("SIGTERM")
+      await chorus.exited
+      NodeFs.rmSync(cwd, { recursive: true, force: true })
+    }
+  })
 })

@@ -7,7 +7,17 @@ import * as NodeHttp from "node:http"
 import type { AddressInfo } from "node:net"
 import { FetchHttpClient } from "@effect/platform"
 import { assert, describe, it } from "@effect/vitest"
-import { Chunk, Effect, Either, Logger, LogLevel, Queue, Redacted, Stream } from "effect"
+import {
+  Chunk,
+  Effect,
+  Either,
+  Logger,
+  LogLevel,
+  Queue,
+  Redacted,
+  type Scope,
+  Stream,
+} from "effect"
 import { type Kysely, type Migration, sql } from "kysely"
 import { Bus, type BusMessage } from "../../core/bus/Bus.ts"
 import * as EmbeddedBus from "../../core/bus/EmbeddedBus.ts"
@@ -16,8 +26,8 @@ import * as HostApi from "../../core/plugins/HostApi.ts"
 import { decodeManifest } from "../../core/plugins/Manifest.ts"
 import { PermissionDenied } from "../../core/plugins/Permissions.ts"
 import { outboundSubject, pipelineStreams } from "../../core/pipeline/Streams.ts"
-import { Database } from "../../core/storage/Database.ts"
-import { sqliteDatabase } from "../support/TestDatabase.ts"
+import { Database, type DatabaseShape } from "../../core/storage/Database.ts"
+import { postgresDatabase, sqliteDatabase } from "../support/TestDatabase.ts"
 import { uniqueNamespace } from "../support/TestNamespace.ts"
 
 const text = (s: string) => new TextEncoder().encode(s)
@@ -47,9 +57,10 @@ const defaultPermissions = {
 const setup = (
   permissions: Record<string, unknown> = defaultPermissions,
   env: Record<string, string> = {},
+  database: Effect.Effect<DatabaseShape, unknown, Scope.Scope> = sqliteDatabase(),
 ) =>
   Effect.gen(function* () {
-    const db = yield* sqliteDatabase()
+    const db = yield* database
     const bus = yield* EmbeddedBus.make({ namespace: uniqueNamespace() }).pipe(
       Effect.provideService(Database, db),
     )
@@ -282,87 +293,97 @@ const notes: Record<string, Migration> = {
   },
 }
 
-describe("host API: storage", () => {
-  it.scopedLive("migrates and queries its declared tables in its own migration table", () =>
-    Effect.gen(function* () {
-      const { host, db } = yield* setup()
-      const report = yield* host.storage.migrate(notes)
-      assert.strictEqual(report.table, "chorus_plugin_echo_migrations")
-      assert.deepStrictEqual(report.applied, ["2026_11_23_0001_notes"])
-      assert.deepStrictEqual((yield* host.storage.migrate(notes)).applied, [])
+const storageOn = (
+  name: string,
+  database: () => Effect.Effect<DatabaseShape, unknown, Scope.Scope>,
+) =>
+  describe(`host API: storage on ${name}`, () => {
+    it.scopedLive("migrates and queries its declared tables in its own migration table", () =>
+      Effect.gen(function* () {
+        const { host, db } = yield* setup(defaultPermissions, {}, database())
+        const report = yield* host.storage.migrate(notes)
+        assert.strictEqual(report.table, "chorus_plugin_echo_migrations")
+        assert.deepStrictEqual(report.applied, ["2026_11_23_0001_notes"])
+        assert.deepStrictEqual((yield* host.storage.migrate(notes)).applied, [])
 
-      yield* host.storage.query(
-        "insert note",
-        (k) => k.insertInto("plugin_echo_notes").values({ id: 1, body: "hello" }).execute(),
-      )
-      const rows = yield* host.storage.transaction(
-        "read notes",
-        (k) => k.selectFrom("plugin_echo_notes as n").select(["n.id", "n.body"]).execute(),
-      )
-      assert.deepStrictEqual(rows, [{ id: 1, body: "hello" }])
-      // A common table expression's name is not a table.
-      const viaCte = yield* host.storage.query(
-        "cte",
-        (k) =>
-          k.with("recent", (w) => w.selectFrom("plugin_echo_notes").selectAll())
-            .selectFrom("recent").select("body").execute(),
-      )
-      assert.deepStrictEqual(viaCte, [{ body: "hello" }])
-      const applied = yield* db.query(
-        "applied",
-        (k) => sql<{ name: string }>`select name from chorus_plugin_echo_migrations`.execute(k),
-      )
-      assert.deepStrictEqual(applied.rows.map((r) => r.name), ["2026_11_23_0001_notes"])
-    }))
+        yield* host.storage.query(
+          "insert note",
+          (k) => k.insertInto("plugin_echo_notes").values({ id: 1, body: "hello" }).execute(),
+        )
+        const rows = yield* host.storage.transaction(
+          "read notes",
+          (k) => k.selectFrom("plugin_echo_notes as n").select(["n.id", "n.body"]).execute(),
+        )
+        assert.deepStrictEqual(rows, [{ id: 1, body: "hello" }])
+        // A common table expression's name is not a table.
+        const viaCte = yield* host.storage.query(
+          "cte",
+          (k) =>
+            k.with("recent", (w) => w.selectFrom("plugin_echo_notes").selectAll())
+              .selectFrom("recent").select("body").execute(),
+        )
+        assert.deepStrictEqual(viaCte, [{ body: "hello" }])
+        const applied = yield* db.query(
+          "applied",
+          (k) => sql<{ name: string }>`select name from chorus_plugin_echo_migrations`.execute(k),
+        )
+        assert.deepStrictEqual(applied.rows.map((r) => r.name), ["2026_11_23_0001_notes"])
+      }))
 
-  it.scopedLive("refuses core tables, undeclared tables and raw SQL", () =>
-    Effect.gen(function* () {
-      const { host } = yield* setup()
-      yield* host.storage.migrate(notes)
-      const core = yield* host.storage.query(
-        "read tokens",
-        (k) => k.selectFrom("api_tokens").selectAll().execute(),
-      ).pipe(Effect.flip)
-      const denied = assertDenied(core, "permissions.storage.tables", "api_tokens")
-      assert.include(denied.hint, "start with plugin_echo_")
+    it.scopedLive("refuses core tables, undeclared tables and raw SQL", () =>
+      Effect.gen(function* () {
+        const { host } = yield* setup(defaultPermissions, {}, database())
+        yield* host.storage.migrate(notes)
+        const core = yield* host.storage.query(
+          "read tokens",
+          (k) => k.selectFrom("api_tokens").selectAll().execute(),
+        ).pipe(Effect.flip)
+        const denied = assertDenied(core, "permissions.storage.tables", "api_tokens")
+        assert.include(denied.hint, "start with plugin_echo_")
 
-      const joined = yield* host.storage.query(
-        "join contacts",
-        (k) =>
-          k.selectFrom("plugin_echo_notes").innerJoin(
-            "contacts",
-            "contacts.id",
-            "plugin_echo_notes.body",
-          )
-            .selectAll().execute(),
-      ).pipe(Effect.flip)
-      assertDenied(joined, "permissions.storage.tables", "contacts")
+        const joined = yield* host.storage.query(
+          "join contacts",
+          (k) =>
+            k.selectFrom("plugin_echo_notes").innerJoin(
+              "contacts",
+              "contacts.id",
+              "plugin_echo_notes.body",
+            )
+              .selectAll().execute(),
+        ).pipe(Effect.flip)
+        assertDenied(joined, "permissions.storage.tables", "contacts")
 
-      const undeclared = yield* host.storage.query(
-        "other",
-        (k) => k.selectFrom("plugin_echo_other").selectAll().execute(),
-      ).pipe(Effect.flip)
-      const notDeclared = assertDenied(
-        undeclared,
-        "permissions.storage.tables",
-        "plugin_echo_other",
-      )
-      assert.include(notDeclared.message, 'add "plugin_echo_other" to permissions.storage.tables')
+        const undeclared = yield* host.storage.query(
+          "other",
+          (k) => k.selectFrom("plugin_echo_other").selectAll().execute(),
+        ).pipe(Effect.flip)
+        const notDeclared = assertDenied(
+          undeclared,
+          "permissions.storage.tables",
+          "plugin_echo_other",
+        )
+        assert.include(notDeclared.message, 'add "plugin_echo_other" to permissions.storage.tables')
 
-      const raw = yield* host.storage.query("raw", (k) => sql`select * from api_tokens`.execute(k))
-        .pipe(Effect.flip)
-      assertDenied(raw, "permissions.storage.tables", "(raw SQL)")
+        const raw = yield* host.storage.query(
+          "raw",
+          (k) => sql`select * from api_tokens`.execute(k),
+        )
+          .pipe(Effect.flip)
+        assertDenied(raw, "permissions.storage.tables", "(raw SQL)")
 
-      const sneaky: Record<string, Migration> = {
-        "2026_11_23_0002_sneaky": {
-          up: (db: Kysely<any>) =>
-            db.schema.createTable("plugin_echo_sneaky").addColumn("id", "integer").execute(),
-        },
-      }
-      const migration = yield* host.storage.migrate({ ...notes, ...sneaky }).pipe(Effect.flip)
-      assertDenied(migration, "permissions.storage.tables", "plugin_echo_sneaky")
-    }))
-})
+        const sneaky: Record<string, Migration> = {
+          "2026_11_23_0002_sneaky": {
+            up: (db: Kysely<any>) =>
+              db.schema.createTable("plugin_echo_sneaky").addColumn("id", "integer").execute(),
+          },
+        }
+        const migration = yield* host.storage.migrate({ ...notes, ...sneaky }).pipe(Effect.flip)
+        assertDenied(migration, "permissions.storage.tables", "plugin_echo_sneaky")
+      }))
+  })
+
+storageOn("SQLite", () => sqliteDatabase())
+storageOn("PostgreSQL", () => postgresDatabase("plugin_storage_"))
 
 describe("host API: logger", () => {
   it.scopedLive("annotates every log line with the plugin id", () =>

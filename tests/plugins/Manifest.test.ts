@@ -6,6 +6,7 @@ import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Either } from "effect"
+import type { ChannelCapabilities } from "../../core/channels/ChannelAdapter.ts"
 import { HOST_API_VERSION } from "../../core/plugins/HostApiVersion.ts"
 import {
   decodeManifest,
@@ -13,7 +14,12 @@ import {
   type ManifestInvalid,
   type ManifestProblem,
 } from "../../core/plugins/Manifest.ts"
+import type { ChannelCapabilitiesSchema } from "../../schemas/PluginManifest.ts"
 import { tempDir } from "../support/TempDir.ts"
+
+// A channel's declared capabilities are the adapter contract's, both ways.
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false
+const capabilitiesMatch: Same<typeof ChannelCapabilitiesSchema.Type, ChannelCapabilities> = true
 
 const valid = {
   id: "telegram",
@@ -95,6 +101,15 @@ describe("plugin manifest", () => {
       secrets: [],
       storage: { tables: [] },
     })
+  })
+
+  it("the example manifest of docs/plugins.md is valid", () => {
+    const doc = NodeFs.readFileSync(NodePath.join(__dirname, "../../docs/plugins.md"), "utf8")
+    const example = /## The manifest\s+```json\n([\s\S]*?)\n```/.exec(doc)
+    assert.isNotNull(example)
+    const result = decodeManifest(JSON.parse(example![1]!), { file: "docs/plugins.md" })
+    assert.isTrue(Either.isRight(result), JSON.stringify(result))
+    assert.isTrue(capabilitiesMatch)
   })
 
   it("a missing field is named", () => refusedAt(withField("entry", undefined), "entry", "missing"))

@@ -280,25 +280,100 @@ export const patternCovers = (a: string, b: string): boolean => {
 }
 
 /**
- * Checks between fields, run once every field is valid on its own: routes under the plugin's
- * prefix, tables with its prefix, no other plugin's subjects, contributed subjects covered by
- * the permissions, setting defaults of the declared type.
+ * What the checks between fields read: taken from a decoded manifest, or from the raw JSON when
+ * decoding failed (so these problems are reported in the same round; values of the wrong type
+ * are left out as `undefined`, their own problem is already reported).
  */
-const crossChecks = (m: typeof fields.Type): ReadonlyArray<Schema.FilterIssue> => {
+export interface CrossView {
+  readonly id: string
+  readonly routes: ReadonlyArray<string | undefined>
+  readonly tables: ReadonlyArray<string | undefined>
+  readonly publish: ReadonlyArray<string | undefined>
+  readonly subscribe: ReadonlyArray<string | undefined>
+  readonly publishes: ReadonlyArray<string | undefined>
+  readonly consumes: ReadonlyArray<string | undefined>
+  readonly settings: ReadonlyArray<
+    { readonly type: unknown; readonly default: unknown } | undefined
+  >
+}
+
+const isPluginId = Schema.is(PluginId)
+
+const at = (node: unknown, ...keys: ReadonlyArray<string>): unknown =>
+  keys.reduce<unknown>(
+    (
+      n,
+      k,
+    ) => (typeof n === "object" && n !== null && !Array.isArray(n) ? (n as any)[k] : undefined),
+    node,
+  )
+
+const strings = (node: unknown): ReadonlyArray<string | undefined> =>
+  Array.isArray(node) ? node.map((v) => (typeof v === "string" ? v : undefined)) : []
+
+const isSubjectPattern = Schema.is(SubjectPattern)
+
+/** Subject patterns, the invalid ones as `undefined` (their problem is reported on its own). */
+const patterns = (node: unknown): ReadonlyArray<string | undefined> =>
+  strings(node).map((p) => (isSubjectPattern(p) ? p : undefined))
+
+/** The cross-field view of raw manifest JSON, or undefined without a valid id to check against. */
+export const rawCrossView = (raw: unknown): CrossView | undefined => {
+  const id = at(raw, "id")
+  if (!isPluginId(id)) return undefined
+  const routes = at(raw, "contributes", "routes")
+  const settings = at(raw, "contributes", "settings")
+  return {
+    id,
+    routes: Array.isArray(routes) ? routes.map((r) => strings([at(r, "path")])[0]) : [],
+    tables: strings(at(raw, "permissions", "storage", "tables")),
+    publish: patterns(at(raw, "permissions", "bus", "publish")),
+    subscribe: patterns(at(raw, "permissions", "bus", "subscribe")),
+    publishes: patterns(at(raw, "contributes", "subjects", "publishes")),
+    consumes: patterns(at(raw, "contributes", "subjects", "consumes")),
+    settings: Array.isArray(settings)
+      ? settings.map((x) =>
+        typeof x === "object" && x !== null
+          ? { type: at(x, "type"), default: at(x, "default") }
+          : undefined
+      )
+      : [],
+  }
+}
+
+const decodedView = (m: typeof fields.Type): CrossView => ({
+  id: m.id,
+  routes: m.contributes.routes.map((r) => r.path),
+  tables: m.permissions.storage.tables,
+  publish: m.permissions.bus.publish,
+  subscribe: m.permissions.bus.subscribe,
+  publishes: m.contributes.subjects.publishes,
+  consumes: m.contributes.subjects.consumes,
+  settings: m.contributes.settings.map((x) => ({ type: x.type, default: x.default })),
+})
+
+/**
+ * Checks between fields: routes under the plugin's prefix, tables with its prefix, no other
+ * plugin's subjects, contributed subjects covered by the permissions, setting defaults of the
+ * declared type.
+ */
+export const crossChecks = (m: CrossView): ReadonlyArray<Schema.FilterIssue> => {
   const issues: Array<Schema.FilterIssue> = []
   const routePrefix = `/plugins/${m.id}`
-  m.contributes.routes.forEach((route, i) => {
-    if (route.path !== routePrefix && !route.path.startsWith(`${routePrefix}/`)) {
+  m.routes.forEach((path, i) => {
+    if (path === undefined) return
+    if (path !== routePrefix && !path.startsWith(`${routePrefix}/`)) {
       issues.push({
         path: ["contributes", "routes", i, "path"],
         message: `expected a path under this plugin's prefix ${routePrefix}/, got ${
-          JSON.stringify(route.path)
+          JSON.stringify(path)
         }`,
       })
     }
   })
   const prefix = tablePrefixOf(m.id)
-  m.permissions.storage.tables.forEach((table, i) => {
+  m.tables.forEach((table, i) => {
+    if (table === undefined) return
     if (!table.startsWith(prefix) || table.length === prefix.length) {
       issues.push({
         path: ["permissions", "storage", "tables", i],
@@ -312,9 +387,12 @@ const crossChecks = (m: typeof fields.Type): ReadonlyArray<Schema.FilterIssue> =
     const tokens = pattern.split(".")
     return tokens[0] === "plugins" && tokens.length > 1 && tokens[1] !== m.id
   }
-  const checkSubjects = (path: ReadonlyArray<PropertyKey>, patterns: ReadonlyArray<string>) =>
+  const checkSubjects = (
+    path: ReadonlyArray<PropertyKey>,
+    patterns: ReadonlyArray<string | undefined>,
+  ) =>
     patterns.forEach((pattern, i) => {
-      if (foreign(pattern)) {
+      if (pattern !== undefined && foreign(pattern)) {
         issues.push({
           path: [...path, i],
           message: `a plugin's own subjects are plugins.${m.id}.…; ${
@@ -323,16 +401,18 @@ const crossChecks = (m: typeof fields.Type): ReadonlyArray<Schema.FilterIssue> =
         })
       }
     })
-  checkSubjects(["permissions", "bus", "publish"], m.permissions.bus.publish)
-  checkSubjects(["permissions", "bus", "subscribe"], m.permissions.bus.subscribe)
+  checkSubjects(["permissions", "bus", "publish"], m.publish)
+  checkSubjects(["permissions", "bus", "subscribe"], m.subscribe)
   const covered = (
     path: ReadonlyArray<PropertyKey>,
-    patterns: ReadonlyArray<string>,
-    granted: ReadonlyArray<string>,
+    patterns: ReadonlyArray<string | undefined>,
+    granted: ReadonlyArray<string | undefined>,
     field: string,
   ) =>
     patterns.forEach((pattern, i) => {
-      if (!granted.some((g) => patternCovers(g, pattern))) {
+      // An invalid grant could have been meant to cover it: its own problem says enough.
+      if (pattern === undefined || granted.includes(undefined)) return
+      if (!granted.some((g) => g !== undefined && patternCovers(g, pattern))) {
         issues.push({
           path: [...path, i],
           message: `${JSON.stringify(pattern)} is not covered by ${field}: add it there too`,
@@ -341,18 +421,19 @@ const crossChecks = (m: typeof fields.Type): ReadonlyArray<Schema.FilterIssue> =
     })
   covered(
     ["contributes", "subjects", "publishes"],
-    m.contributes.subjects.publishes,
-    m.permissions.bus.publish,
+    m.publishes,
+    m.publish,
     "permissions.bus.publish",
   )
   covered(
     ["contributes", "subjects", "consumes"],
-    m.contributes.subjects.consumes,
-    m.permissions.bus.subscribe,
+    m.consumes,
+    m.subscribe,
     "permissions.bus.subscribe",
   )
-  m.contributes.settings.forEach((setting, i) => {
-    if (setting.default === undefined) return
+  m.settings.forEach((setting, i) => {
+    if (setting === undefined || setting.default === undefined) return
+    if (!["string", "integer", "number", "boolean"].includes(String(setting.type))) return
     const d = setting.default
     const ok = setting.type === "string"
       ? typeof d === "string"
@@ -364,16 +445,17 @@ const crossChecks = (m: typeof fields.Type): ReadonlyArray<Schema.FilterIssue> =
     if (!ok) {
       issues.push({
         path: ["contributes", "settings", i, "default"],
-        message: `expected a default of type ${setting.type}, got ${JSON.stringify(d)}`,
+        message: `expected a default of type ${String(setting.type)}, got ${JSON.stringify(d)}`,
       })
     }
   })
   return issues
 }
 
-export const PluginManifest = fields.pipe(Schema.filter(crossChecks)).annotations({
-  identifier: "PluginManifest",
-})
+export const PluginManifest = fields.pipe(Schema.filter((m) => crossChecks(decodedView(m))))
+  .annotations({
+    identifier: "PluginManifest",
+  })
 export type PluginManifest = typeof PluginManifest.Type
 
 /** The manifest's file name, beside the entry module. */

@@ -7,7 +7,12 @@
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
 import { Data, Effect, Either, ParseResult, Schema } from "effect"
-import { MANIFEST_FILE, PluginManifest } from "../../schemas/PluginManifest.ts"
+import {
+  crossChecks,
+  MANIFEST_FILE,
+  PluginManifest,
+  rawCrossView,
+} from "../../schemas/PluginManifest.ts"
 import { parseRange, parseVersion, satisfies } from "../../schemas/Semver.ts"
 import { HOST_API_VERSION } from "./HostApiVersion.ts"
 
@@ -106,9 +111,20 @@ export const decodeManifest = (
   options: { readonly file: string; readonly dir?: string; readonly hostApiVersion?: string },
 ): Either.Either<PluginManifest, ManifestInvalid> =>
   decode(raw).pipe(
-    Either.mapLeft((error) =>
-      new ManifestInvalid({ file: options.file, problems: problemsOf(error) })
-    ),
+    Either.mapLeft((error) => {
+      // The schema checks fields against each other only once all are valid: do it on the raw
+      // JSON here, so those problems come in the same round.
+      const problems = [...problemsOf(error)]
+      const view = rawCrossView(raw)
+      for (const issue of view === undefined ? [] : crossChecks(view)) {
+        const path = formatPath(issue.path)
+        const taken = problems.some((p) =>
+          p.path === path || path.startsWith(`${p.path}.`) || path.startsWith(`${p.path}[`)
+        )
+        if (!taken) problems.push({ path, message: issue.message })
+      }
+      return new ManifestInvalid({ file: options.file, problems })
+    }),
     Either.flatMap((manifest) => {
       const problems: Array<ManifestProblem> = []
       const engine = engineProblem(manifest.engines.chorus, options.hostApiVersion)

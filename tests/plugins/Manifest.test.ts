@@ -226,6 +226,29 @@ describe("plugin manifest", () => {
       "integer",
     ))
 
+  it("reports problems between fields in the same round as the others", () => {
+    const raw = {
+      ...withField("permissions.storage.tables", ["contacts", 7]),
+      version: "one",
+      contributes: {
+        routes: [{ method: "POST", path: "/api/v1/x" }],
+        subjects: { publishes: ["events.message.received"] },
+      },
+    }
+    const found = problems(raw)
+    assert.deepStrictEqual(found.map((p) => p.path).sort(), [
+      "contributes.routes[0].path",
+      "contributes.subjects.publishes[0]",
+      "permissions.storage.tables[0]",
+      "permissions.storage.tables[1]",
+      "version",
+    ])
+    assert.include(
+      found.find((p) => p.path === "permissions.storage.tables[1]")!.message,
+      "Expected string, actual 7",
+    )
+  })
+
   it("reports every problem at once, each with its path", () => {
     const raw = {
       ...withField("permissions.net", ["ok.example.com", "bad host", "http://x"]),

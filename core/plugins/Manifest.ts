@@ -123,6 +123,14 @@ export const decodeManifest = (
         )
         if (!taken) problems.push({ path, message: issue.message })
       }
+      // A plugin for another host API is worth knowing before fixing anything else.
+      const range = (raw as { engines?: { chorus?: unknown } } | null)?.engines?.chorus
+      const engine = typeof range === "string"
+        ? engineProblem(range, options.hostApiVersion)
+        : undefined
+      if (engine !== undefined && !problems.some((p) => p.path === "engines.chorus")) {
+        problems.push(engine)
+      }
       return new ManifestInvalid({ file: options.file, problems })
     }),
     Either.flatMap((manifest) => {

@@ -277,6 +277,9 @@ describe("plugin manifest", () => {
     assert.strictEqual(found[0]!.path, "engines.chorus")
     assert.include(found[0]!.message, "needs host API ^2.0.0")
     assert.include(found[0]!.message, `provides host API ${HOST_API_VERSION}`)
+    // Also when other fields are wrong too.
+    const both = problems({ ...withField("engines.chorus", "^2.0.0"), version: "x" })
+    assert.sameMembers(both.map((p) => p.path), ["version", "engines.chorus"])
     // And the same manifest is fine on a host that provides 2.1.0.
     const later = decodeManifest(withField("engines.chorus", "^2.0.0"), {
       file: "chorus.plugin.json",

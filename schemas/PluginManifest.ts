@@ -28,24 +28,26 @@ import { Schema } from "effect"
 import { SemverRangeString, SemverString } from "./Semver.ts"
 
 /**
- * A plugin id: a lower-case slug of 2 to 40 characters (letters, digits, single `-` between
- * them), so it fits in table names (`plugin_<id>_…`, `-` as `_`), subjects and URLs.
+ * A plugin id: 2 to 40 lower-case letters and digits, starting with a letter (`telegram`,
+ * `crmsync`). It is embedded, as is, in names that use `_`, `-` and `.` as separators: tables
+ * (`plugin_<id>_…`), secrets (`CHORUS_PLUGIN_<ID>_<NAME>`), streams and consumers
+ * (`plugin-<id>-…`), subjects (`plugins.<id>.…`), URLs (`/plugins/<id>/…`). An id with a
+ * separator in it would make names ambiguous: `crm` could declare the table
+ * `plugin_crm_sync_links`, which is `crm-sync`'s. Without separators, no plugin's names can
+ * start with another's.
  */
 export const PluginId = Schema.String.pipe(
-  Schema.filter((s) => /^[a-z][a-z0-9]*(-[a-z0-9]+)*$/.test(s) && s.length >= 2 && s.length <= 40, {
+  Schema.filter((s) => /^[a-z][a-z0-9]{1,39}$/.test(s), {
     message: (issue) =>
-      `expected a plugin id: 2 to 40 lower-case letters, digits and single '-' between them, ` +
-      `starting with a letter (e.g. "telegram", "crm-sync"), got ${JSON.stringify(issue.actual)}`,
+      `expected a plugin id: 2 to 40 lower-case letters and digits, starting with a letter, ` +
+      `no '-' or '_' (e.g. "telegram", "crmsync"), got ${JSON.stringify(issue.actual)}`,
   }),
   Schema.brand("PluginId"),
 ).annotations({ identifier: "PluginId" })
 export type PluginId = typeof PluginId.Type
 
-/** `crm-sync` → `crm_sync`: the id as it appears in SQL names. */
-export const sqlNameOf = (id: string): string => id.replace(/-/g, "_")
-
-/** The prefix every table of plugin `id` must start with: `plugin_crm_sync_`. */
-export const tablePrefixOf = (id: string): string => `plugin_${sqlNameOf(id)}_`
+/** The prefix every table of plugin `id` must start with: `plugin_crmsync_`. */
+export const tablePrefixOf = (id: string): string => `plugin_${id}_`
 
 /** The subject namespace of plugin `id`'s own messages: `plugins.<id>.…`. */
 export const subjectPrefixOf = (id: string): string => `plugins.${id}.`
@@ -138,7 +140,7 @@ export const HostPattern = Schema.String.pipe(
 
 /**
  * A secret's name: upper-case letters, digits and `_` (`BOT_TOKEN`). The host reads it from
- * `CHORUS_PLUGIN_<ID>_<NAME>` (id upper-cased, `-` as `_`).
+ * `CHORUS_PLUGIN_<ID>_<NAME>` (id upper-cased).
  */
 export const SecretName = Schema.String.pipe(
   Schema.filter((s) => /^[A-Z][A-Z0-9_]{0,63}$/.test(s), {

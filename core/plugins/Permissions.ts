@@ -13,7 +13,6 @@ import {
   parseHostPattern,
   patternCovers,
   type Permissions,
-  sqlNameOf,
   subjectPrefixOf,
   tablePrefixOf,
 } from "../../schemas/PluginManifest.ts"
@@ -171,9 +170,9 @@ export const checkUrl = (g: Grants, url: URL): PermissionDenied | undefined => {
 export const checkSecret = (g: Grants, name: string): PermissionDenied | undefined =>
   g.permissions.secrets.includes(name) ? undefined : denied(g.plugin, "secrets", name)
 
-/** The environment variable holding secret `name` of plugin `id`: `CHORUS_PLUGIN_CRM_SYNC_API_KEY`. */
+/** The environment variable holding secret `name` of plugin `id`: `CHORUS_PLUGIN_CRMSYNC_API_KEY`. */
 export const secretEnvName = (id: string, name: string): string =>
-  `CHORUS_PLUGIN_${sqlNameOf(id).toUpperCase()}_${name}`
+  `CHORUS_PLUGIN_${id.toUpperCase()}_${name}`
 
 /** May the plugin use table `table`? Its own prefix and declared, both. */
 export const checkTable = (g: Grants, table: string): PermissionDenied | undefined => {

@@ -54,7 +54,7 @@ describe("plugin discovery", () => {
       const one = yield* tempDir("chorus-plugins-a-")
       const two = yield* tempDir("chorus-plugins-b-")
       writePlugin(one, "echo", manifest("echo"))
-      writePlugin(one, "crm", manifest("crm-sync", { kind: "integration" }))
+      writePlugin(one, "crm", manifest("crmsync", { kind: "integration" }))
       writePlugin(one, "broken-json", "{ nope")
       writePlugin(
         one,
@@ -71,7 +71,7 @@ describe("plugin discovery", () => {
       const missing = NodePath.join(one, "does-not-exist")
       const { result, logs } = yield* withLogs(discover([one, two, missing]))
 
-      assert.deepStrictEqual(result.plugins.map((p) => p.manifest.id), ["crm-sync", "echo"])
+      assert.deepStrictEqual(result.plugins.map((p) => p.manifest.id), ["crmsync", "echo"])
       assert.strictEqual(result.plugins[1]!.dir, NodePath.join(one, "echo"))
       const refused = new Map(result.refused.map((r) => [NodePath.basename(r.dir), r]))
       assert.sameMembers([...refused.keys()], ["bad", "broken-json", "future", "twin-a", "twin-b"])

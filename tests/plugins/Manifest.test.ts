@@ -125,7 +125,9 @@ describe("plugin manifest", () => {
     refusedAt(withField("id", "Telegram_Bot"), "id", "expected a plugin id")
     refusedAt(withField("id", "t"), "id", "2 to 40")
     refusedAt(withField("id", "a".repeat(41)), "id", "2 to 40")
-    refusedAt(withField("id", "bad--id"), "id", "single '-'")
+    // A separator in the id would let one plugin's names start with another's.
+    refusedAt(withField("id", "crm-sync"), "id", "no '-' or '_'")
+    refusedAt(withField("id", "crm_sync"), "id", "no '-' or '_'")
   })
 
   it("a bad version is refused", () =>

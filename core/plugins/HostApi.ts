@@ -116,6 +116,7 @@ export interface PluginStorage {
    * Run a Kysely query. Every table the query names is checked before it is sent; an
    * undeclared one fails the query with `PermissionDenied`. Whole raw-SQL queries
    * (`sql\`…\`.execute(db)`) are refused: their tables cannot be checked.
+   * A guardrail against mistakes, not a sandbox: `db.withoutPlugins()` skips it (docs/plugins.md).
    */
   readonly query: <A>(
     operation: string,

@@ -1,7 +1,7 @@
 /**
  * The Chorus host assembled from its configuration: storage (+ migrations), the bus (JetStream
  * when a NATS URL is set, else embedded in the database), the message pipeline (inbound
- * consumer, conversation actors, conversation store) and the HTTP server.
+ * consumer, conversation actors, conversation store), plugin discovery and the HTTP server.
  */
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
@@ -22,6 +22,7 @@ import * as ChannelAdapter from "./channels/ChannelAdapter.ts"
 import type { DeliveryPolicyOptions } from "./channels/DeliveryPolicy.ts"
 import { type ChorusConfig, Config, sqliteFileOf } from "./config/ChorusConfig.ts"
 import * as HttpServer from "./http/HttpServer.ts"
+import * as Discovery from "./plugins/Discovery.ts"
 import { Database, layer as databaseLayer } from "./storage/Database.ts"
 import { coreMigrationSet, migrate } from "./storage/Migrations.ts"
 
@@ -108,6 +109,12 @@ export const OutboundLive = (config: ChorusConfig, options: OutboundOptions = {}
     Layer.provideMerge(options.adapters ?? ChannelsLive(config)),
   )
 
+/**
+ * The plugins in `plugins.dirs`, discovered (manifests checked, bad ones logged and skipped).
+ * Activation comes with the plugin host (issue #4); for now the result is only kept.
+ */
+export const PluginsLive = (config: ChorusConfig) => Discovery.layer(config.plugins.dirs)
+
 /** The whole server. */
 export const ServerLive = (
   config: ChorusConfig,
@@ -116,5 +123,5 @@ export const ServerLive = (
   HttpServer.layer(config.http).pipe(
     Layer.provideMerge(OutboundLive(config, options.outbound)),
     Layer.provideMerge(PipelineLive),
-    Layer.provideMerge(CoreLive(config)),
+    Layer.provideMerge(Layer.merge(CoreLive(config), PluginsLive(config))),
   )

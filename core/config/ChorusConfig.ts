@@ -59,6 +59,11 @@ export const ChannelsConfig = Schema.Struct({
   api: Schema.optionalWith(ApiChannelConfig, { default: () => ApiChannelConfig.make({}) }),
 })
 
+/** Where plugins are discovered: each sub-directory with a `chorus.plugin.json` is one plugin. */
+export const PluginsConfig = Schema.Struct({
+  dirs: Schema.optionalWith(Schema.Array(NonEmpty), { default: () => ["./plugins"] }),
+})
+
 export const ChorusConfigSchema = Schema.Struct({
   dataDir: Schema.optionalWith(NonEmpty, { default: () => "./data" }),
   http: Schema.optionalWith(HttpConfig, { default: () => HttpConfig.make({}) }),
@@ -66,13 +71,15 @@ export const ChorusConfigSchema = Schema.Struct({
   bus: Schema.optionalWith(BusConfig, { default: () => BusConfig.make({}) }),
   log: Schema.optionalWith(LogConfig, { default: () => LogConfig.make({}) }),
   channels: Schema.optionalWith(ChannelsConfig, { default: () => ChannelsConfig.make({}) }),
+  plugins: Schema.optionalWith(PluginsConfig, { default: () => PluginsConfig.make({}) }),
 })
 
 export type ChorusConfig = typeof ChorusConfigSchema.Type
 
 export class Config extends Context.Tag("chorus/core/Config")<Config, ChorusConfig>() {}
 
-export type SettingKind = "string" | "integer"
+/** `list`: an array in the file, comma-separated in the environment. */
+export type SettingKind = "string" | "integer" | "list"
 
 export interface Setting {
   /** Dotted path in the config file. */
@@ -198,6 +205,15 @@ export const settings: ReadonlyArray<Setting> = [
     expected: "a non-empty string",
     default: "(unset: unsigned)",
     doc: "Key of the `X-Chorus-Signature` HMAC on every webhook POST. Never printed.",
+  },
+  {
+    key: "plugins.dirs",
+    env: "CHORUS_PLUGINS_DIRS",
+    kind: "list",
+    expected: "directory paths, comma-separated in the env",
+    default: "./plugins",
+    doc: "Where plugins are found: each sub-directory with a `chorus.plugin.json` " +
+      "(docs/plugins.md). Relative paths are resolved against the working directory.",
   },
 ]
 

@@ -59,6 +59,9 @@ const setPath = (target: Raw, key: string, value: unknown) => {
 
 const envValue = (setting: Setting, raw: string): unknown => {
   const trimmed = raw.trim()
+  if (setting.kind === "list") {
+    return trimmed.split(",").map((s) => s.trim()).filter((s) => s !== "")
+  }
   // Leave a non-integer as the string it was, so the problem names the value given.
   return setting.kind === "integer" && /^-?\d+$/.test(trimmed) ? Number(trimmed) : trimmed
 }
@@ -179,13 +182,22 @@ export const loadConfig = (
           ? { sqliteFile: NodePath.resolve(cwd, config.database.sqliteFile) }
           : {}),
       },
+      plugins: {
+        ...config.plugins,
+        dirs: config.plugins.dirs.map((d) => NodePath.resolve(cwd, d)),
+      },
     }
   })
 
-/** Unknown `CHORUS_*` variables: probably typos; start-up warns about them. */
+/**
+ * Unknown `CHORUS_*` variables: probably typos; start-up warns about them. Plugin secrets
+ * (`CHORUS_PLUGIN_<ID>_<NAME>`) are not settings and are not reported.
+ */
 export const unknownEnvVariables = (
   env: Readonly<Record<string, string | undefined>> = process.env,
 ): ReadonlyArray<string> => {
   const known = new Set([...settings.map((s) => s.env), "CHORUS_CONFIG"])
-  return Object.keys(env).filter((k) => k.startsWith("CHORUS_") && !known.has(k))
+  return Object.keys(env).filter((k) =>
+    k.startsWith("CHORUS_") && !k.startsWith("CHORUS_PLUGIN_") && !known.has(k)
+  )
 }

@@ -10,6 +10,12 @@
  * retry and its delivery count survives a crash) and its key's lane stays blocked on it until
  * the redelivery arrives; later messages of that key wait behind it. Lanes are kept sorted by
  * stream sequence, so a redelivery that overtakes newer messages still runs first.
+ *
+ * Lost deliveries: a backend whose deliveries can be lost on the way (a connection that dies
+ * with some on the wire; the server keeps them pending until `ack_wait` while it delivers newer
+ * ones) offers `rewind`. Once it reports a loss, the runner starts nothing more, lets running
+ * handlers finish and settle, forgets everything it holds, and has the source start again after
+ * what was acknowledged, so every key resumes at its oldest unacknowledged message.
  */
 import {
   Cause,
@@ -63,6 +69,16 @@ export interface ConsumerSource {
     reason: string,
     deliveries: number,
   ) => Effect.Effect<void, BusError>
+  /**
+   * For ordered consumers of a backend that can lose deliveries. `needed` turns true when the
+   * source lost some (it then delivers nothing more); the runner lets its running handlers
+   * settle, drops what it holds (without nak: the source takes everything back) and runs `run`,
+   * which restarts delivery after the acknowledged messages. Runs again after a failure.
+   */
+  readonly rewind?: {
+    readonly needed: () => boolean
+    readonly run: Effect.Effect<void, BusError>
+  }
 }
 
 export interface ResolvedConsumerSpec {
@@ -146,7 +162,11 @@ export const runConsumer = <E, R>(
     const held = new Map<number, Held>()
     const lanes = new Map<string, Lane>()
     let running = 0
+    /** Handler fibers forked and not yet done (waiting for a permit, running or settling). */
+    let active = 0
     let stopping = false
+    /** While the source rewinds: nothing new starts. */
+    let paused = false
     const log = Effect.annotateLogs({ consumer: spec.name, stream: spec.stream })
 
     const release = (seq: number) => {
@@ -247,7 +267,7 @@ export const runConsumer = <E, R>(
         const exit = yield* Effect.gen(function* () {
           const entry = held.get(seq)
           // Forked before a stop but still waiting for a permit: stays queued, the stop hands it back.
-          if (!entry || stopping) return undefined
+          if (!entry || stopping || paused) return undefined
           entry.status = "running"
           running++
           return yield* timeoutFail(
@@ -262,12 +282,13 @@ export const runConsumer = <E, R>(
       })
 
     const start = (seq: number) => {
-      if (stopping) return
-      fork(execute(seq))
+      if (stopping || paused) return
+      active++
+      fork(execute(seq).pipe(Effect.ensuring(Effect.sync(() => active--))))
     }
 
     const pump = (lane: Lane) => {
-      if (lane.running || stopping) return
+      if (lane.running || stopping || paused) return
       const head = lane.seqs[0]
       if (head === undefined) return
       const entry = held.get(head)
@@ -331,7 +352,27 @@ export const runConsumer = <E, R>(
       )),
     )
 
+    const rewind = (r: NonNullable<ConsumerSource["rewind"]>) =>
+      Effect.gen(function* () {
+        paused = true
+        yield* Effect.logInfo("deliveries were lost; rewinding to the oldest unacknowledged")
+        yield* Effect.suspend(() => (active === 0 ? Effect.void : Effect.fail("busy"))).pipe(
+          Effect.retry(Schedule.spaced("10 millis")),
+        )
+        // What we hold comes again from the source, in stream order.
+        held.clear()
+        lanes.clear()
+        yield* r.run.pipe(
+          Effect.tapError((e) => Effect.logWarning("rewind failed; retrying", e)),
+          Effect.retry(
+            Schedule.exponential("100 millis").pipe(Schedule.either(Schedule.spaced("2 seconds"))),
+          ),
+        )
+        paused = false
+      })
+
     const pullLoop = Effect.gen(function* () {
+      if (source.rewind?.needed()) return yield* rewind(source.rewind)
       let waiting = 0
       for (const entry of held.values()) {
         if (entry.status === "waiting") waiting++

@@ -24,7 +24,10 @@
  * ordered consumer would make them rewind each other. Ownership across nodes (KV leases) comes
  * later. An incarnation that stops cleanly (everything it held acked or nak'd, and the server's
  * pending count agrees) records that in the consumer's description, and the next one does not
- * rewind: a rewind redelivers messages acked above the ack floor.
+ * rewind: a rewind redelivers messages acked above the ack floor. A running ordered consumer
+ * rewinds the same way (through the runner, once its handlers are done) after a reconnect and when
+ * its delivery sequence skips or goes back: a delivery lost on the wire would otherwise stay
+ * pending until ack_wait while newer messages of its key are handled (see `makeSource`).
  *
  * Namespaces must not be prefixes of each other joined by `_` with colliding stream names
  * (`a` + stream `b_c` vs `a_b` + stream `c`): `ensureStream` refuses to take over such a stream.
@@ -358,6 +361,18 @@ export const make = (
       Effect.sync(() => makeReplies(nc, REQUEST_TIMEOUT_MS)),
       (r) => Effect.sync(() => r.close()),
     )
+    /** Called on every reconnect of the connection (see `makeSource`). */
+    const reconnectListeners = new Set<() => void>()
+    const onReconnect = (listener: () => void): Effect.Effect<void> => {
+      reconnectListeners.add(listener)
+      return Effect.sync(() => reconnectListeners.delete(listener))
+    }
+    void (async () => {
+      // Ends when the connection closes.
+      for await (const status of nc.status()) {
+        if (status.type === "reconnect") reconnectListeners.forEach((listener) => listener())
+      }
+    })()
     const jsm: JetStreamManager = yield* call(
       "connect",
       () => jetstreamManager(nc, { timeout: REQUEST_TIMEOUT_MS }),
@@ -775,9 +790,11 @@ export const make = (
       durable: string,
       batch: number,
       onClosed: (clean: boolean) => Effect.Effect<void>,
+      /** For ordered consumers: recreate the consumer after what was acknowledged. */
+      rewindConsumer?: Effect.Effect<void, BusError>,
     ) =>
       Effect.gen(function* () {
-        const consumer: Consumer = yield* call("consume", () => js.consumers.get(stream, durable))
+        let consumer: Consumer = yield* call("consume", () => js.consumers.get(stream, durable))
         const inbox = yield* Queue.unbounded<JsMsg>()
         const tracked = new Map<number, { msg: JsMsg; nakd: boolean }>()
         const raw = new WeakMap<Delivery, JsMsg>()
@@ -785,6 +802,21 @@ export const make = (
         let current: ConsumerMessages | undefined
         /** When the server forgets our latest pull request (client clock, with a margin). */
         let requestDeadline = 0
+        /** The consumer's last delivery sequence we received; the next must follow it. */
+        let delivered = rewindConsumer === undefined
+          ? 0
+          : (yield* call("consume", () => jsm.consumers.info(stream, durable))).delivered
+            .consumer_seq
+        /** Deliveries were lost: fetch nothing until the runner has rewound the consumer. */
+        let lost: string | undefined
+        const fetching = yield* Effect.makeLatch(true)
+
+        const loseDeliveries = (reason: string) => {
+          if (lost !== undefined || rewindConsumer === undefined) return
+          lost = reason
+          fetching.unsafeClose()
+          current?.stop()
+        }
 
         const fetchOnce = call("pull", async () => {
           requestDeadline = Date.now() + FETCH_EXPIRES_MS + 250
@@ -793,15 +825,29 @@ export const make = (
             expires: FETCH_EXPIRES_MS,
           })
           current = messages
-          if (stopping) messages.stop()
+          if (stopping || lost !== undefined) messages.stop()
           for await (const m of messages) {
+            if (rewindConsumer !== undefined) {
+              // Every delivery of the consumer is ours (one instance), so a delivery sequence
+              // that skips one means a delivery was sent and never reached us; it stays pending
+              // until ack_wait while newer messages of its key would run. One that goes back
+              // means the server forgot deliveries (killed before it stored them).
+              if (lost !== undefined) continue
+              const dseq = m.info.deliverySequence
+              if (dseq !== delivered + 1) {
+                loseDeliveries(`delivery ${dseq} after ${delivered}`)
+                continue
+              }
+              delivered = dseq
+            }
             tracked.set(m.seq, { msg: m, nakd: false })
             Queue.unsafeOffer(inbox, m)
           }
         })
         // The fetch itself is not interruptible: closing stops it (`stop()`) and waits for what
         // it already received to reach the queue, so nothing is dropped on the floor.
-        const pump = Effect.uninterruptible(fetchOnce).pipe(
+        const pump = fetching.await.pipe(
+          Effect.zipRight(Effect.uninterruptible(fetchOnce)),
           Effect.tapError((e) => Effect.logDebug("fetch failed; retrying", e)),
           Effect.retry(
             Schedule.exponential("100 millis").pipe(Schedule.either(Schedule.spaced("2 seconds"))),
@@ -876,7 +922,33 @@ export const make = (
           )
         )
 
+        // A reconnect may have lost deliveries we cannot see (the last ones before it) and acks
+        // and naks sent meanwhile (nats.js drops what is written while reconnecting): a nak'd
+        // message would wait out ack_wait, blocking its key. Rewind on every reconnect.
+        if (rewindConsumer !== undefined) {
+          const stopListening = onReconnect(() => loseDeliveries("reconnected"))
+          yield* Effect.addFinalizer(() => stopListening)
+        }
+
+        const rewind: ConsumerSource["rewind"] = rewindConsumer === undefined ? undefined : {
+          needed: () => lost !== undefined,
+          run: Effect.gen(function* () {
+            yield* Effect.logInfo("ordered consumer rewinds to its ack floor").pipe(
+              Effect.annotateLogs({ stream, consumer: durable, reason: lost }),
+            )
+            yield* rewindConsumer
+            consumer = yield* call("consume", () => js.consumers.get(stream, durable))
+            // Deliveries of the old consumer: its acks and naks go nowhere now.
+            tracked.clear()
+            yield* Queue.takeAll(inbox)
+            delivered = 0
+            lost = undefined
+            yield* fetching.open
+          }).pipe(Effect.uninterruptible),
+        }
+
         const source: ConsumerSource = {
+          ...(rewind === undefined ? {} : { rewind }),
           // What is already queued is taken without a timer: a timeout per pull was a good
           // part of the cost of a delivery when the runner keeps up with the stream.
           pull: (max, expires) =>
@@ -917,21 +989,67 @@ export const make = (
       (a.filter_subject ?? "") === (b.filter_subject ?? "") &&
       (b.description === undefined || a.description === b.description)
 
+    const consumerConfig = (spec: ResolvedConsumerSpec): Partial<ConsumerConfig> => ({
+      durable_name: spec.name,
+      ack_policy: AckPolicy.Explicit,
+      ack_wait: toNanos(spec.ackWait),
+      max_deliver: spec.maxDeliver + 1,
+      max_ack_pending: spec.maxAckPending,
+      replay_policy: ReplayPolicy.Instant,
+      deliver_policy: spec.startAt === "new" ? DeliverPolicy.New : DeliverPolicy.All,
+      ...(spec.filter === undefined ? {} : { filter_subject: fullSubject(spec.filter) }),
+      ...(spec.ordering === "key" ? { description: RUNNING } : {}),
+    })
+
+    /** Delete the consumer and create it again, delivering from stream sequence `start`. */
+    const recreateAt = (stream: string, spec: ResolvedConsumerSpec, start: number) =>
+      unlessCode(
+        "consume",
+        ApiCode.consumerNotFound,
+        () => jsm.consumers.delete(stream, spec.name),
+      ).pipe(
+        // Insist: if we gave up here, the next start would create the consumer afresh, at the
+        // start of the stream.
+        Effect.zipRight(
+          call("consume", () =>
+            jsm.consumers.add(stream, {
+              ...consumerConfig(spec),
+              deliver_policy: DeliverPolicy.StartSequence,
+              opt_start_seq: start,
+            })).pipe(
+              Effect.retry({
+                while: (e) => e._tag === "BusUnavailable",
+                schedule: Schedule.spaced("250 millis").pipe(
+                  Schedule.upTo(Duration.seconds(30)),
+                ),
+              }),
+            ),
+        ),
+        Effect.asVoid,
+      )
+
+    /**
+     * An ordered consumer's rewind while running (see `makeSource`): recreate it after its ack
+     * floor. The floor is read once and kept until the consumer exists again, so a retry after
+     * the delete does not lose it.
+     */
+    const rewindToAckFloor = (stream: string, spec: ResolvedConsumerSpec) => {
+      let start: number | undefined
+      return Effect.gen(function* () {
+        if (start === undefined) {
+          const info = yield* call("consume", () => jsm.consumers.info(stream, spec.name))
+          start = info.ack_floor.stream_seq + 1
+        }
+        yield* recreateAt(stream, spec, start)
+        start = undefined
+      })
+    }
+
     /** Create the durable consumer, or bring an existing one to `spec` (keeping its position). */
     const prepareConsumer = (stream: string, spec: ResolvedConsumerSpec) =>
       Effect.gen(function* () {
         const ordered = spec.ordering === "key"
-        const wanted: Partial<ConsumerConfig> = {
-          durable_name: spec.name,
-          ack_policy: AckPolicy.Explicit,
-          ack_wait: toNanos(spec.ackWait),
-          max_deliver: spec.maxDeliver + 1,
-          max_ack_pending: spec.maxAckPending,
-          replay_policy: ReplayPolicy.Instant,
-          deliver_policy: spec.startAt === "new" ? DeliverPolicy.New : DeliverPolicy.All,
-          ...(spec.filter === undefined ? {} : { filter_subject: fullSubject(spec.filter) }),
-          ...(ordered ? { description: RUNNING } : {}),
-        }
+        const wanted = consumerConfig(spec)
         const existing: ConsumerInfo | undefined = yield* unlessCode(
           "consume",
           ApiCode.consumerNotFound,
@@ -958,22 +1076,7 @@ export const make = (
               start,
             }),
           )
-          yield* call("consume", () => jsm.consumers.delete(stream, spec.name))
-          // Insist: if we gave up here, the next start would create the consumer afresh, at the
-          // start of the stream.
-          yield* call("consume", () =>
-            jsm.consumers.add(stream, {
-              ...wanted,
-              deliver_policy: DeliverPolicy.StartSequence,
-              opt_start_seq: start,
-            })).pipe(
-              Effect.retry({
-                while: (e) => e._tag === "BusUnavailable",
-                schedule: Schedule.spaced("250 millis").pipe(
-                  Schedule.upTo(Duration.seconds(30)),
-                ),
-              }),
-            )
+          yield* recreateAt(stream, spec, start)
           return
         }
         const config = {
@@ -1036,6 +1139,7 @@ export const make = (
                 ),
               )
             : Effect.void,
+        resolved.ordering === "key" ? rewindToAckFloor(stream, resolved) : undefined,
       )
       return { resolved, source, stopFetching }
     })

@@ -13,7 +13,7 @@ import * as DeliveryPolicy from "../../core/channels/DeliveryPolicy.ts"
 import { newId } from "../../core/ids.ts"
 import { OutboundStream } from "../../core/pipeline/Streams.ts"
 import { OutboundDelivery } from "../../schemas/Outbound.ts"
-import { publishEvent } from "../conversation/InboundConsumer.ts"
+import { publishEvent } from "../../core/pipeline/Events.ts"
 import { channelActorKey, ChannelActors } from "./ChannelActor.ts"
 
 export interface OutboundConsumerOptions {

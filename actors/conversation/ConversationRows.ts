@@ -3,7 +3,8 @@
  * Times are epoch milliseconds in bigint columns, which PostgreSQL returns as strings, and flags
  * are 0/1 integers: every conversion happens here.
  */
-import type { Attachment } from "../../schemas/Common.ts"
+import type { Attachment, InboundAttachment } from "../../schemas/Common.ts"
+import { newId } from "../../core/ids.ts"
 import type { ChannelIdentity, Contact } from "../../schemas/Contact.ts"
 import type { Message } from "../../schemas/Message.ts"
 import type { Conversation, ConversationStatus } from "../../schemas/Conversation.ts"
@@ -72,6 +73,17 @@ export const toConversation = (row: ConversationRow): Conversation => ({
   lastMessageAt: dateOrNull(row.last_message_at),
   resolvedAt: dateOrNull(row.resolved_at),
 })
+
+/** The `attachments` column of a new message: each attachment gets its id here. */
+export const attachmentsJson = (attachments: ReadonlyArray<InboundAttachment>): string =>
+  JSON.stringify(attachments.map((a) => ({
+    id: newId.attachment(),
+    name: a.name,
+    mimeType: a.mimeType,
+    size: a.size,
+    ...(a.url !== undefined ? { url: a.url.toString() } : {}),
+    ...(a.storageKey !== undefined ? { storageKey: a.storageKey } : {}),
+  })))
 
 export const parseAttachments = (json: string): ReadonlyArray<Attachment> =>
   (JSON.parse(json) as Array<Record<string, unknown>>).map((a) => ({

@@ -24,6 +24,7 @@ import type { ChannelIdentityId, ContactId, ConversationId } from "../../schemas
 import type { InboundMessage } from "../../schemas/Inbound.ts"
 import type { IncomingMessage, Message } from "../../schemas/Message.ts"
 import { newId } from "../../core/ids.ts"
+import { Lru } from "../../core/lru.ts"
 import type {
   ChannelIdentityRow,
   ContactRow,
@@ -33,7 +34,13 @@ import type {
 } from "../../core/storage/ConversationTables.ts"
 import { Database, type DatabaseError, type DatabaseShape } from "../../core/storage/Database.ts"
 import * as GroupCommit from "../../core/storage/GroupCommit.ts"
-import { toContact, toConversation, toIdentity, toMessage } from "./ConversationRows.ts"
+import {
+  attachmentsJson,
+  toContact,
+  toConversation,
+  toIdentity,
+  toMessage,
+} from "./ConversationRows.ts"
 import type { CoreTables } from "../../core/storage/tables.ts"
 
 export interface ResolvedSender {
@@ -114,18 +121,6 @@ export class ConversationStore extends Context.Tag("chorus/actors/ConversationSt
   ConversationStoreShape
 >() {}
 
-const attachmentsJson = (inbound: InboundMessage): string =>
-  JSON.stringify(
-    inbound.attachments.map((a) => ({
-      id: newId.attachment(),
-      name: a.name,
-      mimeType: a.mimeType,
-      size: a.size,
-      ...(a.url !== undefined ? { url: a.url.toString() } : {}),
-      ...(a.storageKey !== undefined ? { storageKey: a.storageKey } : {}),
-    })),
-  )
-
 // ---------------------------------------------------------------------------------------------
 // The append, group-committed
 
@@ -181,7 +176,7 @@ const appendKind: GroupCommit.WriteKind<AppendInbound, AppendResult, never> = {
         external_id: m.externalId,
         author_id: null,
         text: m.text,
-        attachments: attachmentsJson(m),
+        attachments: attachmentsJson(m.attachments),
         delivery_state: null,
         delivery_at: null,
         delivery_error: null,
@@ -229,30 +224,6 @@ export interface ConversationStoreOptions {
   readonly maxBatch?: number
   /** Senders (and contacts' open conversations) kept in memory. Default 20,000 each. */
   readonly cacheSize?: number
-}
-
-/** A Map that forgets its least recently used entry beyond `capacity`. */
-class Lru<K, V> {
-  readonly #entries = new Map<K, V>()
-  constructor(readonly capacity: number) {}
-  get(key: K): V | undefined {
-    const value = this.#entries.get(key)
-    if (value !== undefined) {
-      this.#entries.delete(key)
-      this.#entries.set(key, value)
-    }
-    return value
-  }
-  set(key: K, value: V): void {
-    this.#entries.delete(key)
-    this.#entries.set(key, value)
-    if (this.#entries.size > this.capacity) {
-      this.#entries.delete(this.#entries.keys().next().value as K)
-    }
-  }
-  delete(key: K): void {
-    this.#entries.delete(key)
-  }
 }
 
 const senderKey = (channel: string, account: string, externalId: string) =>

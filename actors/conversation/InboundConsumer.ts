@@ -15,15 +15,10 @@
  * once, with the decoding error as the reason.
  */
 import { Effect, Layer, Schema } from "effect"
-import { Bus, type BusShape, Disposition } from "../../core/bus/Bus.ts"
+import { Bus, Disposition } from "../../core/bus/Bus.ts"
 import { newId } from "../../core/ids.ts"
-import {
-  EventsStream,
-  eventSubject,
-  InboundStream,
-  pipelineStreams,
-} from "../../core/pipeline/Streams.ts"
-import { ChorusEvent } from "../../schemas/Events.ts"
+import { publishEvent } from "../../core/pipeline/Events.ts"
+import { EventsStream, InboundStream, pipelineStreams } from "../../core/pipeline/Streams.ts"
 import { InboundMessage } from "../../schemas/Inbound.ts"
 import { ConversationActors } from "./ConversationActor.ts"
 import { ConversationStore } from "./ConversationStore.ts"
@@ -39,23 +34,7 @@ export interface InboundConsumerOptions {
   readonly maxDeliver?: number
 }
 
-const encodeEvent = Schema.encodeSync(ChorusEvent)
 const decodeInbound = Schema.decodeUnknownEither(Schema.parseJson(InboundMessage))
-
-/** Publish an event with a de-duplication id derived from what it describes. */
-export const publishEvent = (bus: BusShape, dedupeId: string, event: ChorusEvent) =>
-  Effect.suspend(() =>
-    bus.publish(
-      eventSubject(event.type),
-      // Our own values: a failure to encode is a bug (a defect), not a message to retry.
-      new TextEncoder().encode(JSON.stringify(encodeEvent(event))),
-      {
-        id: `${event.type}:${dedupeId}`,
-        ...("message" in event ? { key: event.message.conversationId } : {}),
-        ...("conversation" in event ? { key: event.conversation.id } : {}),
-      },
-    )
-  )
 
 const stamp = () => ({ id: newId.event(), occurredAt: new Date() })
 

@@ -17,7 +17,7 @@ import { newId } from "../../core/ids.ts"
 import type { MessageRow, NewMessage } from "../../core/storage/ConversationTables.ts"
 import { Database, type DatabaseError, type DatabaseShape } from "../../core/storage/Database.ts"
 import * as GroupCommit from "../../core/storage/GroupCommit.ts"
-import { toIdentity, toMessage } from "./ConversationRows.ts"
+import { attachmentsJson, toIdentity, toMessage } from "./ConversationRows.ts"
 
 export interface AppendOutbound {
   readonly conversationId: ConversationId
@@ -87,16 +87,6 @@ export class OutboundStore extends Context.Tag("chorus/actors/OutboundStore")<
 >() {}
 
 const asReply = (row: MessageRow): OutgoingMessage => toMessage(row) as OutgoingMessage
-
-const attachmentsJson = (attachments: ReadonlyArray<InboundAttachment>): string =>
-  JSON.stringify(attachments.map((a) => ({
-    id: newId.attachment(),
-    name: a.name,
-    mimeType: a.mimeType,
-    size: a.size,
-    ...(a.url !== undefined ? { url: a.url.toString() } : {}),
-    ...(a.storageKey !== undefined ? { storageKey: a.storageKey } : {}),
-  })))
 
 const appendKind: GroupCommit.WriteKind<AppendOutbound, AppendOutboundResult, never> = {
   name: "append outbound",

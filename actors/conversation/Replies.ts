@@ -27,7 +27,7 @@ import type { OutgoingMessage } from "../../schemas/Message.ts"
 import { OutboundDelivery } from "../../schemas/Outbound.ts"
 import { ConversationActors } from "./ConversationActor.ts"
 import { ConversationStore } from "./ConversationStore.ts"
-import { publishEvent } from "./InboundConsumer.ts"
+import { publishEvent } from "../../core/pipeline/Events.ts"
 import { OutboundStore } from "./OutboundWrites.ts"
 
 export interface ReplyInput {

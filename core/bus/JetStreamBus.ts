@@ -368,9 +368,10 @@ export const make = (
       return Effect.sync(() => reconnectListeners.delete(listener))
     }
     void (async () => {
-      // Ends when the connection closes.
+      // The one watch of the connection's status; ends when the connection closes.
       for await (const status of nc.status()) {
-        if (status.type === "reconnect") reconnectListeners.forEach((listener) => listener())
+        if (status.type === "disconnect") replies.connectionLost()
+        else if (status.type === "reconnect") reconnectListeners.forEach((listener) => listener())
       }
     })()
     const jsm: JetStreamManager = yield* call(

@@ -12,9 +12,10 @@
  * (`setImmediate`): nats.js writes to the socket once per microtask checkpoint, and handlers on
  * many fibers would otherwise cost one socket write (a syscall) per message.
  *
- * A call written before the connection drops fails at once: its answer would come on the lost
- * connection, so it could only wait out its timeout (a dead server held every publish in flight
- * for 5 s). A call made while disconnected waits for its answer or its timeout, as before.
+ * A call written before the connection drops fails at once (`connectionLost`, called by the bus on
+ * a disconnect): its answer would come on the lost connection, so it could only wait out its
+ * timeout (a dead server held every publish in flight for 5 s). A call made while disconnected
+ * waits for its answer or its timeout, as before.
  *
  * Failures look like nats.js's, so the bus classifies them the same way: a `TimeoutError`; a
  * `RequestError` caused by `NoRespondersError` when nobody listens on the subject (the server
@@ -44,6 +45,11 @@ export interface Replies {
     data: Uint8Array,
     headers: MsgHdrs,
   ) => Promise<{ readonly stream: string; readonly seq: number; readonly duplicate: boolean }>
+  /**
+   * The connection dropped: fail every call waiting for an answer (it would come on the lost
+   * connection). The bus calls it from its one watch of the connection's status.
+   */
+  readonly connectionLost: () => void
   /** Fail every call still waiting and stop listening. */
   readonly close: () => void
 }
@@ -101,16 +107,12 @@ export const makeReplies = (nc: NatsConnection, timeoutMs: number): Replies => {
     },
   })
 
-  // Ends when the connection closes.
-  void (async () => {
-    for await (const status of nc.status()) {
-      if (status.type !== "disconnect") continue
-      for (const [n, call] of waiting) {
-        waiting.delete(n)
-        call.reject(new RequestError("the connection was lost before the answer came"))
-      }
+  const connectionLost = () => {
+    for (const [n, call] of waiting) {
+      waiting.delete(n)
+      call.reject(new RequestError("the connection was lost before the answer came"))
     }
-  })()
+  }
 
   // Calls are in the Map in the order they were made, so the oldest come first.
   const sweeper = setInterval(() => {
@@ -155,5 +157,5 @@ export const makeReplies = (nc: NatsConnection, timeoutMs: number): Replies => {
     waiting.clear()
   }
 
-  return { request, publish, close }
+  return { request, publish, connectionLost, close }
 }

@@ -5,6 +5,7 @@
  */
 import * as path from "node:path"
 import BetterSqlite3 from "better-sqlite3"
+import { Lru } from "../lru.ts"
 import { nativeBinding } from "./nativeAddon.node.ts"
 
 export type SqliteDatabase = BetterSqlite3.Database
@@ -33,7 +34,7 @@ export const openSqlite = (file: string): SqliteDatabase => {
  * never handed out twice: that call gets a fresh one.
  */
 export const withStatementCache = (db: SqliteDatabase, capacity = 512) => {
-  const statements = new Map<string, BetterSqlite3.Statement>()
+  const statements = new Lru<string, BetterSqlite3.Statement>(capacity)
   return {
     close: () => {
       statements.clear()
@@ -41,17 +42,9 @@ export const withStatementCache = (db: SqliteDatabase, capacity = 512) => {
     },
     prepare: (sql: string): BetterSqlite3.Statement => {
       const cached = statements.get(sql)
-      if (cached !== undefined && !cached.busy) {
-        // Most recently used last, so the first key is the one to evict.
-        statements.delete(sql)
-        statements.set(sql, cached)
-        return cached
-      }
+      if (cached !== undefined && !cached.busy) return cached
       const statement = db.prepare(sql)
-      if (cached === undefined) {
-        statements.set(sql, statement)
-        if (statements.size > capacity) statements.delete(statements.keys().next().value!)
-      }
+      if (cached === undefined) statements.set(sql, statement)
       return statement
     },
   }

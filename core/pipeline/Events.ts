@@ -1,0 +1,28 @@
+/**
+ * Publishing a `ChorusEvent` on the events stream (see `Streams.ts`), for every writer of events:
+ * the inbound consumer, replies, the channel actors.
+ */
+import { Effect, Schema } from "effect"
+import { ChorusEvent } from "../../schemas/Events.ts"
+import type { BusShape } from "../bus/Bus.ts"
+import { eventSubject } from "./Streams.ts"
+
+const encodeEvent = Schema.encodeSync(ChorusEvent)
+
+/**
+ * Publish an event with a de-duplication id derived from what it describes
+ * (`<type>:<dedupeId>`), so publishing it again after a crash is a duplicate the bus drops.
+ */
+export const publishEvent = (bus: BusShape, dedupeId: string, event: ChorusEvent) =>
+  Effect.suspend(() =>
+    bus.publish(
+      eventSubject(event.type),
+      // Our own values: a failure to encode is a bug (a defect), not a message to retry.
+      new TextEncoder().encode(JSON.stringify(encodeEvent(event))),
+      {
+        id: `${event.type}:${dedupeId}`,
+        ...("message" in event ? { key: event.message.conversationId } : {}),
+        ...("conversation" in event ? { key: event.conversation.id } : {}),
+      },
+    )
+  )

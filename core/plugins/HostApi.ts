@@ -134,7 +134,34 @@ export interface PluginStorage {
   readonly migrate: (
     migrations: Readonly<Record<string, Migration>>,
   ) => Effect.Effect<MigrationReport, MigrationFailed | PermissionDenied>
+  /**
+   * Run a query sent as Kysely's operation tree (a guest's `query.compile().query`): its
+   * tables are checked as for `query` (the plugin's migration table is allowed too, for
+   * migrations run from the guest), then it is compiled with the host's dialect and run.
+   */
+  readonly execute: (
+    node: unknown,
+  ) => Effect.Effect<ExecuteResult, DatabaseError | PermissionDenied>
 }
+
+export interface ExecuteResult {
+  readonly rows: ReadonlyArray<Record<string, unknown>>
+  readonly numAffectedRows?: number
+}
+
+/** Root operation nodes a guest may send. */
+const executableKinds = new Set([
+  "SelectQueryNode",
+  "InsertQueryNode",
+  "UpdateQueryNode",
+  "DeleteQueryNode",
+  "MergeQueryNode",
+  "CreateTableNode",
+  "CreateIndexNode",
+  "AlterTableNode",
+  "DropTableNode",
+  "DropIndexNode",
+])
 
 export interface PluginLogger {
   readonly debug: (message: string, annotations?: Record<string, unknown>) => Effect.Effect<void>
@@ -356,6 +383,12 @@ const makeStorage = (grants: Grants) =>
         rawQueries: true, // PostgreSQL's migration lock is a raw query
       }),
     )
+    const forGuests = database.db.withPlugin(
+      tableGuard(grants, {
+        allowed: new Set([migrationTable, `${migrationTable}_lock`]),
+        rawQueries: false,
+      }),
+    )
     const refuseOr = <A>(effect: Effect.Effect<A, DatabaseError>) =>
       effect.pipe(
         Effect.catchAll((error): Effect.Effect<never, DatabaseError | PermissionDenied> => {
@@ -365,6 +398,35 @@ const makeStorage = (grants: Grants) =>
       )
     const storage: PluginStorage = {
       tables: grants.permissions.storage.tables,
+      execute: (node) =>
+        refuseOr(
+          Effect.tryPromise({
+            try: async () => {
+              const kind = (node as { kind?: unknown } | null)?.kind
+              if (typeof kind !== "string" || !executableKinds.has(kind)) {
+                throw new TypeError(
+                  `expected a Kysely query's operation tree (query.compile().query), got ${
+                    typeof kind === "string" ? kind : typeof node
+                  }`,
+                )
+              }
+              const executor = forGuests.getExecutor()
+              const queryId = { queryId: crypto.randomUUID() }
+              const root = executor.transformQuery(node as never, queryId)
+              const result = await executor.executeQuery<Record<string, unknown>>(
+                executor.compileQuery(root, queryId),
+              )
+              return {
+                rows: result.rows,
+                ...(result.numAffectedRows !== undefined
+                  ? { numAffectedRows: Number(result.numAffectedRows) }
+                  : {}),
+              } satisfies ExecuteResult
+            },
+            catch: (cause) =>
+              new DatabaseError({ operation: "plugin execute", cause, retryable: false }),
+          }),
+        ),
       query: (operation, run) =>
         refuseOr(
           Effect.tryPromise({

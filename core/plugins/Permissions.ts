@@ -25,6 +25,8 @@ export const Capability = Schema.Literal(
   "net",
   "secrets",
   "storage.tables",
+  "routes",
+  "channels",
 )
 export type Capability = typeof Capability.Type
 
@@ -56,6 +58,8 @@ const verbs: Record<Capability, string> = {
   net: "connect to",
   secrets: "read the secret",
   "storage.tables": "use the table",
+  routes: "serve the route",
+  channels: "send as the channel",
 }
 
 const denied = (
@@ -190,3 +194,39 @@ export const checkTable = (g: Grants, table: string): PermissionDenied | undefin
     ? undefined
     : denied(g.plugin, "storage.tables", table)
 }
+
+/**
+ * May the plugin serve `method path`? Only routes in `contributes.routes`, method and path as
+ * declared (path parameters `{name}` included).
+ */
+export const checkRoute = (
+  g: Grants & {
+    readonly routes: ReadonlyArray<{ readonly method: string; readonly path: string }>
+  },
+  method: string,
+  path: string,
+): PermissionDenied | undefined =>
+  g.routes.some((r) => r.method === method.toUpperCase() && r.path === path)
+    ? undefined
+    : new PermissionDenied({
+      plugin: g.plugin,
+      capability: "routes",
+      requested: `${method.toUpperCase()} ${path}`,
+      field: "contributes.routes",
+      hint: `the route is not declared; add { "method": ${JSON.stringify(method.toUpperCase())}, ` +
+        `"path": ${JSON.stringify(path)} } to contributes.routes in ${MANIFEST_FILE}`,
+    })
+
+/** May the plugin send replies as `channel`? Only channels in `contributes.channels`. */
+export const checkChannel = (
+  g: Grants & { readonly channels: ReadonlyArray<{ readonly name: string }> },
+  channel: string,
+): PermissionDenied | undefined =>
+  g.channels.some((c) => c.name === channel) ? undefined : new PermissionDenied({
+    plugin: g.plugin,
+    capability: "channels",
+    requested: channel,
+    field: "contributes.channels",
+    hint: `the channel is not declared; add { "name": ${JSON.stringify(channel)}, ` +
+      `"capabilities": { … } } to contributes.channels in ${MANIFEST_FILE}`,
+  })

@@ -3,6 +3,8 @@
  */
 import type { ApiTokensTables } from "../auth/ApiTokensTable.ts"
 import type { EmbeddedBusTables } from "../bus/EmbeddedBusTables.ts"
+import type { PluginTables } from "../plugins/PluginTables.ts"
 import type { ConversationTables } from "./ConversationTables.ts"
 
-export interface CoreTables extends EmbeddedBusTables, ApiTokensTables, ConversationTables {}
+export interface CoreTables
+  extends EmbeddedBusTables, ApiTokensTables, ConversationTables, PluginTables {}

@@ -1,0 +1,270 @@
+/**
+ * What a plugin's code sees: the `chorus` object its `activate` receives, in plain Promises so
+ * that a plugin needs no Effect (and runs the same in-process, in a worker thread or in Deno).
+ * Every call is checked by the host against the plugin's manifest; an undeclared subject, host,
+ * secret, table or route rejects with a `PermissionDenied` error (`error.name`) whose `field`
+ * names the manifest field to add. This file holds types only.
+ *
+ * @example
+ * ```js
+ * // plugins/echo/index.js
+ * export default {
+ *   async activate(chorus) {
+ *     await chorus.bus.consume(
+ *       { stream: "events", name: "echo", filter: "events.message.received" },
+ *       async (message) => {
+ *         const event = message.json()
+ *         await chorus.bus.publish("plugins.echo.seen", { id: event.id }, { id: `seen-${event.id}` })
+ *       },
+ *     )
+ *     chorus.log.info("echo ready")
+ *   },
+ * }
+ * ```
+ */
+
+/** The module a plugin's `entry` exports as `default` (or its named `activate`/`deactivate`). */
+export interface PluginDefinition {
+  /** Register consumers, routes and channels; the plugin takes no work before this resolves. */
+  readonly activate: (chorus: Chorus) => void | Promise<void>
+  /** Release what the plugin holds outside the host (timers, sockets). Host resources go by themselves. */
+  readonly deactivate?: () => void | Promise<void>
+}
+
+export type SettingValue = string | number | boolean
+
+export interface Chorus {
+  readonly plugin: { readonly id: string; readonly version: string; readonly dir: string }
+  /** Host API version, e.g. "1.0.0". */
+  readonly hostApiVersion: string
+  /** How this plugin runs: `inprocess`, `worker` (a worker thread) or `deno` (a Deno subprocess). */
+  readonly mode: PluginMode
+  /** Settings: manifest defaults overridden by the operator's values, already validated. */
+  readonly settings: Readonly<Record<string, SettingValue | undefined>>
+  readonly log: GuestLogger
+  readonly secrets: { readonly get: (name: string) => Promise<string> }
+  readonly bus: GuestBus
+  readonly http: {
+    readonly fetch: (url: string, init?: GuestRequestInit) => Promise<GuestResponse>
+  }
+  readonly storage: GuestStorage
+  readonly routes: GuestRoutes
+  readonly metrics: GuestMetrics
+  readonly channels: GuestChannels
+}
+
+export type PluginMode = "inprocess" | "worker" | "deno"
+
+export interface GuestLogger {
+  readonly debug: (message: string, fields?: Record<string, unknown>) => void
+  readonly info: (message: string, fields?: Record<string, unknown>) => void
+  readonly warn: (message: string, fields?: Record<string, unknown>) => void
+  readonly error: (message: string, fields?: Record<string, unknown>) => void
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bus
+
+export interface GuestPublishOptions {
+  /** De-duplication id (`Nats-Msg-Id`): publishing the same id twice stores one message. */
+  readonly id: string
+  /** Ordering key for consumers with `ordering: "key"`. */
+  readonly key?: string
+  readonly headers?: Readonly<Record<string, string>>
+}
+
+export interface GuestStreamSpec {
+  /** `plugin-<id>` or `plugin-<id>-<x>`. */
+  readonly name: string
+  /** Subjects under `plugins.<id>.`. */
+  readonly subjects: ReadonlyArray<string>
+  readonly maxAgeMs?: number
+  readonly duplicateWindowMs?: number
+}
+
+export interface GuestConsumerSpec {
+  /** A stream: `events`, `inbound`, `outbound`, or one of the plugin's own. */
+  readonly stream: string
+  /** Durable name; kept across restarts and reloads (stored as `plugin-<id>-<name>`). */
+  readonly name: string
+  readonly filter?: string
+  /** `"key"`: one message per key at a time, in order. Default `"none"`. */
+  readonly ordering?: "none" | "key"
+  readonly concurrency?: number
+  readonly maxDeliver?: number
+  readonly ackWaitMs?: number
+  readonly handlerTimeoutMs?: number
+  /** A new consumer starts with every message in the stream (`all`, default) or only new ones. */
+  readonly startAt?: "all" | "new"
+}
+
+export interface GuestMessage {
+  readonly stream: string
+  readonly seq: number
+  readonly subject: string
+  readonly id: string
+  readonly key: string | undefined
+  readonly headers: Readonly<Record<string, string>>
+  readonly data: Uint8Array
+  readonly deliveryCount: number
+  /** Epoch milliseconds. */
+  readonly publishedAt: number
+  readonly text: () => string
+  readonly json: () => any
+}
+
+/** What a handler returns: nothing acknowledges; a throw counts as a failed delivery (retried). */
+export type GuestDisposition =
+  | void
+  | undefined
+  | { readonly nak: { readonly delayMs: number; readonly reason: string } }
+  | { readonly deadLetter: string }
+
+export interface GuestBus {
+  readonly ensureStream: (spec: GuestStreamSpec) => Promise<void>
+  /** `data`: bytes, a string (UTF-8) or any other value (JSON). */
+  readonly publish: (
+    subject: string,
+    data: Uint8Array | string | unknown,
+    options: GuestPublishOptions,
+  ) => Promise<{ readonly stream: string; readonly seq: number; readonly duplicate: boolean }>
+  /**
+   * Deliver the messages of a durable consumer to `handler`, acknowledged when it resolves.
+   * The consumer lives in the host: across a reload or a restart of the plugin it is kept and
+   * handed to the new version, so no message is lost or handled twice.
+   */
+  readonly consume: (
+    spec: GuestConsumerSpec,
+    handler: (message: GuestMessage) => GuestDisposition | Promise<GuestDisposition>,
+  ) => Promise<void>
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP out
+
+export interface GuestRequestInit {
+  readonly method?: string
+  readonly headers?: Readonly<Record<string, string>>
+  readonly body?: Uint8Array | string
+  /** Default 30 s. */
+  readonly timeoutMs?: number
+}
+
+export interface GuestResponse {
+  readonly status: number
+  readonly headers: Readonly<Record<string, string>>
+  readonly body: Uint8Array
+  readonly text: () => string
+  readonly json: () => any
+}
+
+// ---------------------------------------------------------------------------------------------
+// Storage
+
+export interface GuestStorage {
+  /** `sqlite` or `postgres`: the dialect of `execute`. */
+  readonly dialect: "sqlite" | "postgres"
+  /**
+   * Run a query built with Kysely (`query.compile()`): the host checks the tables of its
+   * operation tree against `permissions.storage.tables`, compiles it again with its own dialect
+   * and runs it. Returns the rows and, for writes, the affected row count.
+   */
+  readonly execute: (compiled: {
+    readonly query: unknown
+    readonly parameters: ReadonlyArray<unknown>
+  }) => Promise<
+    { readonly rows: ReadonlyArray<Record<string, unknown>>; readonly numAffectedRows?: number }
+  >
+  /** A small key-value store of the plugin's own (no declaration needed): offsets, cursors, flags. */
+  readonly kv: {
+    readonly get: (key: string) => Promise<unknown>
+    readonly set: (key: string, value: unknown) => Promise<void>
+    readonly delete: (key: string) => Promise<void>
+    readonly list: (prefix?: string) => Promise<ReadonlyArray<string>>
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Routes (HTTP in)
+
+export interface GuestHttpRequest {
+  readonly method: string
+  /** The path, e.g. `/plugins/echo/webhook`. */
+  readonly path: string
+  /** Values of `{name}` segments of the declared path. */
+  readonly params: Readonly<Record<string, string>>
+  readonly query: Readonly<Record<string, string>>
+  /** Lower-case names. */
+  readonly headers: Readonly<Record<string, string>>
+  readonly body: Uint8Array
+  readonly text: () => string
+  readonly json: () => any
+}
+
+export interface GuestHttpResponse {
+  readonly status?: number
+  readonly headers?: Readonly<Record<string, string>>
+  /** A string, bytes, or any other value (sent as JSON). */
+  readonly body?: unknown
+}
+
+export interface GuestRoutes {
+  /** Serve a route declared in `contributes.routes` (method and path exactly as declared). */
+  readonly handle: (
+    method: string,
+    path: string,
+    handler: (request: GuestHttpRequest) => GuestHttpResponse | Promise<GuestHttpResponse>,
+  ) => Promise<void>
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metrics
+
+export type MetricLabels = Readonly<Record<string, string>>
+
+export interface GuestMetrics {
+  /** A counter named `chorus_plugin_<id>_<name>` in `/metrics`. */
+  readonly counter: (name: string, help?: string) => {
+    readonly inc: (by?: number, labels?: MetricLabels) => void
+  }
+  readonly gauge: (name: string, help?: string) => {
+    readonly set: (value: number, labels?: MetricLabels) => void
+  }
+  /** Observations in seconds (or any unit: the buckets are 1 ms … 60). */
+  readonly histogram: (name: string, help?: string) => {
+    readonly observe: (value: number, labels?: MetricLabels) => void
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Channels
+
+export interface GuestOutgoing {
+  /** The Chorus message id: pass it to the provider as an idempotency key where there is one. */
+  readonly id: string
+  readonly conversationId: string
+  readonly channel: string
+  readonly account: string
+  readonly text: string | undefined
+  readonly attachments: ReadonlyArray<unknown>
+  readonly recipient: { readonly externalId: string; readonly displayName?: string | undefined }
+}
+
+export type GuestSendResult =
+  | { readonly ok: true; readonly externalId: string }
+  /** `retryable`: the provider may take it later (5xx, 429, network); `retryAfterMs` if it said. */
+  | {
+    readonly ok: false
+    readonly retryable: boolean
+    readonly code: string
+    readonly reason: string
+    readonly retryAfterMs?: number
+  }
+
+export interface GuestChannels {
+  /** Send replies of a channel declared in `contributes.channels`. One provider call per `send`. */
+  readonly register: (
+    channel: string,
+    adapter: { readonly send: (message: GuestOutgoing) => Promise<GuestSendResult> },
+  ) => Promise<void>
+}

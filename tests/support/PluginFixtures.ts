@@ -1,0 +1,105 @@
+/**
+ * Plugins for tests: a directory with a manifest and an entry module written from strings, and
+ * a plugin host around them on a SQLite file and the embedded bus (or a given database and bus).
+ */
+import * as NodeFs from "node:fs"
+import * as NodePath from "node:path"
+import { FetchHttpClient } from "@effect/platform"
+import { Effect, type Scope } from "effect"
+import { Bus, type BusShape } from "../../core/bus/Bus.ts"
+import * as EmbeddedBus from "../../core/bus/EmbeddedBus.ts"
+import { pipelineStreams } from "../../core/pipeline/Streams.ts"
+import { discover } from "../../core/plugins/Discovery.ts"
+import * as PluginHost from "../../core/plugins/PluginHost.ts"
+import { Database, type DatabaseShape } from "../../core/storage/Database.ts"
+import { sqliteDatabase, tempDir } from "./TestDatabase.ts"
+import { uniqueNamespace } from "./TestNamespace.ts"
+
+export interface PluginFiles {
+  readonly id: string
+  readonly manifest?: Record<string, unknown>
+  /** The entry module's source (`index.mjs`). */
+  readonly source: string
+  readonly extra?: Readonly<Record<string, string>>
+}
+
+/** Write a plugin into `root/<id>`; the manifest gets sensible defaults. */
+export const writePlugin = (root: string, files: PluginFiles): string => {
+  const dir = NodePath.join(root, files.id)
+  NodeFs.mkdirSync(dir, { recursive: true })
+  NodeFs.writeFileSync(
+    NodePath.join(dir, "chorus.plugin.json"),
+    JSON.stringify(
+      {
+        id: files.id,
+        version: "1.0.0",
+        engines: { chorus: "^1.0.0" },
+        entry: "index.mjs",
+        kind: "bot",
+        ...files.manifest,
+      },
+      null,
+      2,
+    ),
+  )
+  NodeFs.writeFileSync(NodePath.join(dir, "index.mjs"), files.source)
+  for (const [name, content] of Object.entries(files.extra ?? {})) {
+    NodeFs.mkdirSync(NodePath.dirname(NodePath.join(dir, name)), { recursive: true })
+    NodeFs.writeFileSync(NodePath.join(dir, name), content)
+  }
+  return dir
+}
+
+export interface TestHost {
+  readonly host: PluginHost.PluginHostShape
+  readonly bus: BusShape
+  readonly db: DatabaseShape
+  readonly root: string
+}
+
+/** A plugin host over the plugins in `root` (written before), with its own database and bus. */
+export const startHost = (
+  root: string,
+  options: PluginHost.PluginHostOptions & {
+    readonly db?: DatabaseShape
+    readonly bus?: BusShape
+  } = {},
+): Effect.Effect<TestHost, unknown, Scope.Scope> =>
+  Effect.gen(function* () {
+    const db = options.db ?? (yield* sqliteDatabase())
+    const bus = options.bus ??
+      (yield* EmbeddedBus.make({ namespace: uniqueNamespace() }).pipe(
+        Effect.provideService(Database, db),
+      ))
+    for (const stream of pipelineStreams) yield* bus.ensureStream(stream)
+    const found = yield* discover([root])
+    const host = yield* PluginHost.make(found, {
+      heartbeat: { interval: "500 millis", timeout: "2 seconds" },
+      ...options,
+    }).pipe(
+      Effect.provideService(Bus, bus),
+      Effect.provideService(Database, db),
+      Effect.provide(FetchHttpClient.layer),
+    )
+    return { host, bus, db, root }
+  })
+
+export const pluginsRoot = () => tempDir("chorus-plugins-")
+
+/** Poll `check` every 20 ms until it holds (or fail after `timeoutMs`). */
+export const eventually = <A>(
+  what: string,
+  check: Effect.Effect<A | undefined, unknown>,
+  timeoutMs = 20_000,
+): Effect.Effect<A, Error> =>
+  Effect.gen(function* () {
+    const deadline = Date.now() + timeoutMs
+    while (true) {
+      const value = yield* check.pipe(Effect.orElseSucceed(() => undefined))
+      if (value !== undefined && value !== false) return value as A
+      if (Date.now() > deadline) {
+        return yield* Effect.fail(new Error(`timed out waiting for ${what}`))
+      }
+      yield* Effect.promise(() => new Promise((r) => setTimeout(r, 20)))
+    }
+  })

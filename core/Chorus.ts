@@ -22,7 +22,10 @@ import * as ChannelAdapter from "./channels/ChannelAdapter.ts"
 import type { DeliveryPolicyOptions } from "./channels/DeliveryPolicy.ts"
 import { type ChorusConfig, Config, sqliteFileOf } from "./config/ChorusConfig.ts"
 import * as HttpServer from "./http/HttpServer.ts"
+import { pipelineStreams } from "./pipeline/Streams.ts"
 import * as Discovery from "./plugins/Discovery.ts"
+import { withPluginChannels } from "./plugins/PluginChannels.ts"
+import * as PluginHost from "./plugins/PluginHost.ts"
 import { Database, layer as databaseLayer } from "./storage/Database.ts"
 import { coreMigrationSet, migrate } from "./storage/Migrations.ts"
 
@@ -76,20 +79,27 @@ export const PipelineLive = InboundConsumer.layer().pipe(
   Layer.provideMerge(Layer.merge(ConversationStore.layer(), OutboundWrites.layer())),
 )
 
-/** The channel adapters this node sends through: the built-in `api` webhook. */
-export const ChannelsLive = (config: ChorusConfig): Layer.Layer<ChannelAdapter.ChannelAdapters> =>
+/**
+ * The channel adapters this node sends through: the built-in `api` webhook, then the channels
+ * plugins provide (`contributes.channels`).
+ */
+export const ChannelsLive = (
+  config: ChorusConfig,
+): Layer.Layer<ChannelAdapter.ChannelAdapters, never, PluginHost.PluginHost> =>
   Layer.effect(
     ChannelAdapter.ChannelAdapters,
-    ApiWebhookAdapter.make(config.channels.api).pipe(
-      Effect.map((api) => ChannelAdapter.make([api])),
-    ),
-  ).pipe(Layer.provide(FetchHttpClient.layer))
+    Effect.gen(function* () {
+      const api = yield* ApiWebhookAdapter.make(config.channels.api)
+      const host = yield* PluginHost.PluginHost
+      return withPluginChannels(ChannelAdapter.make([api]), host)
+    }),
+  ).pipe(Layer.provide([FetchHttpClient.layer, PluginsLive(config)]))
 
 export interface OutboundOptions {
   /** Timeouts and retries of each send. Default: see `DeliveryPolicy`. */
   readonly delivery?: DeliveryPolicyOptions
   /** Adapters instead of `ChannelsLive(config)` (tests). */
-  readonly adapters?: Layer.Layer<ChannelAdapter.ChannelAdapters>
+  readonly adapters?: Layer.Layer<ChannelAdapter.ChannelAdapters, never, PluginHost.PluginHost>
 }
 
 /**
@@ -111,17 +121,48 @@ export const OutboundLive = (config: ChorusConfig, options: OutboundOptions = {}
 
 /**
  * The plugins in `plugins.dirs`, discovered (manifests checked, bad ones logged and skipped).
- * Activation comes with the plugin host (issue #4); for now the result is only kept.
  */
 export const PluginsLive = (config: ChorusConfig) => Discovery.layer(config.plugins.dirs)
+
+export interface PluginHostOptions {
+  /** Reload a plugin when its files change (`chorus start --dev`). */
+  readonly watch?: boolean
+  /** Overrides for tests (restart schedule, heartbeat…). */
+  readonly host?: PluginHost.PluginHostOptions
+}
+
+/**
+ * The plugin host: activates the discovered plugins (in their configured modes, with their
+ * configured settings) once the pipeline's streams exist. Leaves `PluginHost` in the context.
+ */
+export const PluginHostLive = (config: ChorusConfig, options: PluginHostOptions = {}) =>
+  Layer.scoped(
+    PluginHost.PluginHost,
+    Effect.gen(function* () {
+      const bus = yield* Bus
+      for (const stream of pipelineStreams) yield* bus.ensureStream(stream)
+      const discovered = yield* Discovery.DiscoveredPlugins
+      return yield* PluginHost.make(discovered, {
+        mode: config.plugins.mode,
+        modes: config.plugins.modes,
+        settings: config.plugins.settings,
+        maxHeapMb: config.plugins.maxHeapMb,
+        runtimeDir: NodePath.join(config.dataDir, "plugins-runtime"),
+        ...(config.plugins.deno !== undefined ? { denoPath: config.plugins.deno } : {}),
+        ...(options.watch === true ? { watch: true } : {}),
+        ...options.host,
+      })
+    }),
+  ).pipe(Layer.provide([FetchHttpClient.layer, PluginsLive(config)]))
 
 /** The whole server. */
 export const ServerLive = (
   config: ChorusConfig,
-  options: { readonly outbound?: OutboundOptions } = {},
+  options: { readonly outbound?: OutboundOptions; readonly plugins?: PluginHostOptions } = {},
 ) =>
   HttpServer.layer(config.http).pipe(
     Layer.provideMerge(OutboundLive(config, options.outbound)),
+    Layer.provideMerge(PluginHostLive(config, options.plugins)),
     Layer.provideMerge(PipelineLive),
-    Layer.provideMerge(Layer.merge(CoreLive(config), PluginsLive(config))),
+    Layer.provideMerge(CoreLive(config)),
   )

@@ -60,8 +60,33 @@ export const ChannelsConfig = Schema.Struct({
 })
 
 /** Where plugins are discovered: each sub-directory with a `chorus.plugin.json` is one plugin. */
+export const PluginMode = Schema.Literal("inprocess", "worker", "deno")
+
 export const PluginsConfig = Schema.Struct({
   dirs: Schema.optionalWith(Schema.Array(NonEmpty), { default: () => ["./plugins"] }),
+  /** How plugins run unless `modes` says otherwise (docs/plugins.md, "Isolation"). */
+  mode: Schema.optionalWith(PluginMode, { default: () => "worker" as const }),
+  /** Mode per plugin id, e.g. `{ "crmsync": "deno" }` (config file only). */
+  modes: Schema.optionalWith(Schema.Record({ key: Schema.String, value: PluginMode }), {
+    default: () => ({}),
+  }),
+  /** Setting values per plugin id (config file only); checked against each manifest. */
+  settings: Schema.optionalWith(
+    Schema.Record({
+      key: Schema.String,
+      value: Schema.Record({
+        key: Schema.String,
+        value: Schema.Union(Schema.String, Schema.Number, Schema.Boolean),
+      }),
+    }),
+    { default: () => ({}) },
+  ),
+  /** The `deno` executable for `deno` mode. Default: the npm package's, else `deno` on PATH. */
+  deno: Schema.optional(NonEmpty),
+  /** Heap cap of each worker or Deno plugin, MiB. */
+  maxHeapMb: Schema.optionalWith(Schema.Int.pipe(Schema.between(16, 16384)), {
+    default: () => 256,
+  }),
 })
 
 export const ChorusConfigSchema = Schema.Struct({
@@ -214,6 +239,33 @@ export const settings: ReadonlyArray<Setting> = [
     default: "./plugins",
     doc: "Where plugins are found: each sub-directory with a `chorus.plugin.json` " +
       "(docs/plugins.md). Relative paths are resolved against the working directory.",
+  },
+  {
+    key: "plugins.mode",
+    env: "CHORUS_PLUGINS_MODE",
+    kind: "string",
+    expected: "inprocess, worker or deno",
+    default: "worker",
+    doc: "How plugins run: `inprocess` (trusted, fastest), `worker` (a worker thread each) or " +
+      "`deno` (a Deno subprocess with permission flags from the manifest). Per plugin: " +
+      "`plugins.modes` in the config file (docs/plugins.md).",
+  },
+  {
+    key: "plugins.deno",
+    env: "CHORUS_PLUGINS_DENO",
+    kind: "string",
+    expected: "a path to the deno executable",
+    default: "the deno npm package, else deno on PATH",
+    doc: "The Deno runtime used for plugins in `deno` mode.",
+  },
+  {
+    key: "plugins.maxHeapMb",
+    env: "CHORUS_PLUGINS_MAX_HEAP_MB",
+    kind: "integer",
+    expected: "an integer from 16 to 16384",
+    default: "256",
+    doc: "Heap cap of each plugin running in a worker or in Deno, MiB: one that needs more " +
+      "is stopped and restarted, the host is not affected.",
   },
 ]
 

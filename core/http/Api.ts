@@ -15,6 +15,7 @@ import { VERSION } from "../version.ts"
 import { Authentication } from "./Authentication.ts"
 import { EventsApi } from "./EventsApi.ts"
 import { InboundApi } from "./InboundApi.ts"
+import { PluginsApi } from "./PluginsApi.ts"
 import { ContactsApi, ConversationsApi } from "./ReadApi.ts"
 import { RepliesApi } from "./RepliesApi.ts"
 
@@ -61,6 +62,7 @@ export class ChorusApi extends HttpApi.make("chorus")
   .add(ConversationsApi.prefix(API_V1))
   .add(RepliesApi.prefix(API_V1))
   .add(ContactsApi.prefix(API_V1))
+  .add(PluginsApi.prefix(API_V1))
   .annotate(OpenApi.Title, "Chorus API")
   .annotate(OpenApi.Version, VERSION)
   .annotate(

@@ -20,6 +20,8 @@ import { AuthenticationLive, bearerChallenge } from "./Authentication.ts"
 import { readableDecodeErrors } from "./DecodeErrors.ts"
 import { EventsHandlers, EventStreamsStop } from "./EventsHandlers.ts"
 import { InboundHandlers } from "./InboundHandlers.ts"
+import { PluginsHandlers } from "./PluginsHandlers.ts"
+import { pluginRoutes } from "./PluginRoutes.ts"
 import { ContactsHandlers, ConversationsHandlers } from "./ReadHandlers.ts"
 import { RepliesHandlers } from "./RepliesHandlers.ts"
 import { SystemHandlers } from "./SystemHandlers.ts"
@@ -34,6 +36,7 @@ export const ApiLive = HttpApiBuilder.api(ChorusApi).pipe(
   Layer.provide([SystemHandlers, TokensHandlers]),
   Layer.provide(EventsHandlers),
   Layer.provide([InboundHandlers, ConversationsHandlers, ContactsHandlers, RepliesHandlers]),
+  Layer.provide(PluginsHandlers),
   Layer.provide(AuthenticationLive),
   Layer.provide([ApiTokens.Default, ConversationQueries.layer]),
 )
@@ -92,7 +95,7 @@ const untraced = (request: HttpServerRequest.HttpServerRequest) =>
   request.method === "POST" && request.url.startsWith("/api/v1/inbound")
 
 export const layer = (options: HttpOptions) =>
-  HttpApiBuilder.serve((app) => HttpMiddleware.logger(bearerChallenge(app))).pipe(
+  HttpApiBuilder.serve((app) => HttpMiddleware.logger(pluginRoutes(bearerChallenge(app)))).pipe(
     HttpMiddleware.withTracerDisabledWhen(untraced),
     Layer.provide(HttpApiBuilder.middleware(readableDecodeErrors)),
     Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/api/openapi.json" })),

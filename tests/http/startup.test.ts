@@ -9,7 +9,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Duration, Effect, Fiber, Layer } from "effect"
 import { createServer as createTcpServer } from "node:net"
 import { Bus } from "../../core/bus/Bus.ts"
-import { CoreLive, OutboundLive, PipelineLive } from "../../core/Chorus.ts"
+import { CoreLive, OutboundLive, PipelineLive, PluginHostLive } from "../../core/Chorus.ts"
 import { decodeConfig } from "../../core/config/loadConfig.ts"
 import * as HttpServer from "../../core/http/HttpServer.ts"
 import { tempDir } from "../support/TempDir.ts"
@@ -68,6 +68,7 @@ describe("the HTTP server while it starts", () => {
         const server = HttpServer.layer(config.http).pipe(
           Layer.provide(slowEnsureStream("2 seconds")),
           Layer.provideMerge(OutboundLive(config)),
+          Layer.provideMerge(PluginHostLive(config)),
           Layer.provideMerge(PipelineLive),
           Layer.provideMerge(CoreLive(config)),
         )

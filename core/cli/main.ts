@@ -63,7 +63,9 @@ const start = Command.make(
   {
     config: configFile,
     dev: Options.boolean("dev").pipe(
-      Options.withDescription("Development mode: readable logs at debug level"),
+      Options.withDescription(
+        "Development mode: readable logs at debug level, plugins reloaded when their files change",
+      ),
     ),
   },
   ({ config: file, dev }) =>
@@ -81,7 +83,7 @@ const start = Command.make(
         }
         yield* Effect.logInfo("chorus starting").pipe(Effect.annotateLogs(describe(config)))
         yield* Layer.launch(
-          ServerLive(config).pipe(
+          ServerLive(config, { plugins: { watch: dev } }).pipe(
             Layer.tap(() => Effect.logInfo("chorus started")),
           ),
         )

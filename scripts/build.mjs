@@ -60,6 +60,17 @@ const absentPackages = {
   },
 }
 
+/**
+ * The guest runtime that worker and Deno plugins run: core/plugins/guest/Guest.ts with its types
+ * stripped, plus the line that boots it (GUEST_BOOT in GuestSource.ts, which does the same from
+ * the sources at run time).
+ */
+const guestSource = () =>
+  esbuild.transformSync(
+    fs.readFileSync(path.join(root, "core/plugins/guest/Guest.ts"), "utf8"),
+    { loader: "ts", format: "esm", target: "es2022" },
+  ).code + "\nawait bootGuest()\n"
+
 /** Bundle `entry` (relative to the repo root) into dist/chorus.cjs; returns esbuild's metafile. */
 export const build = async ({ entry = defaultEntry } = {}) => {
   const entryFile = path.resolve(root, entry)
@@ -82,8 +93,12 @@ export const build = async ({ entry = defaultEntry } = {}) => {
     metafile: true,
     logLevel: "warning",
     plugins: [absentPackages],
-    // ESM dependencies bundled into CJS: `import.meta` would be empty, so give it a real URL.
-    define: { "import.meta.url": "__chorus_import_meta_url" },
+    define: {
+      // ESM dependencies bundled into CJS: `import.meta` would be empty, so give it a real URL.
+      "import.meta.url": "__chorus_import_meta_url",
+      // The plugins' guest runtime as one module text (core/plugins/guest/GuestSource.ts).
+      __CHORUS_GUEST_SOURCE__: JSON.stringify(guestSource()),
+    },
     banner: {
       js: `var __chorus_import_meta_url = require("node:url").pathToFileURL(__filename).href;`,
     },

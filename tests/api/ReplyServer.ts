@@ -30,6 +30,10 @@ export interface ReplyServerOptions {
   readonly dataDir: string
   readonly webhookUrl?: string
   readonly webhookSecret?: string
+  /** Plugins directory (default: none). */
+  readonly pluginsDir?: string
+  /** Plugin settings from the config file. */
+  readonly pluginSettings?: Record<string, Record<string, string | number | boolean>>
   /** PostgreSQL schema and JetStream namespace instead of SQLite and the embedded bus. */
   readonly shared?: {
     readonly databaseUrl: string
@@ -47,6 +51,10 @@ export const startReplyServer = (options: ReplyServerOptions) =>
       dataDir: options.dataDir,
       http: { port: 0 },
       log: { level: "error" },
+      plugins: {
+        dirs: [options.pluginsDir ?? `${options.dataDir}/no-plugins`],
+        settings: options.pluginSettings ?? {},
+      },
       channels: {
         api: {
           ...(options.webhookUrl !== undefined ? { webhookUrl: options.webhookUrl } : {}),

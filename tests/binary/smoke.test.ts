@@ -141,58 +141,62 @@ describe("single binary", () => {
     }
   }, HEALTHY_WITHIN_MS + EXIT_WITHIN_MS + 10_000)
 
-  it("runs a plugin from ./plugins in a worker thread, with no files of the repository", async () => {
-    const { dir, exe } = isolatedCopy()
-    const pluginDir = path.join(dir, "plugins", "hello")
-    fs.mkdirSync(pluginDir, { recursive: true })
-    fs.writeFileSync(
-      path.join(pluginDir, "chorus.plugin.json"),
-      JSON.stringify({
-        id: "hello",
-        version: "1.0.0",
-        engines: { chorus: "^1.0.0" },
-        entry: "index.mjs",
-        kind: "integration",
-        contributes: { routes: [{ method: "GET", path: "/plugins/hello/who" }] },
-      }),
-    )
-    fs.writeFileSync(
-      path.join(pluginDir, "index.mjs"),
-      `export async function activate(chorus) {
+  it(
+    "runs a plugin from ./plugins in a worker thread, with no files of the repository",
+    async () => {
+      const { dir, exe } = isolatedCopy()
+      const pluginDir = path.join(dir, "plugins", "hello")
+      fs.mkdirSync(pluginDir, { recursive: true })
+      fs.writeFileSync(
+        path.join(pluginDir, "chorus.plugin.json"),
+        JSON.stringify({
+          id: "hello",
+          version: "1.0.0",
+          engines: { chorus: "^1.0.0" },
+          entry: "index.mjs",
+          kind: "integration",
+          contributes: { routes: [{ method: "GET", path: "/plugins/hello/who" }] },
+        }),
+      )
+      fs.writeFileSync(
+        path.join(pluginDir, "index.mjs"),
+        `export async function activate(chorus) {
         const { isMainThread } = await import("node:worker_threads")
         await chorus.routes.handle("GET", "/plugins/hello/who", () => ({
           body: { mode: chorus.mode, inWorker: !isMainThread },
         }))
       }`,
-    )
-    const port = await freePort()
-    let output = ""
-    const child = spawn(exe, ["start"], {
-      cwd: dir,
-      env: { CHORUS_HTTP_PORT: String(port) },
-      stdio: ["ignore", "pipe", "pipe"],
-    })
-    child.stdout?.on("data", (chunk) => (output += chunk))
-    child.stderr?.on("data", (chunk) => (output += chunk))
-    try {
-      const started = performance.now()
-      let body: unknown
-      while (body === undefined) {
-        assert.isNull(child.exitCode, `chorus exited early:\n${output}`)
-        assert.isBelow(performance.now() - started, HEALTHY_WITHIN_MS, `no answer:\n${output}`)
-        try {
-          const response = await fetch(`http://127.0.0.1:${port}/plugins/hello/who`)
-          if (response.status === 200) body = await response.json()
-          else await response.arrayBuffer()
-        } catch {
-          // not listening yet
+      )
+      const port = await freePort()
+      let output = ""
+      const child = spawn(exe, ["start"], {
+        cwd: dir,
+        env: { CHORUS_HTTP_PORT: String(port) },
+        stdio: ["ignore", "pipe", "pipe"],
+      })
+      child.stdout?.on("data", (chunk) => (output += chunk))
+      child.stderr?.on("data", (chunk) => (output += chunk))
+      try {
+        const started = performance.now()
+        let body: unknown
+        while (body === undefined) {
+          assert.isNull(child.exitCode, `chorus exited early:\n${output}`)
+          assert.isBelow(performance.now() - started, HEALTHY_WITHIN_MS, `no answer:\n${output}`)
+          try {
+            const response = await fetch(`http://127.0.0.1:${port}/plugins/hello/who`)
+            if (response.status === 200) body = await response.json()
+            else await response.arrayBuffer()
+          } catch {
+            // not listening yet
+          }
+          if (body === undefined) await new Promise((resolve) => setTimeout(resolve, 50))
         }
-        if (body === undefined) await new Promise((resolve) => setTimeout(resolve, 50))
+        assert.deepStrictEqual(body, { mode: "worker", inWorker: true })
+      } finally {
+        if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
+        fs.rmSync(dir, { recursive: true, force: true })
       }
-      assert.deepStrictEqual(body, { mode: "worker", inWorker: true })
-    } finally {
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
-      fs.rmSync(dir, { recursive: true, force: true })
-    }
-  }, HEALTHY_WITHIN_MS + 10_000)
+    },
+    HEALTHY_WITHIN_MS + 10_000,
+  )
 })

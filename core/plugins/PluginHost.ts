@@ -53,6 +53,7 @@ import { type HostApi, make as makeHostApi } from "./HostApi.ts"
 import { HOST_API_VERSION } from "./HostApiVersion.ts"
 import { checkChannel, checkRoute } from "./Permissions.ts"
 import { type MetricKind, PluginMetrics } from "./PluginMetrics.ts"
+import { runPluginMigrations } from "./PluginMigrations.ts"
 
 export type PluginState =
   | "starting"
@@ -899,6 +900,20 @@ export const make = (discovered: DiscoveryResult, options: PluginHostOptions = {
           return yield* Effect.fail(`settings: ${settings.left.join("; ")}`)
         }
         slot.settings = settings.right
+        if (manifest.contributes.migrations !== undefined) {
+          const applied = yield* runPluginMigrations(
+            database,
+            slot.id,
+            manifest.permissions.storage.tables,
+            NodePath.join(slot.dir, manifest.contributes.migrations),
+          ).pipe(Effect.mapError((e) => `migrations: ${e.message}`))
+          if (applied.length > 0) {
+            yield* Effect.logInfo("plugin migrations applied").pipe(
+              Effect.annotateLogs({ migrations: applied }),
+              logFor(slot),
+            )
+          }
+        }
         slot.hostApi = yield* makeHostApi(manifest)
         const mode = modeOf(slot.id)
         const n = ++slot.generations

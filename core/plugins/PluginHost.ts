@@ -35,13 +35,18 @@ import {
   Fiber,
   Layer,
   Option,
+  ParseResult,
   Redacted,
   Runtime,
   Schedule,
+  Schema,
   Scope,
 } from "effect"
+import { InboundMessage, inboundMessageId } from "../../schemas/Inbound.ts"
 import { MANIFEST_FILE, type PluginManifest } from "../../schemas/PluginManifest.ts"
 import { Bus, type ConsumerSpec, Disposition } from "../bus/Bus.ts"
+import { describeIssues } from "../http/DecodeErrors.ts"
+import { inboundKey, inboundSubject } from "../pipeline/Streams.ts"
 import { Database } from "../storage/Database.ts"
 import { type LoadedManifest, loadManifest, type ManifestInvalid } from "./Manifest.ts"
 import type { DiscoveryResult } from "./Discovery.ts"
@@ -100,6 +105,22 @@ export interface PluginStatus {
   readonly settings: Readonly<Record<string, SettingValue | undefined>>
   readonly metrics: ReturnType<PluginMetrics["snapshot"]>
 }
+
+/** A message a channel plugin handed in does not fit `InboundMessage`; nothing was published. */
+export class InboundInvalid extends Data.TaggedError("InboundInvalid")<{
+  readonly plugin: string
+  readonly problems: string
+}> {
+  override get message() {
+    return `inbound message from plugin ${this.plugin} is invalid: ${this.problems}`
+  }
+}
+
+const decodeInbound = Schema.decodeUnknownEither(InboundMessage, {
+  errors: "all",
+  onExcessProperty: "error",
+})
+const encodeInbound = Schema.encodeSync(InboundMessage)
 
 export class PluginNotFound extends Data.TaggedError("PluginNotFound")<{ readonly id: string }> {
   override get message() {
@@ -790,6 +811,44 @@ export const make = (discovered: DiscoveryResult, options: PluginHostOptions = {
               slot.routes.push({ method: upper, path, pattern, params, binding: { gen, handler } })
             } else route.binding = { gen, handler }
             return Effect.void
+          }),
+        "channels.receive": (channel: string, raw: unknown) =>
+          Effect.gen(function* () {
+            const problem = checkChannel(grants, String(channel))
+            if (problem !== undefined) return yield* problem
+            // As JSON: an `undefined` field is an absent one, whichever way the message came.
+            const r = asRecord(JSON.parse(JSON.stringify(raw ?? null)))
+            const when = (v: unknown) =>
+              typeof v === "number"
+                ? new Date(v).toISOString()
+                : v === undefined
+                ? new Date().toISOString()
+                : v
+            const decoded = decodeInbound({
+              ...r,
+              channel,
+              sentAt: when(r["sentAt"]),
+              receivedAt: when(r["receivedAt"]),
+            })
+            if (Either.isLeft(decoded)) {
+              return yield* new InboundInvalid({
+                plugin: slot.id,
+                problems: describeIssues(ParseResult.ArrayFormatter.formatErrorSync(decoded.left)),
+              })
+            }
+            const inbound = decoded.right
+            const id = inboundMessageId(inbound)
+            const bus = yield* Bus
+            const ack = yield* bus.publish(
+              inboundSubject(inbound.channel),
+              new TextEncoder().encode(JSON.stringify(encodeInbound(inbound))),
+              {
+                id,
+                key: inboundKey(inbound.channel, inbound.account, inbound.sender.externalId),
+                headers: { "Content-Type": "application/json" },
+              },
+            )
+            return { id, duplicate: ack.duplicate }
           }),
         "channels.register": (channel: string, handler: number) =>
           Effect.suspend(() => {

@@ -20,14 +20,18 @@ export default {
     await chorus.routes.handle("POST", "/plugins/loop/webhook", async (request) => {
       if (request.headers["x-loop-secret"] !== chorus.settings.secret) return { status: 401, body: { error: "bad secret" } }
       const update = request.json()
-      const inbound = {
-        channel: "loop", account: "main",
-        sender: { externalId: update.from, name: update.name },
-        externalId: update.id, text: update.text,
-        sentAt: new Date(update.at).toISOString(), receivedAt: new Date().toISOString(),
+      try {
+        const { duplicate } = await chorus.channels.receive("loop", {
+          account: "main",
+          sender: { externalId: update.from, name: update.name },
+          externalId: update.id,
+          text: update.text,
+          sentAt: update.at,
+        })
+        return { status: 200, body: { ok: true, duplicate } }
+      } catch (error) {
+        return { status: 400, body: { error: error.name, problems: error.problems } }
       }
-      await chorus.bus.publish("inbound.loop", inbound, { id: "loop:main:" + update.id, key: "loop:main:" + update.from })
-      return { status: 200, body: { ok: true } }
     })
     await chorus.channels.register("loop", {
       async send(message) {
@@ -56,7 +60,7 @@ const loopManifest = (providerHost: string) => ({
       { key: "providerUrl", type: "string", required: true },
     ],
   },
-  permissions: { bus: { publish: ["inbound.loop"] }, net: [providerHost] },
+  permissions: { net: [providerHost] },
 })
 
 const post = (url: string, body: unknown, headers: Record<string, string>) =>
@@ -100,6 +104,23 @@ describe("plugins in the server", () => {
           at: Date.parse("2026-11-24T09:00:00Z"),
         }, { "x-loop-secret": "s3cret" })
         assert.strictEqual(ok.status, 200, ok.body)
+        const again = yield* post(`${server.url}/plugins/loop/webhook`, {
+          id: "u1",
+          from: "alice",
+          text: "My order is late",
+          at: Date.parse("2026-11-24T09:00:00Z"),
+        }, { "x-loop-secret": "s3cret" })
+        assert.deepStrictEqual(JSON.parse(again.body), { ok: true, duplicate: true })
+        const malformed = yield* post(`${server.url}/plugins/loop/webhook`, {
+          id: "u2",
+          from: "bob",
+        }, {
+          "x-loop-secret": "s3cret",
+        })
+        assert.strictEqual(malformed.status, 400)
+        const refusal = JSON.parse(malformed.body)
+        assert.strictEqual(refusal.error, "InboundInvalid")
+        assert.match(refusal.problems, /^text: /)
 
         let conversationId = ""
         yield* eventually("the conversation from the plugin's channel", () =>
@@ -160,7 +181,7 @@ describe("plugins in the server", () => {
         assert.strictEqual(body.state, "active")
         assert.deepStrictEqual(body.channels, ["loop"])
         assert.strictEqual(body.counters.sends, 1)
-        assert.strictEqual(body.counters.requests, 2)
+        assert.strictEqual(body.counters.requests, 4)
         const metrics = yield* Effect.promise(() =>
           fetch(`${server.url}/api/v1/metrics`, {
             headers: { authorization: `Bearer ${server.token}` },

@@ -4,10 +4,14 @@
  * activates them, hands them the host API (bus, routes, key-value store, settings), and
  * disables, enables and reloads them.
  */
+import * as NodeFs from "node:fs"
+import * as NodePath from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { Chunk, Effect, Option, Stream } from "effect"
 import type { PluginMode } from "../../core/plugins/guest/Api.ts"
+import type { PluginHostShape } from "../../core/plugins/PluginHost.ts"
 import { eventually, pluginsRoot, startHost, writePlugin } from "../support/PluginFixtures.ts"
+import { sqliteDatabase } from "../support/TestDatabase.ts"
 
 const echoSource = `
 export default {
@@ -112,4 +116,67 @@ describe("PluginHost", () => {
       60_000,
     )
   }
+
+  const versionSource = (v: string) =>
+    `export async function activate(chorus) {
+      await chorus.routes.handle("GET", "/plugins/ver/which", () => ({ body: ${
+      JSON.stringify(v)
+    } }))
+    }`
+  const versionManifest = {
+    contributes: { routes: [{ method: "GET", path: "/plugins/ver/which" }] },
+  }
+  const which = (host: PluginHostShape) =>
+    host.handleRequest({
+      method: "GET",
+      path: "/plugins/ver/which",
+      query: {},
+      headers: {},
+      body: new Uint8Array(0),
+    })
+      .pipe(Effect.map((r) => new TextDecoder().decode(Option.getOrThrow(r).body)))
+
+  it.scopedLive("--dev: a plugin whose files change is reloaded", () =>
+    Effect.gen(function* () {
+      const root = yield* pluginsRoot()
+      const dir = writePlugin(root, {
+        id: "ver",
+        manifest: versionManifest,
+        source: versionSource("one"),
+      })
+      const { host } = yield* startHost(root, { watch: true })
+      assert.strictEqual(yield* which(host), "one")
+      NodeFs.writeFileSync(NodePath.join(dir, "index.mjs"), versionSource("two"))
+      yield* eventually(
+        "the new version",
+        which(host).pipe(Effect.map((v) => v === "two" || undefined)),
+      )
+      assert.strictEqual((yield* host.status("ver")).generation, 2)
+    }), 30_000)
+
+  it.scopedLive(
+    "disabled stays disabled when the host restarts; enabled again, it runs",
+    () =>
+      Effect.gen(function* () {
+        const root = yield* pluginsRoot()
+        writePlugin(root, { id: "ver", manifest: versionManifest, source: versionSource("one") })
+        const db = yield* sqliteDatabase()
+        yield* Effect.scoped(
+          Effect.gen(function* () {
+            const { host } = yield* startHost(root, { db })
+            assert.strictEqual((yield* host.disable("ver")).state, "disabled")
+          }),
+        )
+        const { host } = yield* startHost(root, { db })
+        const status = yield* host.status("ver")
+        assert.deepStrictEqual([status.state, status.enabled, status.generation], [
+          "disabled",
+          false,
+          0,
+        ])
+        assert.strictEqual((yield* host.enable("ver")).state, "active")
+        assert.strictEqual(yield* which(host), "one")
+      }),
+    30_000,
+  )
 })

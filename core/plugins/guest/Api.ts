@@ -261,7 +261,40 @@ export type GuestSendResult =
     readonly retryAfterMs?: number
   }
 
+/** A customer's message as a channel plugin hands it in (`chorus.channels.receive`). */
+export interface GuestInbound {
+  /** The channel account (bot, phone number, page) it came to. */
+  readonly account: string
+  readonly sender: {
+    /** The provider's id of the person on this account. */
+    readonly externalId: string
+    readonly name?: string
+    /** E.164 (`+4915123456789`). */
+    readonly phone?: string
+    readonly email?: string
+    /** True when the provider vouches for the phone or e-mail (not typed in by the person). */
+    readonly verified?: boolean
+  }
+  /** The provider's message id: a repeat of the same id is recognised and stored once. */
+  readonly externalId: string
+  readonly text: string
+  readonly attachments?: ReadonlyArray<unknown>
+  /** When the customer sent it (ISO 8601 or epoch ms); default now. */
+  readonly sentAt?: string | number
+}
+
 export interface GuestChannels {
+  /**
+   * Hand a customer's message to Chorus: checked against the inbound schema (a wrong field
+   * rejects with `InboundInvalid` naming it), then published on `inbound.<channel>` with the
+   * de-duplicating id and the ordering key. Resolves once it is durable on the bus: only then
+   * confirm it to the provider. No bus permission needed, only the channel in
+   * `contributes.channels`.
+   */
+  readonly receive: (
+    channel: string,
+    message: GuestInbound,
+  ) => Promise<{ readonly id: string; readonly duplicate: boolean }>
   /** Send replies of a channel declared in `contributes.channels`. One provider call per `send`. */
   readonly register: (
     channel: string,

@@ -180,6 +180,7 @@ export const runGuest = (link: Link): void => {
         histogram: metric("histogram") as Chorus["metrics"]["histogram"],
       },
       channels: {
+        receive: (channel: string, message) => call("channels.receive", channel, message),
         register: (channel: string, adapter) => {
           if (typeof adapter?.send !== "function") {
             return Promise.reject(new TypeError("a channel adapter needs a send(message) function"))

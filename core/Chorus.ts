@@ -14,6 +14,7 @@ import * as ConversationStore from "../actors/conversation/ConversationStore.ts"
 import * as InboundConsumer from "../actors/conversation/InboundConsumer.ts"
 import * as OutboundWrites from "../actors/conversation/OutboundWrites.ts"
 import * as Replies from "../actors/conversation/Replies.ts"
+import * as AttachmentStore from "./attachments/AttachmentStore.ts"
 import { Bus } from "./bus/Bus.ts"
 import * as EmbeddedBus from "./bus/EmbeddedBus.ts"
 import * as JetStreamBus from "./bus/JetStreamBus.ts"
@@ -63,9 +64,13 @@ export const BusLive = (config: ChorusConfig): Layer.Layer<Bus, unknown, Databas
     })
     : EmbeddedBus.layer({ namespace: config.bus.namespace })
 
-/** Config, storage and bus: what every command needs. */
+/** The attachment store in `<dataDir>/attachments`, with the configured limits. */
+export const AttachmentsLive = (config: ChorusConfig) =>
+  AttachmentStore.layer({ dataDir: config.dataDir, limits: config.attachments })
+
+/** Config, storage, the attachment store and the bus: what every command needs. */
 export const CoreLive = (config: ChorusConfig) =>
-  BusLive(config).pipe(
+  Layer.merge(BusLive(config), AttachmentsLive(config)).pipe(
     Layer.provideMerge(StorageLive(config)),
     Layer.provideMerge(Layer.succeed(Config, config)),
   )

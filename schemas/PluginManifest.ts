@@ -245,6 +245,8 @@ export const Permissions = Schema.Struct({
   storage: Schema.optionalWith(Schema.Struct({ tables: list(TableName) }), {
     default: () => ({ tables: [] }),
   }),
+  /** Store and read files in the attachment store (a channel plugin's media). */
+  attachments: Schema.optionalWith(Schema.Boolean, { default: () => false }),
 })
 export type Permissions = typeof Permissions.Type
 

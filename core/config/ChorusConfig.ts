@@ -8,6 +8,7 @@
  * test keeps the two in step.
  */
 import { Context, Schema } from "effect"
+import { DEFAULT_ALLOWED_TYPES } from "../attachments/FileTypes.ts"
 
 const NonEmpty = Schema.String.pipe(Schema.minLength(1))
 
@@ -89,6 +90,17 @@ export const PluginsConfig = Schema.Struct({
   }),
 })
 
+/** The attachment store's limits (core/attachments). */
+export const AttachmentsConfig = Schema.Struct({
+  maxBytes: Schema.optionalWith(Schema.Int.pipe(Schema.between(1024, 2 * 1024 * 1024 * 1024)), {
+    default: () => 20 * 1024 * 1024,
+  }),
+  allowedTypes: Schema.optionalWith(
+    Schema.Array(Schema.String.pipe(Schema.pattern(/^[a-z0-9.+-]+\/([a-z0-9.+-]+|\*)$/))),
+    { default: () => [...DEFAULT_ALLOWED_TYPES] },
+  ),
+})
+
 export const ChorusConfigSchema = Schema.Struct({
   dataDir: Schema.optionalWith(NonEmpty, { default: () => "./data" }),
   http: Schema.optionalWith(HttpConfig, { default: () => HttpConfig.make({}) }),
@@ -97,6 +109,9 @@ export const ChorusConfigSchema = Schema.Struct({
   log: Schema.optionalWith(LogConfig, { default: () => LogConfig.make({}) }),
   channels: Schema.optionalWith(ChannelsConfig, { default: () => ChannelsConfig.make({}) }),
   plugins: Schema.optionalWith(PluginsConfig, { default: () => PluginsConfig.make({}) }),
+  attachments: Schema.optionalWith(AttachmentsConfig, {
+    default: () => AttachmentsConfig.make({}),
+  }),
 })
 
 export type ChorusConfig = typeof ChorusConfigSchema.Type
@@ -239,6 +254,23 @@ export const settings: ReadonlyArray<Setting> = [
     default: "./plugins",
     doc: "Where plugins are found: each sub-directory with a `chorus.plugin.json` " +
       "(docs/plugins.md). Relative paths are resolved against the working directory.",
+  },
+  {
+    key: "attachments.maxBytes",
+    env: "CHORUS_ATTACHMENTS_MAX_BYTES",
+    kind: "integer",
+    expected: "an integer from 1024 to 2147483648",
+    default: "20971520 (20 MiB)",
+    doc: "Largest file the attachment store accepts (uploads, channel media).",
+  },
+  {
+    key: "attachments.allowedTypes",
+    env: "CHORUS_ATTACHMENTS_ALLOWED_TYPES",
+    kind: "list",
+    expected: "MIME types or type/*, comma-separated in the env",
+    default: "images, PDF, audio, mp4/webm/mov video, text, CSV, zip, office documents",
+    doc: "Types the attachment store accepts, checked against the content, not the claimed " +
+      "type; programs are refused whatever this says.",
   },
   {
     key: "plugins.mode",

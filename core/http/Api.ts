@@ -13,6 +13,7 @@ import { ApiTokenInfo } from "../../schemas/ApiToken.ts"
 import { Health, Readiness } from "../../schemas/System.ts"
 import { VERSION } from "../version.ts"
 import { Authentication } from "./Authentication.ts"
+import { AttachmentsReadApi, AttachmentsUploadApi } from "./AttachmentsApi.ts"
 import { EventsApi } from "./EventsApi.ts"
 import { InboundApi } from "./InboundApi.ts"
 import { PluginsApi } from "./PluginsApi.ts"
@@ -63,6 +64,8 @@ export class ChorusApi extends HttpApi.make("chorus")
   .add(RepliesApi.prefix(API_V1))
   .add(ContactsApi.prefix(API_V1))
   .add(PluginsApi.prefix(API_V1))
+  .add(AttachmentsUploadApi.prefix(API_V1))
+  .add(AttachmentsReadApi.prefix(API_V1))
   .annotate(OpenApi.Title, "Chorus API")
   .annotate(OpenApi.Version, VERSION)
   .annotate(

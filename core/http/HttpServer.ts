@@ -19,6 +19,7 @@ import { ChorusApi } from "./Api.ts"
 import { AuthenticationLive, bearerChallenge } from "./Authentication.ts"
 import { readableDecodeErrors } from "./DecodeErrors.ts"
 import { EventsHandlers, EventStreamsStop } from "./EventsHandlers.ts"
+import { AttachmentsReadHandlers, AttachmentsUploadHandlers } from "./AttachmentsHandlers.ts"
 import { InboundHandlers } from "./InboundHandlers.ts"
 import { PluginsHandlers } from "./PluginsHandlers.ts"
 import { pluginRoutes } from "./PluginRoutes.ts"
@@ -36,7 +37,7 @@ export const ApiLive = HttpApiBuilder.api(ChorusApi).pipe(
   Layer.provide([SystemHandlers, TokensHandlers]),
   Layer.provide(EventsHandlers),
   Layer.provide([InboundHandlers, ConversationsHandlers, ContactsHandlers, RepliesHandlers]),
-  Layer.provide(PluginsHandlers),
+  Layer.provide([PluginsHandlers, AttachmentsUploadHandlers, AttachmentsReadHandlers]),
   Layer.provide(AuthenticationLive),
   Layer.provide([ApiTokens.Default, ConversationQueries.layer]),
 )

@@ -27,6 +27,7 @@ export const Capability = Schema.Literal(
   "storage.tables",
   "routes",
   "channels",
+  "attachments",
 )
 export type Capability = typeof Capability.Type
 
@@ -59,6 +60,7 @@ const verbs: Record<Capability, string> = {
   secrets: "read the secret",
   "storage.tables": "use the table",
   routes: "serve the route",
+  attachments: "use the attachment store for",
   channels: "send as the channel",
 }
 
@@ -229,4 +231,15 @@ export const checkChannel = (
     field: "contributes.channels",
     hint: `the channel is not declared; add { "name": ${JSON.stringify(channel)}, ` +
       `"capabilities": { … } } to contributes.channels in ${MANIFEST_FILE}`,
+  })
+
+/** May the plugin store and read attachments? Only with `permissions.attachments: true`. */
+export const checkAttachments = (g: Grants, what: string): PermissionDenied | undefined =>
+  g.permissions.attachments ? undefined : new PermissionDenied({
+    plugin: g.plugin,
+    capability: "attachments",
+    requested: what,
+    field: "permissions.attachments",
+    hint:
+      `the attachment store is not granted; set "attachments": true in permissions in ${MANIFEST_FILE}`,
   })

@@ -44,6 +44,7 @@ import {
 } from "effect"
 import { InboundMessage, inboundMessageId } from "../../schemas/Inbound.ts"
 import { MANIFEST_FILE, type PluginManifest } from "../../schemas/PluginManifest.ts"
+import { AttachmentStore } from "../attachments/AttachmentStore.ts"
 import { Bus, type ConsumerSpec, Disposition } from "../bus/Bus.ts"
 import { describeIssues } from "../http/DecodeErrors.ts"
 import { inboundKey, inboundSubject } from "../pipeline/Streams.ts"
@@ -56,7 +57,7 @@ import { defaultDenoPath, type GuestProcess, startGuest } from "./GuestProcess.t
 import * as GuestRpc from "./GuestRpc.ts"
 import { type HostApi, make as makeHostApi } from "./HostApi.ts"
 import { HOST_API_VERSION } from "./HostApiVersion.ts"
-import { checkChannel, checkRoute } from "./Permissions.ts"
+import { checkAttachments, checkChannel, checkRoute } from "./Permissions.ts"
 import { type MetricKind, PluginMetrics } from "./PluginMetrics.ts"
 import { runPluginMigrations } from "./PluginMigrations.ts"
 
@@ -462,6 +463,7 @@ export const make = (discovered: DiscoveryResult, options: PluginHostOptions = {
     yield* Bus // the host API reaches it; fail early if missing
     const runtime = yield* Effect.runtime<Bus | Database | HttpClient.HttpClient>()
     const hostScope = yield* Effect.scope
+    const attachments = yield* Effect.serviceOption(AttachmentStore)
     const runExit = Runtime.runPromiseExit(runtime)
     const forkDaemon = <A, E>(effect: Effect.Effect<A, E, any>) =>
       Runtime.runFork(runtime)(effect as Effect.Effect<A, E, Bus | Database>)
@@ -811,6 +813,31 @@ export const make = (discovered: DiscoveryResult, options: PluginHostOptions = {
               slot.routes.push({ method: upper, path, pattern, params, binding: { gen, handler } })
             } else route.binding = { gen, handler }
             return Effect.void
+          }),
+        "attachments.put": (bytes: unknown, file: Record<string, unknown>) =>
+          Effect.gen(function* () {
+            const problem = checkAttachments(grants, "put")
+            if (problem !== undefined) return yield* problem
+            if (Option.isNone(attachments)) {
+              return yield* Effect.fail(new Error("this host has no attachment store"))
+            }
+            if (!(bytes instanceof Uint8Array)) {
+              return yield* Effect.fail(new TypeError("put(bytes, …): bytes must be a Uint8Array"))
+            }
+            return yield* attachments.value.put({
+              bytes,
+              name: String(file?.["name"] ?? "file"),
+              mimeType: String(file?.["mimeType"] ?? "application/octet-stream"),
+            })
+          }),
+        "attachments.get": (key: string) =>
+          Effect.gen(function* () {
+            const problem = checkAttachments(grants, "get")
+            if (problem !== undefined) return yield* problem
+            if (Option.isNone(attachments)) {
+              return yield* Effect.fail(new Error("this host has no attachment store"))
+            }
+            return yield* attachments.value.get(String(key))
           }),
         "channels.receive": (channel: string, raw: unknown) =>
           Effect.gen(function* () {

@@ -6,7 +6,7 @@ import { Replies } from "../../actors/conversation/Replies.ts"
 import { ApiTokens } from "../../core/auth/ApiTokens.ts"
 import { Bus, type BusMessage, BusUnavailable } from "../../core/bus/Bus.ts"
 import * as EmbeddedBus from "../../core/bus/EmbeddedBus.ts"
-import { PluginHostLive, StorageLive } from "../../core/Chorus.ts"
+import { AttachmentsLive, PluginHostLive, StorageLive } from "../../core/Chorus.ts"
 import { decodeConfig } from "../../core/config/loadConfig.ts"
 import * as ChorusHttp from "../../core/http/HttpServer.ts"
 import { InboundStream } from "../../core/pipeline/Streams.ts"
@@ -241,7 +241,7 @@ describe("POST /api/v1/inbound", () => {
             send: () => Effect.dieMessage("not used by this test"),
             relayOutbox: () => Effect.succeed(0),
           })),
-          Layer.provide(PluginHostLive(config)),
+          Layer.provide([PluginHostLive(config), AttachmentsLive(config)]),
           Layer.provideMerge(FlakyBus),
           Layer.provideMerge(StorageLive(config)),
         ),

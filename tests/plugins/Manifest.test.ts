@@ -96,6 +96,7 @@ describe("plugin manifest", () => {
     const manifest = Either.getOrThrow(minimal)
     // Deny by default: nothing declared, nothing granted.
     assert.deepStrictEqual(manifest.permissions, {
+      attachments: false,
       bus: { publish: [], subscribe: [] },
       net: [],
       secrets: [],

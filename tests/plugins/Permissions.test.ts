@@ -14,6 +14,7 @@ import { patternCovers, tablePrefixOf } from "../../schemas/PluginManifest.ts"
 const grants = (permissions: Partial<Grants["permissions"]>): Grants => ({
   plugin: "crmsync",
   permissions: {
+    attachments: false,
     bus: { publish: [], subscribe: [] },
     net: [],
     secrets: [],

@@ -51,6 +51,32 @@ export interface Chorus {
   readonly routes: GuestRoutes
   readonly metrics: GuestMetrics
   readonly channels: GuestChannels
+  /** The attachment store (`permissions.attachments: true`). */
+  readonly attachments: GuestAttachments
+}
+
+export interface GuestStoredFile {
+  /** Put it in an inbound message's attachments as `storageKey`. */
+  readonly storageKey: string
+  readonly name: string
+  /** The type the content was checked as. */
+  readonly mimeType: string
+  readonly size: number
+}
+
+export interface GuestAttachments {
+  /**
+   * Store a file (e.g. a photo downloaded from the provider). Refused with `AttachmentRefused`
+   * (`reason`: empty, too_large, program, type_mismatch, type_not_allowed) by the store's limits.
+   */
+  readonly put: (
+    bytes: Uint8Array,
+    file: { readonly name: string; readonly mimeType: string },
+  ) => Promise<GuestStoredFile>
+  /** A stored file's bytes (e.g. to upload a reply's attachment to the provider). */
+  readonly get: (
+    storageKey: string,
+  ) => Promise<{ readonly bytes: Uint8Array; readonly mimeType: string; readonly size: number }>
 }
 
 export type PluginMode = "inprocess" | "worker" | "deno"

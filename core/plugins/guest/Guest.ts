@@ -179,6 +179,10 @@ export const runGuest = (link: Link): void => {
         gauge: metric("gauge") as Chorus["metrics"]["gauge"],
         histogram: metric("histogram") as Chorus["metrics"]["histogram"],
       },
+      attachments: {
+        put: (bytes: Uint8Array, file) => call("attachments.put", bytes, file),
+        get: (key: string) => call("attachments.get", key),
+      },
       channels: {
         receive: (channel: string, message) => call("channels.receive", channel, message),
         register: (channel: string, adapter) => {

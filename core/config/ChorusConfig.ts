@@ -280,7 +280,7 @@ export const settings: ReadonlyArray<Setting> = [
     default: "worker",
     doc: "How plugins run: `inprocess` (trusted, fastest), `worker` (a worker thread each) or " +
       "`deno` (a Deno subprocess with permission flags from the manifest). Per plugin: " +
-      "`plugins.modes` in the config file (docs/plugins.md).",
+      "`plugins.modes` in the config file (docs/plugin-host.md).",
   },
   {
     key: "plugins.deno",

@@ -143,10 +143,11 @@ export const HostPattern = Schema.String.pipe(
  * `CHORUS_PLUGIN_<ID>_<NAME>` (id upper-cased).
  */
 export const SecretName = Schema.String.pipe(
-  Schema.filter((s) => /^[A-Z][A-Z0-9_]{0,63}$/.test(s), {
+  Schema.filter((s) => /^[A-Z][A-Z0-9_]{0,63}\*?$/.test(s), {
     message: (issue) =>
       `expected a secret name in upper case: a letter, then letters, digits or '_' (e.g. ` +
-      `"BOT_TOKEN"), got ${JSON.stringify(issue.actual)}`,
+      `"BOT_TOKEN"), or a prefix ending in '*' for a family of secrets (e.g. "BOT_TOKEN_*", ` +
+      `one per channel account), got ${JSON.stringify(issue.actual)}`,
   }),
 ).annotations({ identifier: "SecretName" })
 

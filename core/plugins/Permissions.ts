@@ -173,8 +173,14 @@ export const checkUrl = (g: Grants, url: URL): PermissionDenied | undefined => {
 }
 
 /** May the plugin read secret `name`? */
+/** Granted by its exact name, or by a declared prefix pattern (`BOT_TOKEN_*`). */
 export const checkSecret = (g: Grants, name: string): PermissionDenied | undefined =>
-  g.permissions.secrets.includes(name) ? undefined : denied(g.plugin, "secrets", name)
+  g.permissions.secrets.some((s) =>
+      s === name ||
+      (s.endsWith("*") && name.startsWith(s.slice(0, -1)) && /^[A-Z0-9_]+$/.test(name))
+    )
+    ? undefined
+    : denied(g.plugin, "secrets", name)
 
 /** The environment variable holding secret `name` of plugin `id`: `CHORUS_PLUGIN_CRMSYNC_API_KEY`. */
 export const secretEnvName = (id: string, name: string): string =>

@@ -1,6 +1,7 @@
 /** The permission decisions on their own: subject coverage, host patterns, names derived from the id. */
 import { assert, describe, it } from "@effect/vitest"
 import {
+  checkSecret,
   checkStream,
   checkTable,
   checkUrl,
@@ -59,6 +60,17 @@ describe("permission decisions", () => {
       checkUrl(g, new URL("https://api.example.com@evil.com/"))?.requested,
       "evil.com:443",
     )
+  })
+
+  it("secrets: by exact name, or by a declared prefix pattern for a family (one per account)", () => {
+    const g = grants({ secrets: ["API_KEY", "BOT_TOKEN_*"] })
+    assert.isUndefined(checkSecret(g, "API_KEY"))
+    assert.isUndefined(checkSecret(g, "BOT_TOKEN_SUPPORT"))
+    assert.isUndefined(checkSecret(g, "BOT_TOKEN_"))
+    assert.isDefined(checkSecret(g, "API_KEY_2"))
+    assert.isDefined(checkSecret(g, "BOT_TOKENX"))
+    assert.isDefined(checkSecret(g, "BOT_TOKEN_a"))
+    assert.strictEqual(checkSecret(g, "OTHER")!.field, "permissions.secrets")
   })
 
   it("names derived from the id: secrets, tables, consumers, streams", () => {

@@ -24,6 +24,7 @@ import type { DeliveryPolicyOptions } from "./channels/DeliveryPolicy.ts"
 import { type ChorusConfig, Config, sqliteFileOf } from "./config/ChorusConfig.ts"
 import * as HttpServer from "./http/HttpServer.ts"
 import { pipelineStreams } from "./pipeline/Streams.ts"
+import { builtinPluginsDir } from "./plugins/BuiltinPlugins.ts"
 import * as Discovery from "./plugins/Discovery.ts"
 import { withPluginChannels } from "./plugins/PluginChannels.ts"
 import * as PluginHost from "./plugins/PluginHost.ts"
@@ -127,7 +128,14 @@ export const OutboundLive = (config: ChorusConfig, options: OutboundOptions = {}
 /**
  * The plugins in `plugins.dirs`, discovered (manifests checked, bad ones logged and skipped).
  */
-export const PluginsLive = (config: ChorusConfig) => Discovery.layer(config.plugins.dirs)
+export const PluginsLive = (config: ChorusConfig) =>
+  Layer.suspend(() => {
+    const builtin = builtinPluginsDir(config.dataDir)
+    return Discovery.layer(
+      config.plugins.dirs,
+      builtin === undefined ? {} : { builtinDirs: [builtin] },
+    )
+  })
 
 export interface PluginHostOptions {
   /** Reload a plugin when its files change (`chorus start --dev`). */

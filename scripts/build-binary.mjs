@@ -18,7 +18,16 @@ import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { inject } from "postject"
-import { build, BuildError, bundleFile, distDir, reportFailure, root } from "./build.mjs"
+import {
+  build,
+  BuildError,
+  buildPlugins,
+  bundleFile,
+  distDir,
+  pluginsDistDir,
+  reportFailure,
+  root,
+} from "./build.mjs"
 
 /** The key nativeAddon.node.ts asks `node:sea` for. */
 const ADDON_ASSET = "better_sqlite3.node"
@@ -66,6 +75,8 @@ const checkPrerequisites = () => {
 const buildBinary = async ({ entry, strip = false } = {}) => {
   checkPrerequisites()
   await step("bundle", () => build(entry === undefined ? {} : { entry }))
+  // The plugins under plugins/ ride along as assets (core/plugins/BuiltinPlugins.ts).
+  const pluginFiles = await step("bundle plugins", () => buildPlugins())
 
   await step("sea blob", () => {
     const config = {
@@ -74,7 +85,13 @@ const buildBinary = async ({ entry, strip = false } = {}) => {
       disableExperimentalSEAWarning: true,
       // V8 code cache for the main script: first /health ~210 ms instead of ~330 ms.
       useCodeCache: true,
-      assets: { [ADDON_ASSET]: addonFile },
+      assets: {
+        [ADDON_ASSET]: addonFile,
+        "plugins/index.json": path.join(pluginsDistDir, "index.json"),
+        ...Object.fromEntries(
+          pluginFiles.map((f) => [`plugins/${f}`, path.join(pluginsDistDir, f)]),
+        ),
+      },
     }
     fs.writeFileSync(seaConfigFile, JSON.stringify(config, null, 2))
     // Quiet on success ("Wrote single executable preparation blob…"); on failure execFileSync

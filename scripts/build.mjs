@@ -37,9 +37,18 @@ export const reportFailure = (error) => {
  * - ws tries `bufferutil` and `utf-8-validate` and falls back to JavaScript;
  * - pg loads `pg-native` only for `pg.native`, which Chorus never uses;
  * - better-sqlite3 finds its addon through `bindings`, which walks up from the caller's file to
- *   a package.json: meaningless in a bundle. Chorus always passes `nativeBinding` instead.
+ *   a package.json: meaningless in a bundle. Chorus always passes `nativeBinding` instead;
+ * - (plugins) grammY's `debug` tries `supports-color` for colours, its `node-fetch` tries
+ *   `encoding` for non-UTF-8 bodies; both fall back without them.
  */
-const ABSENT = ["bufferutil", "utf-8-validate", "pg-native", "bindings"]
+const ABSENT = [
+  "bufferutil",
+  "utf-8-validate",
+  "pg-native",
+  "bindings",
+  "supports-color",
+  "encoding",
+]
 
 const absentModule = (name) => {
   const message = JSON.stringify(`${name} is not part of the chorus bundle (see scripts/build.mjs)`)
@@ -105,6 +114,60 @@ export const build = async ({ entry = defaultEntry } = {}) => {
   })
   assertSelfContained(result.metafile)
   return result.metafile
+}
+
+/** Where the built-in plugins are bundled (and the SEA assets' index of them). */
+export const pluginsDistDir = path.join(distDir, "plugins")
+
+/**
+ * Bundle every plugin under plugins/ (its entry with its dependencies, e.g. grammY) into
+ * dist/plugins/<id>/, with its manifest and migrations: the plugins the single binary carries.
+ * Returns the files, relative to dist/plugins.
+ */
+export const buildPlugins = async () => {
+  fs.rmSync(pluginsDistDir, { recursive: true, force: true })
+  const files = []
+  const source = path.join(root, "plugins")
+  for (const name of fs.readdirSync(source).sort()) {
+    const dir = path.join(source, name)
+    const manifestFile = path.join(dir, "chorus.plugin.json")
+    if (!fs.existsSync(manifestFile)) continue
+    const manifest = JSON.parse(fs.readFileSync(manifestFile, "utf8"))
+    const out = path.join(pluginsDistDir, name)
+    const result = await esbuild.build({
+      absWorkingDir: root,
+      entryPoints: [path.join(dir, manifest.entry)],
+      outfile: path.join(out, manifest.entry),
+      bundle: true,
+      platform: "node",
+      format: "esm",
+      target: "node20",
+      minify: false,
+      legalComments: "none",
+      metafile: true,
+      logLevel: "warning",
+      plugins: [absentPackages],
+      // CommonJS dependencies bundled into ESM still call require() for built-ins.
+      banner: {
+        js:
+          `import { createRequire as __chorusRequire } from "node:module"; const require = __chorusRequire(import.meta.url);`,
+      },
+    })
+    assertSelfContained(result.metafile)
+    files.push(path.join(name, manifest.entry))
+    fs.copyFileSync(manifestFile, path.join(out, "chorus.plugin.json"))
+    files.push(path.join(name, "chorus.plugin.json"))
+    const migrations = manifest.contributes?.migrations
+    if (migrations !== undefined) {
+      fs.cpSync(path.join(dir, migrations), path.join(out, migrations), { recursive: true })
+      for (const f of fs.readdirSync(path.join(out, migrations))) {
+        files.push(path.join(name, migrations, f))
+      }
+    }
+  }
+  fs.mkdirSync(pluginsDistDir, { recursive: true })
+  fs.writeFileSync(path.join(pluginsDistDir, "index.json"), JSON.stringify(files))
+  return files
 }
 
 /**

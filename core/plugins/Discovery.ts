@@ -29,6 +29,11 @@ export interface DiscoveryResult {
 export interface DiscoveryOptions {
   /** Default: `HOST_API_VERSION`. */
   readonly hostApiVersion?: string
+  /**
+   * Directories of plugins that ship with Chorus (the binary's): used for ids that no plugin in
+   * `dirs` has, so a plugin in `dirs` replaces the built-in one of the same id.
+   */
+  readonly builtinDirs?: ReadonlyArray<string>
 }
 
 /** Sub-directories of `root` with a manifest; a missing root is no plugins (and a debug log). */
@@ -60,7 +65,10 @@ const rawId = (dir: string): string | undefined => {
 }
 
 /** Discover every plugin under `dirs`; never fails. */
-export const discover = Effect.fn("Discovery.discover")(function* (
+export const discover: (
+  dirs: ReadonlyArray<string>,
+  options?: DiscoveryOptions,
+) => Effect.Effect<DiscoveryResult> = Effect.fn("Discovery.discover")(function* (
   dirs: ReadonlyArray<string>,
   options: DiscoveryOptions = {},
 ) {
@@ -102,6 +110,17 @@ export const discover = Effect.fn("Discovery.discover")(function* (
         }),
       })
     }
+  }
+  if (options.builtinDirs !== undefined && options.builtinDirs.length > 0) {
+    const builtin = yield* discover(options.builtinDirs, {
+      ...(options.hostApiVersion !== undefined ? { hostApiVersion: options.hostApiVersion } : {}),
+    })
+    const taken = new Set([
+      ...byId.keys(),
+      ...refused.flatMap((r) => (r.id === undefined ? [] : [r.id])),
+    ])
+    for (const p of builtin.plugins) if (!taken.has(p.manifest.id)) plugins.push(p)
+    for (const r of builtin.refused) if (r.id === undefined || !taken.has(r.id)) refused.push(r)
   }
   plugins.sort((a, b) => (a.manifest.id < b.manifest.id ? -1 : 1))
   for (const r of refused) {

@@ -142,7 +142,7 @@ describe("single binary", () => {
   }, HEALTHY_WITHIN_MS + EXIT_WITHIN_MS + 10_000)
 
   it(
-    "runs a plugin from ./plugins in a worker thread, with no files of the repository",
+    "runs a plugin from ./plugins and its built-in plugins in worker threads, without the repository",
     async () => {
       const { dir, exe } = isolatedCopy()
       const pluginDir = path.join(dir, "plugins", "hello")
@@ -192,6 +192,16 @@ describe("single binary", () => {
           if (body === undefined) await new Promise((resolve) => setTimeout(resolve, 50))
         }
         assert.deepStrictEqual(body, { mode: "worker", inWorker: true })
+        // The plugins of the source tree ride inside the binary (bundled with their
+        // dependencies), extracted to the data directory and started from there.
+        const telegramActive = output.split("\n").some((line) =>
+          line.includes('"plugin active"') && line.includes('"plugin":"telegram"')
+        )
+        assert.isTrue(telegramActive, `the built-in telegram plugin is active:\n${output}`)
+        assert.isTrue(
+          fs.readdirSync(path.join(dir, "data", "plugins-builtin")).length === 1,
+          "extracted once to data/plugins-builtin",
+        )
       } finally {
         if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
         fs.rmSync(dir, { recursive: true, force: true })

@@ -49,6 +49,21 @@ const withLogs = <A, E>(effect: Effect.Effect<A, E>) =>
   })
 
 describe("plugin discovery", () => {
+  it.scoped("built-in plugins fill in ids the plugin directories do not have", () =>
+    Effect.gen(function* () {
+      const mine = yield* tempDir("chorus-plugins-mine-")
+      const builtin = yield* tempDir("chorus-plugins-builtin-")
+      writePlugin(mine, "telegram", manifest("telegram", { version: "9.0.0" }))
+      writePlugin(builtin, "telegram", manifest("telegram", { version: "1.0.0" }))
+      writePlugin(builtin, "widget", manifest("widget"))
+      const found = yield* discover([mine], { builtinDirs: [builtin] })
+      assert.deepStrictEqual(
+        found.plugins.map((p) => `${p.manifest.id}@${p.manifest.version}`),
+        ["telegram@9.0.0", "widget@1.0.0"],
+      )
+      assert.deepStrictEqual(found.refused, [])
+    }))
+
   it.scoped("finds good plugins, reports and skips bad ones, refuses duplicate ids", () =>
     Effect.gen(function* () {
       const one = yield* tempDir("chorus-plugins-a-")

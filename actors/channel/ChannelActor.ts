@@ -100,6 +100,12 @@ export const layer = (options: ChannelActorOptions = {}) =>
           yield* Effect.logWarning("reply failed").pipe(
             Effect.annotateLogs({ messageId, attempts, error: result.left.message }),
           )
+          if (result.left._tag === "ProviderRejected" && result.left.unreachable === true) {
+            yield* outbound.markUnreachable(message.identityId)
+            yield* Effect.logInfo("identity marked unreachable").pipe(
+              Effect.annotateLogs({ identityId: message.identityId, reason: result.left.reason }),
+            )
+          }
         }
         const recorded = yield* outbound.recordDelivery({ messageId, outcome, attempts })
         if (Option.isNone(recorded)) return { _tag: "Missing" } satisfies DeliveryReport

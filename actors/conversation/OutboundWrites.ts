@@ -71,6 +71,11 @@ export interface OutboundStoreShape {
     id: ChannelIdentityId,
   ) => Effect.Effect<Option.Option<ChannelIdentity>, DatabaseError>
   /**
+   * The provider says nothing sent to this identity can arrive (blocked, left, bounces): replies
+   * and fallbacks skip it until the customer writes from it again.
+   */
+  readonly markUnreachable: (id: ChannelIdentityId) => Effect.Effect<void, DatabaseError>
+  /**
    * Replies still `queued`, oldest first, created before `createdBefore` (epoch ms); page on with
    * `after` = the last one's `[createdAt, id]`.
    */
@@ -210,6 +215,13 @@ export const make = (
       return Option.fromNullable(row).pipe(Option.map(toIdentity))
     })
 
+    const markUnreachable = Effect.fn("OutboundStore.markUnreachable")(function* (
+      id: ChannelIdentityId,
+    ) {
+      yield* database.query("mark identity unreachable", (db) =>
+        db.updateTable("channel_identities").set({ reachable: 0 }).where("id", "=", id).execute())
+    })
+
     const queued = Effect.fn("OutboundStore.queued")(function* (options: {
       readonly createdBefore: number
       readonly after?: readonly [number, string]
@@ -241,6 +253,7 @@ export const make = (
         writer.submit(recordKind, input).pipe(Effect.withSpan("OutboundStore.recordDelivery")),
       reply,
       identity,
+      markUnreachable,
       queued,
     } satisfies OutboundStoreShape
   })

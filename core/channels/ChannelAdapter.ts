@@ -66,6 +66,11 @@ export class ProviderUnavailable extends Data.TaggedError("ProviderUnavailable")
 export class ProviderRejected extends Data.TaggedError("ProviderRejected")<{
   readonly code: string
   readonly reason: string
+  /**
+   * Nothing sent to this recipient can arrive (the person blocked the bot, left, the address
+   * bounces): the identity is marked unreachable.
+   */
+  readonly unreachable?: boolean | undefined
 }> {
   override get message() {
     return `provider rejected the message (${this.code}): ${this.reason}`

@@ -49,7 +49,13 @@ const adapterOf = (
                 : Duration.millis(result.retryAfterMs),
             }),
           )
-          : Effect.fail(new ProviderRejected({ code: result.code, reason: result.reason }))
+          : Effect.fail(
+            new ProviderRejected({
+              code: result.code,
+              reason: result.reason,
+              ...(result.unreachable === true ? { unreachable: true } : {}),
+            }),
+          )
       ),
     ),
 })

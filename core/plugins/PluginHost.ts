@@ -174,6 +174,7 @@ export type PluginSendResult =
     readonly code: string
     readonly reason: string
     readonly retryAfterMs?: number
+    readonly unreachable?: boolean
   }
 
 export interface PluginHostShape {
@@ -1442,6 +1443,7 @@ export const make = (discovered: DiscoveryResult, options: PluginHostOptions = {
               code: String(r["code"] ?? "error"),
               reason: String(r["reason"] ?? "the plugin reported a failure"),
               ...(typeof r["retryAfterMs"] === "number" ? { retryAfterMs: r["retryAfterMs"] } : {}),
+              ...(r["unreachable"] === true ? { unreachable: true } : {}),
             } as const
           }
           slot.counters.sendErrors++

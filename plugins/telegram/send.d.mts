@@ -8,4 +8,5 @@ export declare const failureOf: (error: unknown) => {
   code: string
   reason: string
   retryAfterMs?: number
+  unreachable?: boolean
 }

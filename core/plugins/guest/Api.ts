@@ -285,6 +285,8 @@ export type GuestSendResult =
     readonly code: string
     readonly reason: string
     readonly retryAfterMs?: number
+    /** Nothing can reach this recipient (blocked the bot, left): the identity is marked unreachable. */
+    readonly unreachable?: boolean
   }
 
 /** A customer's message as a channel plugin hands it in (`chorus.channels.receive`). */

@@ -182,7 +182,7 @@ import { startTestHost } from "${testKit}"
 /** @type {import("${testKit}").TestHost} */
 let kit
 beforeAll(async () => {
-  kit = await startTestHost({ plugin: import.meta.dirname })
+  kit = await startTestHost({ plugin: new URL(".", import.meta.url) })
 })
 afterAll(() => kit?.stop())
 
@@ -410,7 +410,7 @@ let kit
 beforeAll(async () => {
   await new Promise((resolve) => provider.listen(0, "127.0.0.1", resolve))
   const sendUrl = \`http://127.0.0.1:\${provider.address().port}/send\`
-  kit = await startTestHost({ plugin: import.meta.dirname, settings: { sendUrl } })
+  kit = await startTestHost({ plugin: new URL(".", import.meta.url), settings: { sendUrl } })
 })
 afterAll(async () => {
   await kit?.stop()
@@ -533,7 +533,7 @@ import { startTestHost } from "${testKit}"
 /** @type {import("${testKit}").TestHost} */
 let kit
 beforeAll(async () => {
-  kit = await startTestHost({ plugin: import.meta.dirname })
+  kit = await startTestHost({ plugin: new URL(".", import.meta.url) })
 })
 afterAll(() => kit?.stop())
 

@@ -17,7 +17,7 @@
  * import { startTestHost } from "../../core/plugins/sdk/TestKit.ts"
  *
  * let kit
- * beforeAll(async () => { kit = await startTestHost({ plugin: import.meta.dirname }) })
+ * beforeAll(async () => { kit = await startTestHost({ plugin: new URL(".", import.meta.url) }) })
  * afterAll(() => kit?.stop())
  *
  * test("echoes", async () => {
@@ -31,6 +31,7 @@ import { randomBytes } from "node:crypto"
 import * as NodeFs from "node:fs"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
+import { fileURLToPath } from "node:url"
 import { FetchHttpClient } from "@effect/platform"
 import { Cause, Duration, Effect, Exit, Logger, LogLevel, Option, Scope, Stream } from "effect"
 import { Bus, type BusShape, type PublishAck } from "../../bus/Bus.ts"
@@ -103,8 +104,11 @@ export const hostAround = (
 // One plugin under test
 
 export interface TestHostOptions {
-  /** The plugin's directory (the one holding `chorus.plugin.json`). */
-  readonly plugin: string
+  /**
+   * The plugin's directory (the one holding `chorus.plugin.json`): a path, or a `file:` URL such
+   * as `new URL(".", import.meta.url)` (the directory of the test file).
+   */
+  readonly plugin: string | URL
   /** How the plugin runs. Default `worker`, as in `chorus start`. */
   readonly mode?: PluginMode
   /** Setting values, as an operator would set them (checked against the manifest). Default none. */
@@ -213,7 +217,9 @@ const withBody = <T extends { readonly body: Uint8Array }>(value: T) => ({
 /** The host around the plugin in `options.plugin`, as an Effect (closing the scope stops it). */
 export const testHost = (options: TestHostOptions) =>
   Effect.gen(function* () {
-    const loaded = yield* loadManifest(options.plugin)
+    const loaded = yield* loadManifest(
+      options.plugin instanceof URL ? fileURLToPath(options.plugin) : options.plugin,
+    )
     const id = loaded.manifest.id
     const world = yield* hostAround({ plugins: [loaded], refused: [] }, {
       mode: options.mode ?? "worker",

@@ -278,6 +278,52 @@ describe("plugin scaffold", () => {
     assert.include(error!.message, "Invalid plugin manifest")
   })
 
+  /** `node_modules/.bin/deno <args>` in `cwd`. */
+  const deno = (args: ReadonlyArray<string>, cwd: string) =>
+    new Promise<{ code: number | null; output: string }>((resolve) => {
+      const child = spawn(NodePath.join(ROOT, "node_modules/.bin/deno"), args, {
+        cwd,
+        env: {
+          PATH: process.env["PATH"] ?? "",
+          HOME: process.env["HOME"] ?? "/tmp",
+          NO_COLOR: "1",
+        },
+      })
+      let output = ""
+      child.stdout.on("data", (chunk) => (output += chunk))
+      child.stderr.on("data", (chunk) => (output += chunk))
+      child.on("exit", (code) => resolve({ code, output }))
+    })
+
+  it("the scaffolded files pass deno fmt --check and deno lint, whatever the id's length", async () => {
+    const root = NodeFs.mkdtempSync(NodePath.join(NodeOs.tmpdir(), "chorus-scaffold-"))
+    roots.push(root)
+    for (const kind of ["bot", "channel", "analytics"] as const) {
+      for (const name of ["ab", "a".repeat(32), ...(kind === "channel" ? [] : ["b".repeat(40)])]) {
+        scaffoldInto(name, kind, NodeFs.mkdtempSync(NodePath.join(root, `${kind}-`)))
+      }
+    }
+    // The repository's deno.json settings (deno fmt and deno lint cover plugins/).
+    const fmt = await deno(
+      [
+        "fmt",
+        "--check",
+        "--no-config",
+        "--line-width",
+        "100",
+        "--indent-width",
+        "2",
+        "--no-semicolons",
+        ".",
+      ],
+      root,
+    )
+    assert.strictEqual(fmt.code, 0, fmt.output)
+    assert.match(fmt.output, /Checked 32 files/)
+    const lint = await deno(["lint", "--no-config", "."], root)
+    assert.strictEqual(lint.code, 0, lint.output)
+  })
+
   /** Run the scaffolded plugins' own tests with vitest in a child process. */
   const vitest = (root: string) =>
     new Promise<{ code: number | null; output: string }>((resolve) => {

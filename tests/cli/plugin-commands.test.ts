@@ -9,6 +9,7 @@ import * as NodeNet from "node:net"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
 import { afterAll, assert, beforeAll, describe, it } from "vitest"
+import { unknownEnvVariables } from "../../core/config/loadConfig.ts"
 import { type ChorusProcess, startChorus } from "../support/ChorusProcess.ts"
 
 const cwd = NodeFs.mkdtempSync(NodePath.join(NodeOs.tmpdir(), "chorus-plugin-cli-"))
@@ -134,6 +135,11 @@ describe("chorus plugin", () => {
     })
     assert.strictEqual(fromConfig.code, 0, fromConfig.stderr)
     assert.include(fromConfig.stdout, "echo")
+  })
+
+  it("CHORUS_URL and CHORUS_TOKEN are not taken for misspelt settings when the server starts", () => {
+    const env = { CHORUS_URL: url, CHORUS_TOKEN: token, CHORUS_HTTP_PROT: "1" }
+    assert.deepStrictEqual(unknownEnvVariables(env), ["CHORUS_HTTP_PROT"])
   })
 
   it("says in one line what went wrong: unknown plugin, bad or no token, no server", async () => {

@@ -268,16 +268,20 @@ const control = (action: "enable" | "disable" | "reload", description: string) =
       ),
   ).pipe(Command.withDescription(description))
 
-/** Chorus's `core/` directory, which a new plugin's test imports the test kit from. */
-const coreDir = (): string => {
+const TEST_KIT = "plugins/sdk/TestKit.ts"
+
+/**
+ * Chorus's `core/` directory, which a new plugin's test imports the test kit from: this CLI's
+ * own checkout, else `./core`. `found` is false when neither has the test kit (the single
+ * binary run outside a checkout): the test then needs its import fixed.
+ */
+const coreDir = (): { readonly dir: string; readonly found: boolean } => {
   const candidates = [
     NodePath.resolve(NodePath.dirname(fileURLToPath(import.meta.url)), ".."),
     NodePath.resolve("core"),
   ]
-  return candidates.find((dir) =>
-    NodeFs.existsSync(NodePath.join(dir, "plugins/sdk/TestKit.ts"))
-  ) ??
-    candidates[1]!
+  const dir = candidates.find((d) => NodeFs.existsSync(NodePath.join(d, TEST_KIT)))
+  return dir !== undefined ? { dir, found: true } : { dir: candidates[1]!, found: false }
 }
 
 const newPlugin = Command.make(
@@ -298,7 +302,8 @@ const newPlugin = Command.make(
     orExit(
       Effect.gen(function* () {
         const target = NodePath.resolve(dir, name)
-        const core = NodePath.relative(target, coreDir()).split(NodePath.sep).join("/")
+        const kit = coreDir()
+        const core = NodePath.relative(target, kit.dir).split(NodePath.sep).join("/")
         const files = yield* Either.mapLeft(
           scaffold({ name, kind, core }),
           (e) => new PluginCommandError({ message: e.message }),
@@ -320,16 +325,27 @@ const newPlugin = Command.make(
             new PluginCommandError({ message: `cannot write ${target}: ${(e as Error).message}` }),
         })
         const shown = NodePath.join(dir, name)
+        // vitest finds plugins/**/*.test.mjs from the checkout; elsewhere it is pointed at the plugin.
+        const inPlugins = NodePath.relative(NodePath.resolve("plugins"), target) === name
+        const test = inPlugins ? `npx vitest run ${shown}` : `npx vitest run --root ${shown}`
         yield* Console.log(
           [
             `Created ${kind} plugin ${name} in ${shown}/:`,
             ...files.map((f) => `  ${NodePath.join(shown, f.path)}`),
             "",
             "Next:",
-            `  npx vitest run ${shown}        run its test`,
-            "  npm start -- --dev                 start Chorus; the plugin reloads when you save",
+            `  ${test}`,
+            "      run its test",
+            "  npm start -- --dev",
+            "      start Chorus (plugins from plugins.dirs); a plugin reloads when you save",
           ].join("\n"),
         )
+        if (!kit.found) {
+          yield* Console.error(
+            `chorus: note: no Chorus checkout found here, so ${shown}/index.test.mjs imports the ` +
+              `test kit from ${core}/${TEST_KIT}; point that import at your checkout's core/${TEST_KIT}`,
+          )
+        }
       }),
     ),
 ).pipe(

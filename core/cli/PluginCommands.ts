@@ -164,12 +164,11 @@ const callApi = <A, I>(
       return yield* new ApiRefused({
         status: response.status,
         message: errorMessage(text) ??
-          `the server at ${base} answered ${response.status} to ${method} ${url}: ${
-            text.slice(0, 200)
-          }`,
+          `the server at ${base} answered ${response.status} to ${method} ${url} ` +
+            `(is it a Chorus server?): ${JSON.stringify(oneLine(text).slice(0, 120))}`,
       })
     }
-    return yield* Schema.decodeUnknown(schema)(JSON.parse(text)).pipe(
+    return yield* Schema.decodeUnknown(Schema.parseJson(schema))(text).pipe(
       Effect.mapError(() =>
         new ApiRefused({
           status: response.status,

@@ -7,6 +7,7 @@ export default defineConfig({
       "core/**/*.test.ts",
       "actors/**/*.test.ts",
       "plugins/**/*.test.ts",
+      "plugins/**/*.test.mjs",
       "schemas/**/*.test.ts",
     ],
     testTimeout: 60_000,

@@ -99,7 +99,7 @@ export const ChannelsLive = (
       const host = yield* PluginHost.PluginHost
       return withPluginChannels(ChannelAdapter.make([api]), host)
     }),
-  ).pipe(Layer.provide([FetchHttpClient.layer, PluginsLive(config)]))
+  ).pipe(Layer.provide(FetchHttpClient.layer))
 
 export interface OutboundOptions {
   /** Timeouts and retries of each send. Default: see `DeliveryPolicy`. */

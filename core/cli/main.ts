@@ -1,5 +1,5 @@
 /**
- * The `chorus` command line: `start`, `migrate`, `config`, `dead-letters`, `token`.
+ * The `chorus` command line: `start`, `migrate`, `config`, `dead-letters`, `token`, `plugin`.
  * Built on @effect/cli, so `chorus --help` and `chorus <command> --help` document themselves.
  */
 import { Args, Command, Options } from "@effect/cli"
@@ -14,6 +14,7 @@ import * as Logging from "../logging/Logging.ts"
 import { Database, redactUrl } from "../storage/Database.ts"
 import { coreMigrationSet, migrate } from "../storage/Migrations.ts"
 import { VERSION } from "../version.ts"
+import { pluginCommand } from "./PluginCommands.ts"
 
 const configFile = Options.file("config").pipe(
   Options.withAlias("c"),
@@ -314,7 +315,7 @@ const token = Command.make("token").pipe(
 
 const chorus = Command.make("chorus").pipe(
   Command.withDescription("Chorus: omnichannel customer communication."),
-  Command.withSubcommands([start, migrateCommand, configShow, deadLetters, token]),
+  Command.withSubcommands([start, migrateCommand, configShow, deadLetters, token, pluginCommand]),
 )
 
 const cli = Command.run(chorus, { name: "chorus", version: VERSION })

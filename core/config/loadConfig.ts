@@ -196,7 +196,13 @@ export const loadConfig = (
 export const unknownEnvVariables = (
   env: Readonly<Record<string, string | undefined>> = process.env,
 ): ReadonlyArray<string> => {
-  const known = new Set([...settings.map((s) => s.env), "CHORUS_CONFIG"])
+  // CHORUS_URL and CHORUS_TOKEN are the `chorus plugin …` client's (the server to call, as whom).
+  const known = new Set([
+    ...settings.map((s) => s.env),
+    "CHORUS_CONFIG",
+    "CHORUS_URL",
+    "CHORUS_TOKEN",
+  ])
   return Object.keys(env).filter((k) =>
     k.startsWith("CHORUS_") && !k.startsWith("CHORUS_PLUGIN_") && !known.has(k)
   )

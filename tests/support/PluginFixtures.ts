@@ -1,19 +1,17 @@
 /**
  * Plugins for tests: a directory with a manifest and an entry module written from strings, and
- * a plugin host around them on a SQLite file and the embedded bus (or a given database and bus).
+ * a plugin host around them on a SQLite file and the embedded bus (or a given database and bus),
+ * built by the plugin test kit (`core/plugins/sdk/TestKit.ts`).
  */
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
-import { FetchHttpClient } from "@effect/platform"
 import { Effect, type Scope } from "effect"
-import { Bus, type BusShape } from "../../core/bus/Bus.ts"
-import * as EmbeddedBus from "../../core/bus/EmbeddedBus.ts"
-import { pipelineStreams } from "../../core/pipeline/Streams.ts"
+import type { BusShape } from "../../core/bus/Bus.ts"
 import { discover } from "../../core/plugins/Discovery.ts"
-import * as PluginHost from "../../core/plugins/PluginHost.ts"
-import { Database, type DatabaseShape } from "../../core/storage/Database.ts"
-import { sqliteDatabase, tempDir } from "./TestDatabase.ts"
-import { uniqueNamespace } from "./TestNamespace.ts"
+import type * as PluginHost from "../../core/plugins/PluginHost.ts"
+import { hostAround } from "../../core/plugins/sdk/TestKit.ts"
+import type { DatabaseShape } from "../../core/storage/Database.ts"
+import { tempDir } from "./TestDatabase.ts"
 
 export interface PluginFiles {
   readonly id: string
@@ -66,22 +64,12 @@ export const startHost = (
   } = {},
 ): Effect.Effect<TestHost, unknown, Scope.Scope> =>
   Effect.gen(function* () {
-    const db = options.db ?? (yield* sqliteDatabase())
-    const bus = options.bus ??
-      (yield* EmbeddedBus.make({ namespace: uniqueNamespace() }).pipe(
-        Effect.provideService(Database, db),
-      ))
-    for (const stream of pipelineStreams) yield* bus.ensureStream(stream)
     const found = yield* discover([root])
-    const host = yield* PluginHost.make(found, {
+    const world = yield* hostAround(found, {
       heartbeat: { interval: "500 millis", timeout: "2 seconds" },
       ...options,
-    }).pipe(
-      Effect.provideService(Bus, bus),
-      Effect.provideService(Database, db),
-      Effect.provide(FetchHttpClient.layer),
-    )
-    return { host, bus, db, root }
+    })
+    return { ...world, root }
   })
 
 export const pluginsRoot = () => tempDir("chorus-plugins-")

@@ -335,7 +335,6 @@ const channel = (id: string, api: string): Template => ({
         path: `/plugins/${id}/webhook`,
         description: "The provider's webhook: one customer message per request.",
       }],
-      subjects: { publishes: [`inbound.${id}`] },
       settings: [
         {
           key: "sendUrl",
@@ -352,14 +351,13 @@ const channel = (id: string, api: string): Template => ({
       ],
     },
     permissions: {
-      bus: { publish: [`inbound.${id}`] },
       net: ["127.0.0.1", "localhost"],
     },
   },
   source: `/**
  * ${id}: a channel. Replies to customers on channel \`${id}\` are POSTed as JSON to the
  * \`sendUrl\` setting; the provider's webhook, \`POST /plugins/${id}/webhook\`, brings customers'
- * messages in, published on \`inbound.${id}\` for the conversation pipeline.
+ * messages in, handed to Chorus with \`chorus.channels.receive\` for the conversation pipeline.
  *
  * Replace the two wire formats below (\`send\`'s request, the webhook's body) by your provider's,
  * and its host in permissions.net.
@@ -422,26 +420,17 @@ export default {
       const body = safeJson(request)
       const problem = checkWebhook(body)
       if (problem !== undefined) return { status: 400, body: { error: problem } }
-      const now = new Date().toISOString()
-      // The InboundMessage the pipeline expects (schemas/Inbound.ts).
-      const inbound = {
-        channel,
+      // Checked against the inbound schema by the host, stored once per messageId however often
+      // the webhook is redelivered, in the order each sender wrote. Resolves once durable: only
+      // then may the provider be told it arrived.
+      const { duplicate } = await chorus.channels.receive(channel, {
         account: body.account,
         sender: { externalId: body.from.id, ...(body.from.name ? { name: body.from.name } : {}) },
         externalId: body.messageId,
         text: body.text,
-        attachments: [],
-        sentAt: body.sentAt ?? now,
-        receivedAt: now,
-      }
-      const part = encodeURIComponent
-      const ack = await chorus.bus.publish(\`inbound.\${channel}\`, inbound, {
-        // One stored message per provider message, however often the webhook is redelivered.
-        id: \`\${channel}:\${part(body.account)}:\${part(body.messageId)}\`,
-        // One sender's messages in the order they wrote.
-        key: \`\${channel}:\${part(body.account)}:\${part(body.from.id)}\`,
+        ...(body.sentAt !== undefined ? { sentAt: body.sentAt } : {}),
       })
-      return { status: 202, body: { accepted: true, duplicate: ack.duplicate } }
+      return { status: 202, body: { accepted: true, duplicate } }
     })
     chorus.log.info("channel ready", { sendUrl: chorus.settings.sendUrl })
   },
@@ -526,7 +515,7 @@ test("publishes a webhook's message on inbound.<id>, once", async () => {
   assert.deepInclude(message.json(), {
     channel: id,
     account: "main",
-    sender: { externalId: "u1", name: "Ann" },
+    sender: { externalId: "u1", name: "Ann", verified: false },
     externalId: "x1",
     text: "hi",
   })

@@ -85,17 +85,15 @@ const underLoad = (mode: PluginMode, bus?: BusShape) =>
     yield* Fiber.join(publisher)
     const published = Date.now()
 
-    // Every `done` the plugin stored: at least MESSAGES, then whatever else comes within a second.
+    yield* eventually(
+      "every message handled",
+      host.status("load").pipe(Effect.map((s) => s.counters.delivered >= MESSAGES)),
+      60_000,
+    )
+    // Every `done` the plugin stored: all there by now (each is stored before its message is
+    // acknowledged), and whatever else comes within 2 seconds.
     const done = yield* hostBus.read("plugin-load", { fromSeq: 1, filter: "plugins.load.done" })
-      .pipe(
-        Stream.timeout("3 seconds"),
-        Stream.runCollect,
-        Effect.map(Chunk.toArray),
-        Effect.repeat({
-          until: (all) => all.length >= MESSAGES,
-          times: 20,
-        }),
-      )
+      .pipe(Stream.timeout("2 seconds"), Stream.runCollect, Effect.map(Chunk.toArray))
     const counts = new Map<string, number>()
     const byVersion = new Set<string>()
     for (const m of done) {

@@ -29,6 +29,7 @@ const loadSource = `
 export default {
   async activate(chorus) {
     const version = crypto.randomUUID()
+    let handled = 0
     await chorus.bus.ensureStream({ name: "plugin-load", subjects: ["plugins.load.>"] })
     await chorus.bus.consume(
       { stream: "plugin-load", name: "main", filter: "plugins.load.in", concurrency: 32 },
@@ -38,6 +39,9 @@ export default {
           { in: message.id, version },
           { id: crypto.randomUUID() },
         )
+        // Now and then, work after the record (as a real handler has): a version stopped
+        // before its handlers finish would have those messages handled again by the next one.
+        if (++handled % 16 === 0) await new Promise((resolve) => setTimeout(resolve, 20))
       },
     )
   },

@@ -19,9 +19,10 @@
  * running), about 0.2 s a reload, most of it a worker thread starting and compiling the module.
  *
  * For the record, the same 300 reloads in-process (not asserted; run with `CHORUS_SOAK=1`):
- * heap +4.6 to +4.8 MB, RSS +3.6 to +6 MB, 3 to 5 s. Node keeps every imported version of the entry module (about
- * 16 KB each here: the big module is imported under the same URL and shared, and the plugin
- * drops its state in `deactivate`; state a plugin keeps would stay with every version).
+ * heap +4.6 to +4.8 MB, RSS +3.6 to +6 MB, 3 to 5 s. Node keeps every imported version of the
+ * entry module (about 16 KB each here: the big module is imported under the same URL and
+ * shared, and the plugin drops its state in `deactivate`; state a plugin keeps would stay with
+ * every version).
  */
 import { spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"

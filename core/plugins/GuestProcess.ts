@@ -90,6 +90,9 @@ const inWorker = (options: GuestOptions): GuestProcess => {
   const worker = new Worker(pathToFileURL(guestModuleFile(options.runtimeDir)), {
     workerData: { chorusGuest: true },
     env: {},
+    // Not the host's Node flags: run from the sources they hold `--import tsx`, which would load
+    // again in every worker, about 80 ms of each plugin start, for no use to the guest runtime.
+    execArgv: [],
     name: `chorus-plugin-${options.plugin}`,
     resourceLimits: { maxOldGenerationSizeMb: options.maxHeapMb },
   })

@@ -157,7 +157,9 @@ export interface GuestBus {
   /**
    * Deliver the messages of a durable consumer to `handler`, acknowledged when it resolves.
    * The consumer lives in the host: across a reload or a restart of the plugin it is kept and
-   * handed to the new version, so no message is lost or handled twice.
+   * handed to the new version, so no message is lost. A reload lets the messages in hand finish
+   * first, so none is handled twice; after a crash, the messages the dead version had in hand
+   * (whose work may be done) are delivered again: make their effects idempotent.
    */
   readonly consume: (
     spec: GuestConsumerSpec,

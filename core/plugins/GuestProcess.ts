@@ -35,6 +35,8 @@ export interface GuestProcess {
 export interface GuestOptions {
   readonly mode: PluginMode
   readonly plugin: string
+  /** The entry module's file (a TypeScript one needs tsx in a worker). */
+  readonly entry: string
   /** The plugin's directory (Deno may read it). */
   readonly dir: string
   /** Hosts for Deno's `--allow-net` (wildcard patterns are left out: Deno has no such form). */
@@ -92,7 +94,8 @@ const inWorker = (options: GuestOptions): GuestProcess => {
     env: {},
     // Not the host's Node flags: run from the sources they hold `--import tsx`, which would load
     // again in every worker, about 80 ms of each plugin start, for no use to the guest runtime.
-    execArgv: [],
+    // Only a TypeScript entry gets tsx (from the sources; startGuest refuses one without it).
+    execArgv: isTypeScript(options.entry) ? ["--import", tsxLoader()!] : [],
     name: `chorus-plugin-${options.plugin}`,
     resourceLimits: { maxOldGenerationSizeMb: options.maxHeapMb },
   })
@@ -202,6 +205,28 @@ const inDeno = (options: GuestOptions): GuestProcess => {
     },
   }
 }
+
+const isTypeScript = (file: string) => /\.[mc]?tsx?$/.test(file)
+
+/** tsx's loader when it is installed (running from the sources), else undefined (the binary). */
+export const tsxLoader = (): string | undefined => {
+  try {
+    return pathToFileURL(createRequire(import.meta.url).resolve("tsx")).href
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Why this Chorus cannot run `entry` in `mode`, if it cannot: Node 20 runs no TypeScript, so a
+ * `.ts` entry works in a worker or in-process only from the sources (tsx), always in Deno.
+ */
+export const entryProblem = (entry: string, mode: PluginMode): string | undefined =>
+  isTypeScript(entry) && mode !== "deno" && tsxLoader() === undefined
+    ? `the entry ${NodePath.basename(entry)} is TypeScript, which this Chorus cannot load in ` +
+      `${mode} mode: build it to JavaScript (and point entry at the .js), or run the plugin in ` +
+      `deno mode`
+    : undefined
 
 export const startGuest = (options: GuestOptions): GuestProcess =>
   options.mode === "inprocess"

@@ -53,7 +53,7 @@ import { type LoadedManifest, loadManifest, type ManifestInvalid } from "./Manif
 import type { DiscoveryResult } from "./Discovery.ts"
 import type { PluginMode, SettingValue } from "./guest/Api.ts"
 import type { GuestInit, WireMessage } from "./guest/Protocol.ts"
-import { defaultDenoPath, type GuestProcess, startGuest } from "./GuestProcess.ts"
+import { defaultDenoPath, entryProblem, type GuestProcess, startGuest } from "./GuestProcess.ts"
 import * as GuestRpc from "./GuestRpc.ts"
 import { type HostApi, make as makeHostApi } from "./HostApi.ts"
 import { HOST_API_VERSION } from "./HostApiVersion.ts"
@@ -1004,11 +1004,14 @@ export const make = (discovered: DiscoveryResult, options: PluginHostOptions = {
         slot.hostApi = yield* makeHostApi(manifest)
         const mode = modeOf(slot.id)
         const n = ++slot.generations
+        const unsupported = entryProblem(loaded.right.entry, mode)
+        if (unsupported !== undefined) return yield* Effect.fail(unsupported)
         const guest = yield* Effect.try({
           try: () =>
             startGuest({
               mode,
               plugin: slot.id,
+              entry: loaded.right.entry,
               dir: slot.dir,
               netHosts: manifest.permissions.net,
               maxHeapMb,

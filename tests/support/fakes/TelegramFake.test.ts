@@ -3,12 +3,14 @@
  * is what the Telegram channel will see: the Bot API wire format, its errors, long polling and
  * webhook delivery.
  */
+import * as NodeHttp from "node:http"
+import type { AddressInfo } from "node:net"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Fiber, Option } from "effect"
-import { Bot, GrammyError, InputFile } from "grammy"
+import { Bot, GrammyError, InputFile, webhookCallback } from "grammy"
 import type { Update } from "grammy/types"
 import { webhookReceiver } from "../WebhookReceiver.ts"
-import { type TelegramFake, telegramFake } from "./TelegramFake.ts"
+import { startTelegramFake, type TelegramFake, telegramFake } from "./TelegramFake.ts"
 
 const TOKEN = "111111:AAFakeTokenForTheChorusTests_one"
 const OTHER = "222222:AAFakeTokenForTheChorusTests_two"
@@ -310,6 +312,9 @@ describe("TelegramFake", () => {
       const blocked = yield* grammyError(() => bot.api.sendMessage(100, "hi"))
       assert.strictEqual(blocked.error_code, 403)
       assert.strictEqual(blocked.description, "Forbidden: bot was blocked by the user")
+      const typing = yield* grammyError(() => bot.api.sendChatAction(100, "typing"))
+      assert.strictEqual(typing.error_code, 403)
+      assert.strictEqual(yield* call(() => bot.api.sendChatAction(200, "typing")), true)
       const blockedPhoto = yield* grammyError(() => bot.api.sendPhoto(100, new InputFile(PNG)))
       assert.strictEqual(blockedPhoto.error_code, 403)
       yield* call(() => bot.api.sendMessage(200, "hi"))
@@ -472,5 +477,95 @@ describe("TelegramFake", () => {
         fake.sent(TOKEN).map((s) => [s.method, Array.from(s.files[0]?.bytes ?? [])]),
         [["sendDocument", [1, 2, 3]], ["sendMessage", []]],
       )
+    }))
+
+  it.scopedLive("grammY's own long-polling loop (bot.start/stop) gets pushed updates and confirms them", () =>
+    Effect.gen(function* () {
+      const fake = yield* telegramFake({ bots: [TOKEN] })
+      const bot = botFor(fake)
+      const handled: Array<string> = []
+      bot.on("message:text", async (ctx) => {
+        handled.push(ctx.message.text)
+        await ctx.reply(`echo: ${ctx.message.text}`)
+      })
+      const before = fake.pushFixture(TOKEN, "message")
+      const running = bot.start({ drop_pending_updates: false })
+      yield* Effect.addFinalizer(() =>
+        Effect.promise(() => bot.isRunning() ? bot.stop() : Promise.resolve())
+      )
+      yield* eventually(() => handled.length === 1)
+      // pushed while grammY's getUpdates is waiting
+      yield* Effect.sleep("100 millis")
+      fake.pushUpdate(TOKEN, text(2))
+      yield* eventually(() => handled.length === 2)
+      yield* call(() => bot.stop())
+      yield* call(() => running)
+      assert.deepStrictEqual(handled, ["Hi, world!", "message 2"])
+      assert.deepStrictEqual(fake.pending(TOKEN), [], "bot.stop() confirmed what it handled")
+      assert.deepStrictEqual(fake.sent(TOKEN).map((m) => m.text), [
+        "echo: Hi, world!",
+        "echo: message 2",
+      ])
+      assert.strictEqual(fake.sent(TOKEN)[0]!.message.chat.id, before.message!.chat.id)
+    }))
+
+  it.scopedLive("grammY's webhookCallback behind setWebhook: secret checked, update handled", () =>
+    Effect.gen(function* () {
+      const fake = yield* telegramFake({ bots: [TOKEN] })
+      const bot = botFor(fake)
+      const handled: Array<string> = []
+      bot.on("message:text", (ctx) => void handled.push(ctx.message.text))
+      yield* call(() => bot.init())
+      const server = yield* Effect.acquireRelease(
+        Effect.async<NodeHttp.Server>((resume) => {
+          const s = NodeHttp.createServer(
+            webhookCallback(bot, "http", { secretToken: "right-secret" }),
+          )
+          s.listen(0, "127.0.0.1", () => resume(Effect.succeed(s)))
+        }),
+        (s) =>
+          Effect.async<void>((resume) => {
+            s.closeAllConnections()
+            s.close(() => resume(Effect.void))
+          }),
+      )
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/telegram`
+      // a wrong secret: grammY answers 401, so the fake keeps the update and retries
+      yield* call(() => bot.api.setWebhook(url, { secret_token: "wrong-secret" }))
+      fake.pushUpdate(TOKEN, text(1))
+      yield* eventually(() => fake.calls(TOKEN).length > 0)
+      yield* Effect.sleep("300 millis")
+      assert.deepStrictEqual(handled, [])
+      assert.strictEqual(fake.pending(TOKEN).length, 1)
+      assert.match(
+        (yield* call(() => bot.api.getWebhookInfo())).last_error_message ?? "",
+        /401/,
+      )
+      yield* call(() => bot.api.setWebhook(url, { secret_token: "right-secret" }))
+      yield* eventually(() => handled.length === 1)
+      assert.deepStrictEqual(handled, ["message 1"])
+      yield* eventually(() => fake.pending(TOKEN).length === 0)
+    }))
+
+  it.scopedLive("the scope closes the server", () =>
+    Effect.gen(function* () {
+      const apiRoot = yield* Effect.scoped(
+        Effect.map(telegramFake({ bots: [TOKEN] }), (fake) => fake.apiRoot),
+      )
+      const after = yield* call(() => fetch(`${apiRoot}/bot${TOKEN}/getMe`)).pipe(Effect.flip)
+      assert.instanceOf(after, Error)
+    }))
+
+  it.live("startTelegramFake serves callers outside Effect until close()", () =>
+    Effect.promise(async () => {
+      const fake = await startTelegramFake({ bots: [TOKEN] })
+      try {
+        const me = await botFor(fake).api.getMe()
+        assert.strictEqual(me.id, 111111)
+      } finally {
+        await fake.close()
+      }
+      const refused = await fetch(`${fake.apiRoot}/bot${TOKEN}/getMe`).then(() => false, () => true)
+      assert.isTrue(refused, "no server after close()")
     }))
 })

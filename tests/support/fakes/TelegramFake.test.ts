@@ -568,4 +568,56 @@ describe("TelegramFake", () => {
       const refused = await fetch(`${fake.apiRoot}/bot${TOKEN}/getMe`).then(() => false, () => true)
       assert.isTrue(refused, "no server after close()")
     }))
+
+  it.scopedLive("a reply carries the message it answers; a reply to an unknown message is refused", () =>
+    Effect.gen(function* () {
+      const fake = yield* telegramFake({ bots: [TOKEN] })
+      const bot = botFor(fake)
+      const incoming = fake.pushFixture(TOKEN, "message").message!
+      const answer = yield* call(() =>
+        bot.api.sendMessage(CUSTOMER, "Hello!", {
+          reply_parameters: { message_id: incoming.message_id },
+        })
+      )
+      assert.strictEqual(answer.reply_to_message?.message_id, incoming.message_id)
+      assert.strictEqual(answer.reply_to_message?.text, "Hi, world!")
+      // the bot's own message can be answered too
+      const followUp = yield* call(() =>
+        bot.api.sendMessage(CUSTOMER, "And also…", {
+          reply_parameters: { message_id: answer.message_id },
+        })
+      )
+      assert.strictEqual(followUp.reply_to_message?.text, "Hello!")
+      assert.isUndefined(followUp.reply_to_message?.reply_to_message)
+
+      const missing = yield* grammyError(() =>
+        bot.api.sendMessage(CUSTOMER, "?", { reply_parameters: { message_id: 999_999 } })
+      )
+      assert.strictEqual(missing.description, "Bad Request: message to be replied not found")
+      const without = yield* call(() =>
+        bot.api.sendMessage(CUSTOMER, "anyway", {
+          reply_parameters: { message_id: 999_999, allow_sending_without_reply: true },
+        })
+      )
+      assert.isUndefined(without.reply_to_message)
+    }))
+
+  it.scopedLive("a webhook's 2xx answer may carry a Bot API call, which the fake runs", () =>
+    Effect.gen(function* () {
+      const fake = yield* telegramFake({ bots: [TOKEN] })
+      const receiver = yield* webhookReceiver
+      receiver.answer = (request) => ({
+        status: 200,
+        body: JSON.stringify({
+          method: "sendMessage",
+          chat_id: request.json.message.chat.id,
+          text: `got ${request.json.message.text}`,
+        }),
+      })
+      yield* call(() => botFor(fake).api.setWebhook(receiver.url))
+      fake.pushUpdate(TOKEN, text(1))
+      yield* eventually(() => fake.sent(TOKEN).length === 1)
+      assert.strictEqual(fake.sent(TOKEN)[0]!.text, "got message 1")
+      assert.strictEqual(fake.sent(TOKEN)[0]!.chat_id, CUSTOMER)
+    }))
 })

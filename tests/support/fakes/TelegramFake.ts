@@ -8,8 +8,9 @@
  * It does: several bots by token (401 for others), `getMe`, `getUpdates` (offset confirms,
  * limit, long-poll timeout, allowed_updates, 409 conflicts), webhooks (`setWebhook`,
  * `deleteWebhook`, `getWebhookInfo`; updates POSTed one at a time in order with the secret
- * header, retried until a 2xx), `sendMessage`, `sendPhoto`, `sendDocument`, `sendChatAction`,
- * `getFile` and the file download endpoint. Tests push updates (or the real payloads in
+ * header, retried until a 2xx; a Bot API call in the 2xx answer is run), `sendMessage`,
+ * `sendPhoto`, `sendDocument` (replies carry `reply_to_message`), `sendChatAction`, `getFile` and
+ * the file download endpoint. Tests push updates (or the real payloads in
  * `tests/fixtures/providers/telegram/`), read what the bot sent, and arm failures (429, 403, 400).
  *
  * Where it is simpler than Telegram: `parse_mode` markup is not parsed (text is echoed as sent);
@@ -343,6 +344,8 @@ class BotState {
   readonly blocked = new Set<string>()
   readonly chats = new Map<string, Chat>()
   readonly lastMessageId = new Map<string, number>()
+  /** Messages by `<chat id>:<message id>`, for `reply_to_message`. */
+  readonly messages = new Map<string, Message>()
   /** Telegram starts a bot's update ids at an arbitrary positive number. */
   lastUpdateId = 100_000_000 + Math.floor(Math.random() * 800_000_000)
   allowedUpdates: ReadonlyArray<string> | undefined = undefined
@@ -369,6 +372,14 @@ class BotState {
   rememberChat(chat: Chat) {
     this.chats.set(String(chat.id), chat)
     if ("username" in chat && chat.username !== undefined) this.chats.set(`@${chat.username}`, chat)
+  }
+
+  rememberMessage(message: Message) {
+    const { reply_to_message: _, ...stored } = message
+    this.messages.set(
+      `${message.chat.id}:${message.message_id}`,
+      structuredClone(stored) as Message,
+    )
   }
 
   /** Forget (confirm) every queued update with an id below `offset`. */
@@ -504,7 +515,7 @@ class FakeServer {
       )
     }
     bot.lastUpdateId = update.update_id
-    this.learn(bot, update, undefined)
+    this.learn(bot, update)
     if (bot.allows(updateType(update))) {
       bot.queue.push(update)
       this.wake(bot)
@@ -540,13 +551,14 @@ class FakeServer {
   }
 
   /** Chats, message ids and files an update mentions become known to the fake. */
-  private learn(bot: BotState, update: Update, _parent: string | undefined) {
+  private learn(bot: BotState, update: Update) {
     walk(update, (node, key) => {
       if (key === "chat" && isChat(node)) bot.rememberChat(structuredClone(node))
       if (typeof node["message_id"] === "number" && isChat(node["chat"])) {
         const chatKey = String(node["chat"].id)
         const last = bot.lastMessageId.get(chatKey) ?? 0
         if (node["message_id"] > last) bot.lastMessageId.set(chatKey, node["message_id"])
+        if (typeof node["date"] === "number") bot.rememberMessage(node as unknown as Message)
       }
       const fileId = node["file_id"]
       if (typeof fileId === "string" && !this.files.has(fileId)) {
@@ -611,9 +623,11 @@ class FakeServer {
             AbortSignal.timeout(this.webhookTimeoutMs),
           ]),
         })
-        await response.arrayBuffer().catch(() => undefined)
+        const answer = await response.text().catch(() => "")
         if (response.status < 200 || response.status > 299) {
           error = `Wrong response from the webhook: ${response.status} ${response.statusText}`
+        } else {
+          await this.webhookReply(bot, response.headers.get("content-type"), answer)
         }
       } catch (cause) {
         error = describeFetchError(cause)
@@ -628,6 +642,24 @@ class FakeServer {
       hook.lastErrorMessage = error
       await sleep(this.retryDelayMs, this.closing.signal)
     }
+  }
+
+  /**
+   * A 2xx answer to a webhook may carry one Bot API call (`{"method":"sendMessage",...}`), which
+   * Telegram runs without telling the bot how it went (grammY's `canUseWebhookReply`).
+   */
+  private async webhookReply(bot: BotState, contentType: string | null, body: string) {
+    if (contentType === null || !/application\/json/i.test(contentType)) return
+    let call: unknown
+    try {
+      call = JSON.parse(body)
+    } catch {
+      return
+    }
+    if (typeof call !== "object" || call === null || !("method" in call)) return
+    const { method, ...params } = call as Params
+    if (typeof method !== "string") return
+    await this.callMethod(bot, method, params, {}, undefined)
   }
 
   // --- files -----------------------------------------------------------------------------------
@@ -668,6 +700,17 @@ class FakeServer {
     } catch (cause) {
       return reply(res, cause instanceof ApiFailure ? cause : badRequest("invalid request body"))
     }
+    reply(res, await this.callMethod(bot, method, params, uploads, res))
+  }
+
+  /** Runs one Bot API call and logs it in `calls`. */
+  private async callMethod(
+    bot: BotState,
+    method: string,
+    params: Params,
+    uploads: Record<string, FormFile>,
+    res: NodeHttp.ServerResponse | undefined,
+  ): Promise<{ result: unknown } | ApiFailure> {
     let outcome: { result: unknown } | ApiFailure
     try {
       outcome = { result: await this.dispatch(bot, method, params, uploads, res) }
@@ -681,7 +724,7 @@ class FakeServer {
       status: outcome instanceof ApiFailure ? outcome.error_code : 200,
       description: outcome instanceof ApiFailure ? outcome.description : undefined,
     })
-    reply(res, outcome)
+    return outcome
   }
 
   private download(res: NodeHttp.ServerResponse, token: string, path: string) {
@@ -701,7 +744,7 @@ class FakeServer {
     method: string,
     params: Params,
     uploads: Record<string, FormFile>,
-    res: NodeHttp.ServerResponse,
+    res: NodeHttp.ServerResponse | undefined,
   ): unknown {
     const name = method.toLowerCase()
     this.checkArmed(bot, name, params)
@@ -748,7 +791,7 @@ class FakeServer {
   private getUpdates(
     bot: BotState,
     params: Params,
-    res: NodeHttp.ServerResponse,
+    res: NodeHttp.ServerResponse | undefined,
   ): Array<Update> | Promise<Array<Update>> {
     if (bot.webhook !== undefined) {
       throw new ApiFailure(
@@ -777,7 +820,7 @@ class FakeServer {
     return new Promise((resolve, reject) => {
       const finish = () => {
         clearTimeout(timer)
-        res.off("close", gone)
+        res?.off("close", gone)
         if (bot.poller === poller) bot.poller = undefined
       }
       const poller: Poller = {
@@ -794,7 +837,7 @@ class FakeServer {
       const timer = setTimeout(() => poller.answer([]), timeout * 1000)
       // the client gave up (grammY's bot.stop() aborts its poll): stop holding for it
       const gone = () => poller.answer([])
-      res.on("close", gone)
+      res?.on("close", gone)
       bot.poller = poller
     })
   }
@@ -882,7 +925,23 @@ class FakeServer {
     if (typeof markup === "object" && markup !== null && "inline_keyboard" in markup) {
       message["reply_markup"] = markup
     }
+    const replyTo = this.replyTo(bot, chat, params)
+    if (replyTo !== undefined) message["reply_to_message"] = replyTo
     return message as unknown as Message
+  }
+
+  /** The message a send answers (`reply_parameters`, or the older `reply_to_message_id`). */
+  private replyTo(bot: BotState, chat: Chat, params: Params): Message | undefined {
+    const reply = jsonParam(params, "reply_parameters", "reply parameters") as
+      | { message_id?: unknown; allow_sending_without_reply?: unknown }
+      | undefined
+    const messageId = reply?.message_id ?? intParam(params, "reply_to_message_id")
+    if (messageId === undefined || messageId === null) return undefined
+    const found = bot.messages.get(`${chat.id}:${Number(messageId)}`)
+    const mayGoWithout = reply?.allow_sending_without_reply === true ||
+      boolParam(params, "allow_sending_without_reply")
+    if (found === undefined && !mayGoWithout) throw badRequest("message to be replied not found")
+    return found === undefined ? undefined : structuredClone(found)
   }
 
   private sendMessage(bot: BotState, params: Params): Message {
@@ -1007,6 +1066,7 @@ class FakeServer {
     message: Message,
     files: Array<SentFile>,
   ) {
+    bot.rememberMessage(message)
     const markup = params["reply_markup"]
     bot.sent.push({
       method,

@@ -620,4 +620,50 @@ describe("TelegramFake", () => {
       assert.strictEqual(fake.sent(TOKEN)[0]!.text, "got message 1")
       assert.strictEqual(fake.sent(TOKEN)[0]!.chat_id, CUSTOMER)
     }))
+
+  it.scopedLive("a photo or document given by URL is fetched by the fake; a dead URL is refused", () =>
+    Effect.gen(function* () {
+      const fake = yield* telegramFake({ bots: [TOKEN] })
+      const bot = botFor(fake)
+      fake.pushFixture(TOKEN, "message")
+      const files = yield* Effect.acquireRelease(
+        Effect.async<NodeHttp.Server>((resume) => {
+          const s = NodeHttp.createServer((req, res) => {
+            if (req.url === "/label.png") {
+              res.writeHead(200, { "content-type": "image/png" }).end(PNG)
+            } else res.writeHead(404).end()
+          })
+          s.listen(0, "127.0.0.1", () => resume(Effect.succeed(s)))
+        }),
+        (s) =>
+          Effect.async<void>((resume) => {
+            s.closeAllConnections()
+            s.close(() => resume(Effect.void))
+          }),
+      )
+      const base = `http://127.0.0.1:${(files.address() as AddressInfo).port}`
+      const photo = yield* call(() => bot.api.sendPhoto(CUSTOMER, `${base}/label.png`))
+      assert.strictEqual(photo.photo[0]!.width, 1)
+      const record = fake.sent(TOKEN)[0]!.files[0]!
+      assert.strictEqual(record.source, "url")
+      assert.strictEqual(record.url, `${base}/label.png`)
+      assertSameBytes(record.bytes, PNG, "fetched photo")
+      const dead = yield* grammyError(() => bot.api.sendDocument(CUSTOMER, `${base}/gone.pdf`))
+      assert.strictEqual(dead.description, "Bad Request: failed to get HTTP URL content")
+    }))
+
+  it.scopedLive("a failure armed for one chat leaves the other chats alone", () =>
+    Effect.gen(function* () {
+      const fake = yield* telegramFake({ bots: [TOKEN] })
+      const bot = botFor(fake)
+      fake.pushUpdate(TOKEN, text(1, 100))
+      fake.pushUpdate(TOKEN, text(1, 200))
+      fake.failNext(TOKEN, "sendMessage", { kind: "forbidden" }, { chatId: 100 })
+      yield* call(() => bot.api.sendMessage(200, "first"))
+      const refused = yield* grammyError(() => bot.api.sendMessage(100, "second"))
+      assert.strictEqual(refused.error_code, 403)
+      assert.strictEqual(refused.description, "Forbidden: bot was blocked by the user")
+      yield* call(() => bot.api.sendMessage(100, "third"))
+      assert.deepStrictEqual(fake.sent(TOKEN).map((m) => m.text), ["first", "third"])
+    }))
 })

@@ -40,11 +40,13 @@ export const failureOf = (error) => {
     }
   }
   if (code === 403) {
+    // Blocked by the user, deactivated, kicked: nothing this bot sends can reach them.
     return {
       ok: false,
       retryable: false,
       code: /blocked/i.test(description) ? "blocked" : "403",
       reason: description,
+      unreachable: true,
     }
   }
   if (typeof code === "number" && code >= 400 && code < 500) {

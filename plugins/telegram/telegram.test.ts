@@ -9,7 +9,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { failureOf, splitText, TEXT_LIMIT } from "./send.mjs"
 import { e164, toInbound } from "./updates.mjs"
 
-const fixtures = NodePath.resolve(__dirname, "../../../shared/fixtures/providers/telegram")
+const fixtures = NodePath.resolve(__dirname, "../../tests/fixtures/providers/telegram")
 const fixture = (name: string) =>
   JSON.parse(NodeFs.readFileSync(NodePath.join(fixtures, `${name}.json`), "utf8"))
 
@@ -137,6 +137,7 @@ describe("telegram sending", () => {
         retryable: false,
         code: "blocked",
         reason: "Forbidden: bot was blocked by the user",
+        unreachable: true,
       },
     )
     assert.isFalse(

@@ -194,7 +194,16 @@ export const RouteContribution = Schema.Struct({
     }),
   ),
   description: Schema.optionalWith(Schema.String, { exact: true }),
-})
+  /** A WebSocket endpoint (method GET): `chorus.routes.websocket` serves it. */
+  websocket: Schema.optionalWith(Schema.Boolean, { default: () => false }),
+}).pipe(
+  Schema.filter((r) =>
+    !r.websocket || r.method === "GET" || {
+      path: ["method"],
+      message: "a websocket route is opened with GET",
+    }
+  ),
+)
 
 export const SettingContribution = Schema.Struct({
   key: Schema.String.pipe(

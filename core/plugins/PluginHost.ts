@@ -23,11 +23,12 @@ import * as NodeFs from "node:fs"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
 import { pathToFileURL } from "node:url"
-import { type HttpClient, HttpClientRequest } from "@effect/platform"
+import { type HttpClient, HttpClientRequest, Socket } from "@effect/platform"
 import {
   Cause,
   Context,
   Data,
+  Deferred,
   Duration,
   Effect,
   Either,
@@ -36,6 +37,7 @@ import {
   Layer,
   Option,
   ParseResult,
+  Queue,
   Redacted,
   Runtime,
   Schedule,
@@ -57,7 +59,7 @@ import { defaultDenoPath, entryProblem, type GuestProcess, startGuest } from "./
 import * as GuestRpc from "./GuestRpc.ts"
 import { type HostApi, make as makeHostApi } from "./HostApi.ts"
 import { HOST_API_VERSION } from "./HostApiVersion.ts"
-import { checkAttachments, checkChannel, checkRoute } from "./Permissions.ts"
+import { checkAttachments, checkChannel, checkRoute, PermissionDenied } from "./Permissions.ts"
 import { type MetricKind, PluginMetrics } from "./PluginMetrics.ts"
 import { runPluginMigrations } from "./PluginMigrations.ts"
 
@@ -177,6 +179,9 @@ export type PluginSendResult =
     readonly unreachable?: boolean
   }
 
+/** Run a plugin WebSocket connection on an upgraded socket, until it ends. */
+export type SocketSession = (socket: Socket.Socket) => Effect.Effect<void>
+
 export interface PluginHostShape {
   readonly list: Effect.Effect<ReadonlyArray<PluginStatus>>
   readonly status: (id: string) => Effect.Effect<PluginStatus, PluginNotFound>
@@ -189,6 +194,8 @@ export interface PluginHostShape {
     id: string,
     values: Readonly<Record<string, unknown>>,
   ) => Effect.Effect<PluginStatus, PluginNotFound | PluginConflict | SettingsInvalid>
+  /** The session of a plugin's WebSocket route (`"websocket": true`); `None` when none matches. */
+  readonly openSocket: (request: PluginRequest) => Effect.Effect<Option.Option<SocketSession>>
   /** Serve `/plugins/<id>/…`; `None` when no plugin declares that route. */
   readonly handleRequest: (request: PluginRequest) => Effect.Effect<Option.Option<PluginResponse>>
   /** The channels plugins declare (`contributes.channels`), with their plugin and capabilities. */
@@ -283,9 +290,17 @@ interface ConsumerEntry {
 interface Route {
   readonly method: string
   readonly path: string
+  readonly websocket: boolean
   readonly pattern: RegExp
   readonly params: ReadonlyArray<string>
   binding: Binding | undefined
+}
+
+interface OpenSocket {
+  readonly gen: Generation
+  readonly write: (
+    chunk: Uint8Array | string | Socket.CloseEvent,
+  ) => Effect.Effect<void, Socket.SocketError>
 }
 
 interface Slot {
@@ -307,6 +322,8 @@ interface Slot {
   consumers: Map<string, ConsumerEntry>
   routes: Array<Route>
   channels: Map<string, Binding>
+  /** Open WebSocket connections to the plugin's routes, by connection id. */
+  sockets: Map<string, OpenSocket>
   hostApi: HostApi | undefined
   settings: Record<string, SettingValue | undefined>
   storedSettings: Record<string, unknown>
@@ -520,6 +537,7 @@ export const make = (discovered: DiscoveryResult, options: PluginHostOptions = {
         consumers: new Map(),
         routes: [],
         channels: new Map(),
+        sockets: new Map(),
         hostApi: undefined,
         settings: {},
         storedSettings,
@@ -811,7 +829,14 @@ export const make = (discovered: DiscoveryResult, options: PluginHostOptions = {
             const route = slot.routes.find((r) => r.method === upper && r.path === path)
             if (route === undefined) {
               const { pattern, params } = routePattern(path)
-              slot.routes.push({ method: upper, path, pattern, params, binding: { gen, handler } })
+              slot.routes.push({
+                method: upper,
+                path,
+                pattern,
+                params,
+                websocket: false,
+                binding: { gen, handler },
+              })
             } else route.binding = { gen, handler }
             return Effect.void
           }),
@@ -878,6 +903,62 @@ export const make = (discovered: DiscoveryResult, options: PluginHostOptions = {
             )
             return { id, duplicate: ack.duplicate }
           }),
+        "routes.websocket": (path: string, handler: number) =>
+          Effect.suspend(() => {
+            const declared = manifest.contributes.routes.find((r) => r.path === path && r.websocket)
+            if (declared === undefined) {
+              return Effect.fail(
+                new PermissionDenied({
+                  plugin: slot.id,
+                  capability: "routes",
+                  requested: `websocket ${path}`,
+                  field: "contributes.routes",
+                  hint: `the websocket route is not declared; add { "method": "GET", "path": ${
+                    JSON.stringify(path)
+                  }, "websocket": true } to contributes.routes in ${MANIFEST_FILE}`,
+                }),
+              )
+            }
+            const route = slot.routes.find((r) => r.websocket && r.path === path)
+            if (route === undefined) {
+              const { pattern, params } = routePattern(path)
+              slot.routes.push({
+                method: "GET",
+                path,
+                pattern,
+                params,
+                websocket: true,
+                binding: { gen, handler },
+              })
+            } else route.binding = { gen, handler }
+            return Effect.void
+          }),
+        "ws.send": (connection: string, data: unknown) =>
+          Effect.suspend(() => {
+            const open = slot.sockets.get(String(connection))
+            if (open === undefined || open.gen !== gen) {
+              return Effect.fail(new Error(`connection ${connection} is closed`))
+            }
+            const chunk = typeof data === "string" || data instanceof Uint8Array
+              ? data
+              : JSON.stringify(data)
+            return open.write(chunk)
+          }),
+        "ws.close": (connection: string, code: unknown, reason: unknown) =>
+          Effect.suspend(() => {
+            const open = slot.sockets.get(String(connection))
+            if (open === undefined) return Effect.void
+            const c = typeof code === "number" && (code === 1000 || (code >= 3000 && code <= 4999))
+              ? code
+              : 1000
+            return open.write(
+              new Socket.CloseEvent(
+                c,
+                typeof reason === "string" ? reason.slice(0, 120) : undefined,
+              ),
+            )
+              .pipe(Effect.ignore)
+          }),
         "channels.register": (channel: string, handler: number) =>
           Effect.suspend(() => {
             const problem = checkChannel(grants, String(channel))
@@ -940,6 +1021,12 @@ export const make = (discovered: DiscoveryResult, options: PluginHostOptions = {
 
     /** Forget the routes and channels a version registered (consumers wait for the next one). */
     const unbind = (slot: Slot, gen: Generation) => {
+      // Its connections go with it: 1012 (service restart) tells clients to reconnect.
+      for (const [id, open] of slot.sockets) {
+        if (open.gen !== gen) continue
+        slot.sockets.delete(id)
+        forkDaemon(open.write(new Socket.CloseEvent(1012, "plugin restarting")).pipe(Effect.ignore))
+      }
       for (const r of slot.routes) if (r.binding?.gen === gen) r.binding = undefined
       slot.routes = slot.routes.filter((r) => r.binding !== undefined)
       for (const [c, b] of slot.channels) if (b.gen === gen) slot.channels.delete(c)
@@ -1304,7 +1391,7 @@ export const make = (discovered: DiscoveryResult, options: PluginHostOptions = {
         if (slot === undefined || slot.loaded === undefined) return Option.none<PluginResponse>()
         const method = request.method.toUpperCase()
         const declared = slot.loaded.manifest.contributes.routes.find((r) =>
-          r.method === method && routePattern(r.path).pattern.test(request.path)
+          !r.websocket && r.method === method && routePattern(r.path).pattern.test(request.path)
         )
         if (declared === undefined) return Option.none<PluginResponse>()
         const unavailable = (reason: string) =>
@@ -1318,7 +1405,9 @@ export const make = (discovered: DiscoveryResult, options: PluginHostOptions = {
         const deadline = now() + waitTimeout
         while (true) {
           if (isDown(slot)) return unavailable(`plugin ${slot.id} is ${slot.state}`)
-          const route = slot.routes.find((r) => r.method === method && r.path === declared.path)
+          const route = slot.routes.find((r) =>
+            !r.websocket && r.method === method && r.path === declared.path
+          )
           const binding = route?.binding
           if (!slot.open || binding === undefined || binding.gen !== slot.gen) {
             if (slot.open && slot.state === "active" && route === undefined) {
@@ -1366,6 +1455,98 @@ export const make = (discovered: DiscoveryResult, options: PluginHostOptions = {
             body: r["body"] instanceof Uint8Array ? r["body"] : new Uint8Array(0),
           })
         }
+      })
+
+    /**
+     * The session of a WebSocket route, if `request` is for one: the caller upgrades the request
+     * and runs the session on the socket. Messages reach the plugin one at a time, in order.
+     */
+    const openSocket = (request: PluginRequest) =>
+      Effect.sync(() => {
+        const m = /^\/plugins\/([a-z][a-z0-9]*)(\/|$)/.exec(request.path)
+        const slot = m === null ? undefined : slots.get(m[1]!)
+        const declared = slot?.loaded?.manifest.contributes.routes.find((r) =>
+          r.websocket && routePattern(r.path).pattern.test(request.path)
+        )
+        if (slot === undefined || declared === undefined) return Option.none<SocketSession>()
+        const session: SocketSession = (socket) =>
+          Effect.gen(function* () {
+            const deadline = now() + waitTimeout
+            let route: Route | undefined
+            while (true) {
+              route = slot.routes.find((r) => r.websocket && r.path === declared.path)
+              if (slot.open && route?.binding !== undefined && route.binding.gen === slot.gen) break
+              if (isDown(slot) || now() >= deadline || (slot.open && route === undefined)) {
+                const write = yield* socket.writer
+                yield* write(new Socket.CloseEvent(1013, `plugin ${slot.id} is ${slot.state}`))
+                  .pipe(Effect.ignore)
+                return
+              }
+              yield* awaitGate(slot, deadline)
+            }
+            const binding = route.binding!
+            const match = route.pattern.exec(request.path)!
+            const params: Record<string, string> = {}
+            route.params.forEach((p, i) => (params[p] = decodeURIComponent(match[i + 1]!)))
+            const id = `ws-${crypto.randomUUID()}`
+            // The socket opens (the upgrade completes) once it runs: run it first, collecting
+            // what arrives, and only then tell the plugin, whose greeting needs an open socket.
+            const inbox = yield* Queue.unbounded<string | Uint8Array | null>()
+            const isOpen = yield* Deferred.make<void>()
+            const running = yield* socket.runRaw((data) => Queue.offer(inbox, data), {
+              onOpen: Deferred.succeed(isOpen, undefined),
+            }).pipe(
+              Effect.either,
+              // Ended without opening: let the wait below go on.
+              Effect.tap(() => Deferred.succeed(isOpen, undefined)),
+              // The request's fiber may be uninterruptible; these must not inherit that.
+              Effect.interruptible,
+              Effect.fork,
+            )
+            yield* Deferred.await(isOpen)
+            if (Option.isSome(yield* Fiber.poll(running))) return
+            const write = yield* socket.writer
+            slot.sockets.set(id, { gen: binding.gen, write })
+            slot.counters.requests++
+            const opened = yield* binding.gen.rpc.call("ws.open", [binding.handler, id, {
+              ...request,
+              params,
+            }], "15 seconds")
+              .pipe(Effect.either)
+            if (Either.isLeft(opened)) {
+              slot.sockets.delete(id)
+              yield* write(new Socket.CloseEvent(1008, "refused by the plugin")).pipe(Effect.ignore)
+              yield* Fiber.await(running).pipe(Effect.timeout("5 seconds"), Effect.ignore)
+              return
+            }
+            // One message at a time, in order; `null` (after the socket ended) ends the loop.
+            const forward = yield* Effect.gen(function* () {
+              while (true) {
+                const data = yield* Queue.take(inbox)
+                if (data === null) return
+                yield* binding.gen.rpc.call("ws.message", [binding.handler, id, data]).pipe(
+                  Effect.ignore,
+                )
+              }
+            }).pipe(Effect.interruptible, Effect.fork)
+            const ended = yield* Fiber.join(running)
+            const code = Either.isRight(ended)
+              ? 1000
+              : Socket.SocketCloseError.is(ended.left)
+              ? ended.left.code
+              : 1006
+            // What arrived before the end is still handed over, then the close.
+            yield* Queue.offer(inbox, null)
+            yield* Fiber.join(forward).pipe(
+              Effect.timeout("10 seconds"),
+              Effect.catchAll(() => Fiber.interrupt(forward)),
+            )
+            slot.sockets.delete(id)
+            yield* binding.gen.rpc.call("ws.close", [binding.handler, id, code], "5 seconds").pipe(
+              Effect.ignore,
+            )
+          }).pipe(Effect.scoped)
+        return Option.some(session)
       })
 
     const channelOwners = () => {
@@ -1537,6 +1718,7 @@ export const make = (discovered: DiscoveryResult, options: PluginHostOptions = {
       reload: (id) => withHost(reload(id)),
       setSettings: (id, values) => withHost(setSettings(id, values)),
       handleRequest,
+      openSocket,
       channels: channelOwners,
       send,
       prometheus: () => [...slots.values()].map((s) => s.metrics.prometheus()).join(""),

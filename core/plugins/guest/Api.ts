@@ -243,6 +243,29 @@ export interface GuestRoutes {
     path: string,
     handler: (request: GuestHttpRequest) => GuestHttpResponse | Promise<GuestHttpResponse>,
   ) => Promise<void>
+  /**
+   * Serve a WebSocket route declared with `"websocket": true`. Each connection gets `open`, its
+   * messages in order, then `close`. When the plugin reloads or restarts, its connections are
+   * closed with code 1012 (service restart): clients reconnect to the new version.
+   */
+  readonly websocket: (path: string, handlers: GuestSocketHandlers) => Promise<void>
+}
+
+/** One WebSocket connection to a plugin route. */
+export interface GuestSocket {
+  /** Unique per connection. */
+  readonly id: string
+  readonly send: (data: string | Uint8Array) => Promise<void>
+  readonly close: (code?: number, reason?: string) => Promise<void>
+}
+
+export interface GuestSocketHandlers {
+  /** The connection is open; `request` is the upgrade request (headers, query, params). Throw to refuse it (closed with 1008). */
+  readonly open?: (socket: GuestSocket, request: GuestHttpRequest) => void | Promise<void>
+  /** A message, text or binary; the next waits until this one's handler resolved. */
+  readonly message?: (socket: GuestSocket, data: string | Uint8Array) => void | Promise<void>
+  /** The connection ended, with its close code (1006: dropped without a close frame). */
+  readonly close?: (socket: GuestSocket, code: number) => void | Promise<void>
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -19,6 +19,8 @@ import type {
   GuestRequestInit,
   GuestResponse,
   GuestSendResult,
+  GuestSocket,
+  GuestSocketHandlers,
   GuestStreamSpec,
   MetricLabels,
   PluginDefinition,
@@ -103,6 +105,8 @@ export const runGuest = (link: Link): void => {
   const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>()
   const handlers = new Map<number, (...args: Array<any>) => unknown>()
   let definition: PluginDefinition | undefined
+  /** Open WebSocket connections, by the host's connection id. */
+  const sockets = new Map<string, GuestSocket>()
 
   const call = (op: string, ...args: Array<unknown>): Promise<any> =>
     new Promise((resolve, reject) => {
@@ -173,6 +177,8 @@ export const runGuest = (link: Link): void => {
       routes: {
         handle: (method: string, path: string, handler) =>
           call("routes.handle", method, path, handlerId(handler)),
+        websocket: (path: string, handlers: GuestSocketHandlers) =>
+          call("routes.websocket", path, handlerId(() => handlers)),
       },
       metrics: {
         counter: metric("counter") as Chorus["metrics"]["counter"],
@@ -248,6 +254,29 @@ export const runGuest = (link: Link): void => {
     send: async (id: number, message: GuestOutgoing) =>
       (await handler(id)(message)) as GuestSendResult,
     ping: () => Promise.resolve("pong"),
+    "ws.open": async (
+      id: number,
+      connection: string,
+      request: Omit<GuestHttpRequest, "text" | "json">,
+    ) => {
+      const handlers = handler(id)() as GuestSocketHandlers
+      const socket: GuestSocket = {
+        id: connection,
+        send: (data) => call("ws.send", connection, data),
+        close: (code = 1000, reason = "") => call("ws.close", connection, code, reason),
+      }
+      sockets.set(connection, socket)
+      await handlers.open?.(socket, readable(request, request.body))
+    },
+    "ws.message": async (id: number, connection: string, data: string | Uint8Array) => {
+      const socket = sockets.get(connection)
+      if (socket !== undefined) await (handler(id)() as GuestSocketHandlers).message?.(socket, data)
+    },
+    "ws.close": async (id: number, connection: string, code: number) => {
+      const socket = sockets.get(connection)
+      sockets.delete(connection)
+      if (socket !== undefined) await (handler(id)() as GuestSocketHandlers).close?.(socket, code)
+    },
   }
 
   link.onFrame((frame) => {

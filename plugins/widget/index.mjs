@@ -1,0 +1,215 @@
+/**
+ * The web chat widget as a Chorus channel: one `<script>` tag on a site opens a chat window that
+ * talks to this plugin over a WebSocket (`/plugins/widget/ws/<site>`).
+ *
+ * - A visitor is anonymous (a random id the browser keeps) unless the site signs who they are:
+ *   `userId` with `userHash` = hex HMAC-SHA256(site secret, userId), or of `<userId>:<email>`
+ *   when it also passes the e-mail (then a verified address), the secret in
+ *   `SITE_SECRET_<SITE>` (env `CHORUS_PLUGIN_WIDGET_SITE_SECRET_<SITE>`). A wrong or missing hash
+ *   means anonymous, never the claimed user.
+ * - A message is acknowledged to the browser only once Chorus holds it (`channels.receive`), with
+ *   the browser's `clientId` as the de-duplicating id: a browser that resends after a reconnect
+ *   stores nothing twice.
+ * - Operator replies (`send`) reach every open window of the visitor at once and are kept for the
+ *   next visit; on connect the browser gets the conversation since the last message it saw.
+ * - `allowedOrigins` and `maxMessagesPerMinute` are settings.
+ *
+ * The history shown in the window is the widget's own copy (the plugin's key-value store), keyed
+ * so that it lists in time order.
+ */
+import * as NodeFs from "node:fs"
+import * as NodePath from "node:path"
+
+const VISITOR = /^[A-Za-z0-9_-]{16,64}$/
+const SITE = /^[a-z0-9][a-z0-9_-]{0,31}$/
+const CLIENT_ID = /^[A-Za-z0-9_-]{1,64}$/
+
+const hex = (bytes) =>
+  [...new Uint8Array(bytes)].map((b) => b.toString(16).padStart(2, "0")).join("")
+
+const hmac = async (secret, text) => {
+  const key = await crypto.subtle.importKey(
+    "raw",
+    new TextEncoder().encode(secret),
+    { name: "HMAC", hash: "SHA-256" },
+    false,
+    ["sign"],
+  )
+  return hex(await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(text)))
+}
+
+/** Constant-time comparison of two hex strings. */
+const sameHex = (a, b) => {
+  if (typeof a !== "string" || typeof b !== "string" || a.length !== b.length) return false
+  let diff = 0
+  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i)
+  return diff === 0
+}
+
+/** History keys sort by time: `h:<site>:<sender>:<ms base36, padded>:<id>`. */
+const historyPrefix = (site, sender) => `h:${site}:${sender}:`
+const historyKey = (site, sender, at, id) =>
+  `${historyPrefix(site, sender)}${at.toString(36).padStart(10, "0")}:${id}`
+
+export default {
+  async activate(chorus) {
+    const script = NodeFs.readFileSync(NodePath.join(chorus.plugin.dir, "public/widget.js"), "utf8")
+    const allowed = String(chorus.settings.allowedOrigins ?? "").split(",").map((o) => o.trim())
+      .filter(Boolean)
+    const perMinute = Number(chorus.settings.maxMessagesPerMinute)
+    const historyLimit = Number(chorus.settings.historyLimit)
+    const received = chorus.metrics.counter(
+      "messages_received",
+      "visitor messages handed to Chorus",
+    )
+
+    /** Open windows by `<site>|<sender>`. */
+    const windows = new Map()
+    const windowsOf = (site, sender) => windows.get(`${site}|${sender}`) ?? new Set()
+    const push = async (site, sender, frame) => {
+      for (const socket of windowsOf(site, sender)) {
+        await socket.send(JSON.stringify(frame)).catch(() => {})
+      }
+    }
+    /** Per connection: who it is and its recent message times (rate limit). */
+    const connections = new Map()
+
+    const secretOf = async (site) => {
+      try {
+        return await chorus.secrets.get(`SITE_SECRET_${site.toUpperCase().replace(/-/g, "_")}`)
+      } catch {
+        return undefined
+      }
+    }
+
+    await chorus.routes.handle("GET", "/plugins/widget/widget.js", () => ({
+      headers: {
+        "content-type": "text/javascript; charset=utf-8",
+        "cache-control": "public, max-age=300",
+      },
+      body: script,
+    }))
+
+    await chorus.routes.websocket("/plugins/widget/ws/{site}", {
+      async open(socket, request) {
+        const site = request.params.site
+        const origin = request.headers["origin"]
+        if (allowed.length > 0 && !allowed.includes(origin)) {
+          throw new Error(`origin ${origin} is not allowed`)
+        }
+        const q = request.query
+        if (!SITE.test(site) || !VISITOR.test(q.visitor ?? "")) {
+          throw new Error("bad site or visitor id")
+        }
+        // A signed user is recognised; anything else is the anonymous visitor, never the claim.
+        let sender = { externalId: `visitor:${q.visitor}`, verified: false }
+        if (q.userId && q.userHash) {
+          // The hash covers the user id, and the e-mail when one is given: `<userId>` or
+          // `<userId>:<email>`. An e-mail outside the signature would be the visitor's claim.
+          const signed = q.email ? `${q.userId}:${q.email}` : q.userId
+          const secret = await secretOf(site)
+          if (
+            secret !== undefined &&
+            sameHex(await hmac(secret, signed), String(q.userHash).toLowerCase())
+          ) {
+            sender = { externalId: `user:${q.userId}`, verified: true }
+            if (q.email) sender.email = String(q.email).toLowerCase()
+          }
+        }
+        if (q.name) sender.name = String(q.name).slice(0, 100)
+        connections.set(socket.id, { site, sender, sent: [] })
+        const key = `${site}|${sender.externalId}`
+        if (!windows.has(key)) windows.set(key, new Set())
+        windows.get(key).add(socket)
+        await socket.send(JSON.stringify({ type: "welcome", site, verified: sender.verified }))
+        // The conversation since the last message this browser saw.
+        const keys = await chorus.storage.kv.list(historyPrefix(site, sender.externalId))
+        const since = typeof q.since === "string" ? q.since : ""
+        for (const k of keys.filter((k) => k > since).slice(-historyLimit)) {
+          const entry = await chorus.storage.kv.get(k)
+          if (entry !== null) {
+            await socket.send(JSON.stringify({ type: "message", key: k, ...entry }))
+          }
+        }
+      },
+      async message(socket, data) {
+        const connection = connections.get(socket.id)
+        if (connection === undefined) return
+        let frame
+        try {
+          frame = JSON.parse(String(data))
+        } catch {
+          return socket.send(
+            JSON.stringify({ type: "error", code: "bad_frame", message: "not JSON" }),
+          )
+        }
+        if (frame.type !== "message") return
+        const now = Date.now()
+        connection.sent = connection.sent.filter((t) => now - t < 60_000)
+        if (connection.sent.length >= perMinute) {
+          return socket.send(
+            JSON.stringify({
+              type: "error",
+              code: "rate_limited",
+              clientId: frame.clientId,
+              message: `at most ${perMinute} messages a minute`,
+            }),
+          )
+        }
+        const text = typeof frame.text === "string" ? frame.text.trim() : ""
+        if (!CLIENT_ID.test(frame.clientId ?? "") || text === "" || text.length > 10_000) {
+          return socket.send(
+            JSON.stringify({
+              type: "error",
+              code: "bad_message",
+              clientId: frame.clientId,
+              message: "a message needs a clientId and 1 to 10,000 characters",
+            }),
+          )
+        }
+        connection.sent.push(now)
+        const { site, sender } = connection
+        const { id, duplicate } = await chorus.channels.receive("widget", {
+          account: site,
+          sender,
+          externalId: `${sender.externalId}:${frame.clientId}`,
+          text,
+        })
+        if (!duplicate) {
+          const entry = { id, from: "visitor", text, at: now, clientId: frame.clientId }
+          const key = historyKey(site, sender.externalId, now, frame.clientId)
+          await chorus.storage.kv.set(key, entry)
+          received.inc(1, { site })
+          await push(site, sender.externalId, { type: "message", key, ...entry })
+        }
+        await socket.send(JSON.stringify({ type: "ack", clientId: frame.clientId, id, duplicate }))
+      },
+      close(socket) {
+        const connection = connections.get(socket.id)
+        connections.delete(socket.id)
+        if (connection !== undefined) {
+          windowsOf(connection.site, connection.sender.externalId).delete(socket)
+        }
+      },
+    })
+
+    await chorus.channels.register("widget", {
+      async send(message) {
+        const site = message.account
+        const sender = message.recipient.externalId
+        // A retried send of the same reply adds nothing.
+        if ((await chorus.storage.kv.get(`sent:${message.id}`)) !== null) {
+          return { ok: true, externalId: message.id }
+        }
+        const at = Date.now()
+        const entry = { id: message.id, from: "operator", text: message.text, at }
+        const key = historyKey(site, sender, at, message.id)
+        // Kept first, then shown: a visitor who is away sees it on the next visit.
+        await chorus.storage.kv.set(key, entry)
+        await chorus.storage.kv.set(`sent:${message.id}`, key)
+        await push(site, sender, { type: "message", key, ...entry })
+        return { ok: true, externalId: message.id }
+      },
+    })
+  },
+}

@@ -1,0 +1,242 @@
+/**
+ * The web chat widget plugin in a real server (worker thread), driven by WebSocket clients as the
+ * widget script drives it: a visitor's message is acknowledged once stored (and stored once when
+ * resent after a reconnect), an operator's reply reaches every open window at once and is there
+ * on the next visit (history since the last message seen), a site-signed user is recognised and
+ * a wrong signature is treated as anonymous, origins and rates are limited, and the script is
+ * served for the site's <script> tag.
+ */
+import { createHmac } from "node:crypto"
+import * as NodeFs from "node:fs"
+import * as NodePath from "node:path"
+import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+// @ts-expect-error -- ws ships no types of its own (and @types/ws is not installed)
+import WebSocket from "ws"
+import { request } from "../../tests/api/ApiServer.ts"
+import { eventually, startReplyServer } from "../../tests/api/ReplyServer.ts"
+import { tempDir } from "../../tests/support/TestDatabase.ts"
+
+const SECRET = "site-secret-for-tests"
+
+interface Window {
+  // deno-lint-ignore no-explicit-any -- ws is untyped here
+  readonly ws: any
+  readonly frames: Array<any>
+  readonly closed: Promise<number>
+}
+
+const open = (url: string, origin = "https://shop.example.com") =>
+  Effect.promise(
+    () =>
+      new Promise<Window>((resolve, reject) => {
+        const ws = new WebSocket(url, { origin })
+        const frames: Array<any> = []
+        const closed = new Promise<number>((r) => ws.on("close", (code: number) => r(code)))
+        ws.on("message", (data: unknown) => frames.push(JSON.parse(String(data))))
+        ws.on("open", () => resolve({ ws, frames, closed }))
+        ws.on("error", reject)
+      }),
+  )
+
+const setup = (settings: Record<string, string | number> = {}) =>
+  Effect.gen(function* () {
+    const plugins = yield* tempDir("chorus-plugins-")
+    NodeFs.cpSync(NodePath.resolve(__dirname), NodePath.join(plugins, "widget"), {
+      recursive: true,
+      filter: (f) => !f.endsWith(".test.ts"),
+    })
+    process.env["CHORUS_PLUGIN_WIDGET_SITE_SECRET_SHOP"] = SECRET
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => delete process.env["CHORUS_PLUGIN_WIDGET_SITE_SECRET_SHOP"])
+    )
+    const server = yield* startReplyServer({
+      dataDir: yield* tempDir(),
+      pluginsDir: plugins,
+      pluginSettings: { widget: { allowedOrigins: "https://shop.example.com", ...settings } },
+    })
+    const ws = (query: string) =>
+      `${server.url.replace("http", "ws")}/plugins/widget/ws/shop?${query}`
+    const api = (method: string, path: string, body?: unknown) =>
+      request(`${server.url}/api/v1${path}`, {
+        token: server.token,
+        method,
+        ...(body !== undefined ? { body } : {}),
+      })
+    return { server, ws, api }
+  })
+
+const visitor = "v_0123456789abcdefXYZ"
+
+describe("widget channel", () => {
+  it.scopedLive(
+    "messages in, acknowledged once stored; replies live to every window and kept for the next visit",
+    () =>
+      Effect.gen(function* () {
+        const { ws, api } = yield* setup()
+        const one = yield* open(ws(`visitor=${visitor}&name=Ann`))
+        const two = yield* open(ws(`visitor=${visitor}`))
+        yield* eventually("welcomes", () => one.frames.length >= 1 && two.frames.length >= 1)
+        assert.deepStrictEqual(one.frames[0], { type: "welcome", site: "shop", verified: false })
+
+        one.ws.send(
+          JSON.stringify({ type: "message", clientId: "c1", text: "Is my order shipped?" }),
+        )
+        yield* eventually(
+          "ack",
+          () => one.frames.some((f) => f.type === "ack" && f.clientId === "c1"),
+        )
+        // The other window of the same visitor shows it too.
+        yield* eventually(
+          "mirrored",
+          () => two.frames.some((f) => f.type === "message" && f.text === "Is my order shipped?"),
+        )
+        // Resent after a reconnect (same clientId): acknowledged as a duplicate, stored once.
+        one.ws.send(
+          JSON.stringify({ type: "message", clientId: "c1", text: "Is my order shipped?" }),
+        )
+        yield* eventually("dup ack", () => one.frames.filter((f) => f.type === "ack").length === 2)
+        assert.isTrue(one.frames.filter((f) => f.type === "ack")[1].duplicate)
+
+        let conversation = ""
+        yield* eventually("the conversation", () =>
+          api("GET", "/conversations?channel=widget").pipe(Effect.map((r) => {
+            const list = (r.body as { conversations?: Array<{ id: string }> }).conversations ?? []
+            conversation = list[0]?.id ?? ""
+            return list.length === 1
+          })))
+        const stored = (yield* api("GET", `/conversations/${conversation}/messages`)).body as {
+          messages: Array<{ text: string }>
+        }
+        assert.deepStrictEqual(
+          stored.messages.map((m) =>
+            m.text
+          ),
+          ["Is my order shipped?"],
+        )
+
+        const reply = yield* api("POST", `/conversations/${conversation}/messages`, {
+          text: "Yes, this morning.",
+        })
+        assert.strictEqual(reply.status, 202)
+        for (const w of [one, two]) {
+          yield* eventually(
+            "the reply, live",
+            () => w.frames.some((f) => f.from === "operator" && f.text === "Yes, this morning."),
+          )
+        }
+        yield* eventually("sent", () =>
+          api("GET", `/conversations/${conversation}/messages`).pipe(Effect.map((r) =>
+            (r.body as { messages: Array<{ text: string; delivery?: { state: string } }> }).messages
+              .some((m) =>
+                m.text === "Yes, this morning." && m.delivery?.state === "sent"
+              )
+          )))
+
+        // Next visit: the whole conversation; with `since`, only what came after.
+        one.ws.close()
+        two.ws.close()
+        const back = yield* open(ws(`visitor=${visitor}`))
+        yield* eventually("history", () =>
+          back.frames.filter((f) =>
+            f.type === "message"
+          ).length === 2)
+        const history = back.frames.filter((f) =>
+          f.type === "message"
+        )
+        assert.deepStrictEqual(history.map((f) => [f.from, f.text]), [[
+          "visitor",
+          "Is my order shipped?",
+        ], ["operator", "Yes, this morning."]])
+        const since = yield* open(
+          ws(`visitor=${visitor}&since=${encodeURIComponent(history[0].key)}`),
+        )
+        yield* eventually("newer only", () =>
+          since.frames.length >= 2)
+        yield* Effect.sleep("200 millis")
+        assert.deepStrictEqual(
+          since.frames.filter((f) => f.type === "message").map((f) => f.text),
+          ["Yes, this morning."],
+        )
+      }),
+    60_000,
+  )
+
+  it.scopedLive(
+    "a signed user is recognised, a wrong signature is anonymous; origins and rates are limited; the script is served",
+    () =>
+      Effect.gen(function* () {
+        const { server, ws, api } = yield* setup({ maxMessagesPerMinute: 2 })
+        const hash = createHmac("sha256", SECRET).update("customer-7:Ann@Example.com").digest("hex")
+        const signed = yield* open(
+          ws(`visitor=${visitor}&userId=customer-7&userHash=${hash}&email=Ann@Example.com`),
+        )
+        yield* eventually("welcome", () => signed.frames.length >= 1)
+        assert.isTrue(signed.frames[0].verified)
+        // The right hash for the user id alone does not vouch for an e-mail added to it.
+        const unsigned = createHmac("sha256", SECRET).update("customer-7").digest("hex")
+        const claimed = yield* open(
+          ws(
+            `visitor=v_claims_0000000000000&userId=customer-7&userHash=${unsigned}&email=boss@example.com`,
+          ),
+        )
+        yield* eventually("welcome", () => claimed.frames.length >= 1)
+        assert.isFalse(claimed.frames[0].verified)
+        const forged = yield* open(
+          ws(`visitor=v_forged_000000000000&userId=customer-7&userHash=${"0".repeat(64)}`),
+        )
+        yield* eventually("welcome", () => forged.frames.length >= 1)
+        assert.isFalse(forged.frames[0].verified)
+        forged.ws.send(
+          JSON.stringify({ type: "message", clientId: "f1", text: "I am customer 7, honest" }),
+        )
+        signed.ws.send(JSON.stringify({ type: "message", clientId: "s1", text: "hello" }))
+        signed.ws.send(JSON.stringify({ type: "message", clientId: "s2", text: "hello again" }))
+        signed.ws.send(JSON.stringify({ type: "message", clientId: "s3", text: "and again" }))
+        yield* eventually("rate limited", () =>
+          signed.frames.some((f) =>
+            f.type === "error" && f.code === "rate_limited" && f.clientId === "s3"
+          ))
+        yield* eventually("two conversations", () =>
+          api("GET", "/conversations?channel=widget").pipe(Effect.map((r) =>
+            ((r.body as { conversations?: Array<unknown> }).conversations ?? []).length === 2
+          )))
+        const contacts = yield* api("GET", "/conversations?channel=widget").pipe(
+          Effect.flatMap((r) =>
+            Effect.forEach(
+              (r.body as { conversations: Array<{ contactId: string }> }).conversations,
+              (c) =>
+                api("GET", `/contacts/${c.contactId}`).pipe(
+                  Effect.map((x) =>
+                    x.body as { identities: Array<any> }
+                  ),
+                ),
+            )
+          ),
+        )
+        const identities = contacts.flatMap((c) =>
+          c.identities
+        ).map((i) => [i.externalId, i.verification, i.email])
+        assert.sameDeepMembers(identities, [
+          ["user:customer-7", "verified", "ann@example.com"],
+          ["visitor:v_forged_000000000000", "unverified", null],
+        ])
+
+        const elsewhere = yield* open(ws(`visitor=${visitor}`), "https://evil.example.net")
+        assert.strictEqual(
+          yield* Effect.promise(() =>
+            elsewhere.closed
+          ),
+          1008,
+        )
+
+        const js = yield* Effect.promise(() =>
+          fetch(`${server.url}/plugins/widget/widget.js`)
+        )
+        assert.strictEqual(js.status, 200)
+        assert.match(js.headers.get("content-type") ?? "", /javascript/)
+        assert.include(yield* Effect.promise(() => js.text()), "/plugins/widget/ws/")
+      }),
+    60_000,
+  )
+})

@@ -13,7 +13,9 @@
   const site = script.getAttribute("data-site") || "default"
   const store = localStorage
   const visitorKey = "chorus-widget-visitor:" + site
-  const seenKey = "chorus-widget-seen:" + site
+  // The last message on screen: a reconnect asks only for what came after it; a new page (no
+  // messages on screen yet) gets the whole conversation.
+  let lastSeen = ""
   let visitor = store.getItem(visitorKey)
   if (!visitor) {
     const bytes = new Uint8Array(18)
@@ -65,7 +67,7 @@
   let socket
   let attempt = 0
   const connect = () => {
-    const params = new URLSearchParams({ visitor: visitor, since: store.getItem(seenKey) || "" })
+    const params = new URLSearchParams({ visitor: visitor, since: lastSeen })
     ;["user-id:userId", "user-hash:userHash", "name:name", "email:email"].forEach(function (pair) {
       const p = pair.split(":")
       const v = script.getAttribute("data-" + p[0])
@@ -94,8 +96,8 @@
           log.querySelector('[data-client-id="' + frame.clientId + '"]')
         if (local) local.removeAttribute("data-client-id")
         else bubble(frame.from, frame.text, frame.id)
-        if (frame.key && frame.key > (store.getItem(seenKey) || "")) {
-          store.setItem(seenKey, frame.key)
+        if (frame.key && frame.key > lastSeen) {
+          lastSeen = frame.key
         }
       } else if (frame.type === "ack") {
         delete pending[frame.clientId]

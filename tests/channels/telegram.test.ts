@@ -132,12 +132,56 @@ describe("telegram channel", () => {
           },
         } as never)
 
+        // A "document" that is a program: refused by the attachment store, named in the text.
+        fake.addFile("doc-elf", new Uint8Array([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1, 0, 0, 0]), {
+          path: "documents/tool.pdf",
+        })
+        fake.pushUpdate(TOKEN, {
+          message: {
+            message_id: 502,
+            date: Math.floor(Date.now() / 1000),
+            chat: { id: CHAT, type: "private", first_name: "FirstName" },
+            from: { id: CHAT, is_bot: false, first_name: "FirstName", last_name: "LastName" },
+            document: {
+              file_id: "doc-elf",
+              file_unique_id: "e",
+              file_name: "invoice.pdf",
+              mime_type: "application/pdf",
+              file_size: 10,
+            },
+          },
+        } as never)
+
+        // Over the Bot API's 20 MB download limit: Telegram refuses getFile; named in the text.
+        const big = 21 * 1024 * 1024
+        fake.addFile("doc-big", new Uint8Array(big), { path: "documents/big.zip" })
+        fake.pushUpdate(TOKEN, {
+          message: {
+            message_id: 503,
+            date: Math.floor(Date.now() / 1000),
+            chat: { id: CHAT, type: "private", first_name: "FirstName" },
+            from: { id: CHAT, is_bot: false, first_name: "FirstName", last_name: "LastName" },
+            document: {
+              file_id: "doc-big",
+              file_unique_id: "g",
+              file_name: "backup.zip",
+              mime_type: "application/zip",
+              file_size: big,
+            },
+          },
+        } as never)
+
         const conversation = yield* telegramConversation(api)
         yield* eventually(
-          "both messages stored",
-          () => messagesOf(api, conversation).pipe(Effect.map((m) => m.length === 2)),
+          "the four messages stored",
+          () => messagesOf(api, conversation).pipe(Effect.map((m) => m.length === 4)),
         )
-        const [first, second] = [...(yield* messagesOf(api, conversation))].reverse()
+        const [first, second, third, fourth] = [...(yield* messagesOf(api, conversation))]
+          .reverse()
+        assert.lengthOf(third.attachments, 0)
+        assert.match(third.text, /^\[invoice\.pdf not accepted: .*program/)
+        assert.lengthOf(fourth.attachments, 0)
+        assert.match(fourth.text, /^\[backup\.zip could not be fetched from Telegram: .*too big/)
         assert.strictEqual(first.text, "Hi, world!")
         assert.strictEqual(second.text, "my broken parcel")
         assert.lengthOf(second.attachments, 1)

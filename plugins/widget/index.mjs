@@ -58,6 +58,7 @@ export default {
       .filter(Boolean)
     const perMinute = Number(chorus.settings.maxMessagesPerMinute)
     const historyLimit = Number(chorus.settings.historyLimit)
+    const maxUpload = Number(chorus.settings.maxUploadBytes)
     const received = chorus.metrics.counter(
       "messages_received",
       "visitor messages handed to Chorus",
@@ -89,6 +90,40 @@ export default {
       },
       body: script,
     }))
+
+    /** Hand a visitor's message to Chorus, keep it in the history, show it, acknowledge it. */
+    const deliver = async (socket, connection, clientId, text, attachments) => {
+      const { site, sender } = connection
+      const now = Date.now()
+      const { id, duplicate } = await chorus.channels.receive("widget", {
+        account: site,
+        sender,
+        externalId: `${sender.externalId}:${clientId}`,
+        text,
+        attachments: attachments.map((a) => ({
+          name: a.name,
+          mimeType: a.mimeType,
+          size: a.size,
+          storageKey: a.storageKey,
+        })),
+      })
+      if (!duplicate) {
+        const files = attachments.map((a) => ({ name: a.name, mimeType: a.mimeType, size: a.size }))
+        const entry = {
+          id,
+          from: "visitor",
+          text,
+          at: now,
+          clientId,
+          ...(files.length > 0 ? { files } : {}),
+        }
+        const key = historyKey(site, sender.externalId, now, clientId)
+        await chorus.storage.kv.set(key, entry)
+        received.inc(1, { site })
+        await push(site, sender.externalId, { type: "message", key, ...entry })
+      }
+      await socket.send(JSON.stringify({ type: "ack", clientId, id, duplicate }))
+    }
 
     await chorus.routes.websocket("/plugins/widget/ws/{site}", {
       async open(socket, request) {
@@ -135,54 +170,64 @@ export default {
       async message(socket, data) {
         const connection = connections.get(socket.id)
         if (connection === undefined) return
+        const fail = (code, message, clientId) =>
+          socket.send(
+            JSON.stringify({ type: "error", code, message, ...(clientId ? { clientId } : {}) }),
+          )
+        // A file's bytes come as the binary frame after its `file` frame.
+        if (data instanceof Uint8Array) {
+          const file = connection.awaitingBytes
+          connection.awaitingBytes = undefined
+          if (file === undefined) {
+            return fail("bad_frame", "binary data without a file frame before it")
+          }
+          if (data.length > maxUpload) {
+            return fail("too_large", `files are limited to ${maxUpload} bytes`, file.clientId)
+          }
+          let stored
+          try {
+            stored = await chorus.attachments.put(data, {
+              name: file.name,
+              mimeType: file.mimeType,
+            })
+          } catch (error) {
+            return fail(error.reason ?? "refused", error.message, file.clientId)
+          }
+          return deliver(socket, connection, file.clientId, file.text, [stored])
+        }
         let frame
         try {
           frame = JSON.parse(String(data))
         } catch {
-          return socket.send(
-            JSON.stringify({ type: "error", code: "bad_frame", message: "not JSON" }),
-          )
+          return fail("bad_frame", "not JSON")
         }
-        if (frame.type !== "message") return
+        if (frame.type !== "message" && frame.type !== "file") return
         const now = Date.now()
         connection.sent = connection.sent.filter((t) => now - t < 60_000)
         if (connection.sent.length >= perMinute) {
-          return socket.send(
-            JSON.stringify({
-              type: "error",
-              code: "rate_limited",
-              clientId: frame.clientId,
-              message: `at most ${perMinute} messages a minute`,
-            }),
-          )
+          return fail("rate_limited", `at most ${perMinute} messages a minute`, frame.clientId)
         }
         const text = typeof frame.text === "string" ? frame.text.trim() : ""
-        if (!CLIENT_ID.test(frame.clientId ?? "") || text === "" || text.length > 10_000) {
-          return socket.send(
-            JSON.stringify({
-              type: "error",
-              code: "bad_message",
-              clientId: frame.clientId,
-              message: "a message needs a clientId and 1 to 10,000 characters",
-            }),
+        if (!CLIENT_ID.test(frame.clientId ?? "") || text.length > 10_000) {
+          return fail(
+            "bad_message",
+            "a message needs a clientId and at most 10,000 characters",
+            frame.clientId,
           )
         }
         connection.sent.push(now)
-        const { site, sender } = connection
-        const { id, duplicate } = await chorus.channels.receive("widget", {
-          account: site,
-          sender,
-          externalId: `${sender.externalId}:${frame.clientId}`,
-          text,
-        })
-        if (!duplicate) {
-          const entry = { id, from: "visitor", text, at: now, clientId: frame.clientId }
-          const key = historyKey(site, sender.externalId, now, frame.clientId)
-          await chorus.storage.kv.set(key, entry)
-          received.inc(1, { site })
-          await push(site, sender.externalId, { type: "message", key, ...entry })
+        if (frame.type === "file") {
+          const name = typeof frame.name === "string" && frame.name !== ""
+            ? frame.name.slice(0, 255)
+            : "file"
+          const mimeType = typeof frame.mimeType === "string" && frame.mimeType !== ""
+            ? frame.mimeType
+            : "application/octet-stream"
+          connection.awaitingBytes = { clientId: frame.clientId, name, mimeType, text }
+          return
         }
-        await socket.send(JSON.stringify({ type: "ack", clientId: frame.clientId, id, duplicate }))
+        if (text === "") return fail("bad_message", "a message needs some text", frame.clientId)
+        return deliver(socket, connection, frame.clientId, text, [])
       },
       close(socket) {
         const connection = connections.get(socket.id)

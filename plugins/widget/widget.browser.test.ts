@@ -115,12 +115,37 @@ describe.skipIf(!NodeFs.existsSync(CHROMIUM))("widget in Chromium", () => {
           )
         )
 
-        yield* Effect.promise(() => page.reload())
+        // A file through the paperclip: stored with the message, checked by the attachment store.
+        const png = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13])
+        yield* Effect.promise(() =>
+          page.setInputFiles("[data-chorus-widget] [data-file]", {
+            name: "route.png",
+            mimeType: "image/png",
+            buffer: png,
+          })
+        )
+        yield* eventually("the file stored", () =>
+          api("GET", `/conversations/${conversation}/messages`).pipe(Effect.map((r) =>
+            (r.body as {
+              messages: Array<{ attachments: Array<{ name: string; mimeType: string }> }>
+            })
+              .messages.some((m) =>
+                m.attachments.some((a) =>
+                  a.name === "route.png" && a.mimeType === "image/png"
+                )
+              )
+          )))
+
+        yield* Effect.promise(() =>
+          page.reload()
+        )
         yield* Effect.promise(() => page.click("[data-chorus-widget] [data-open]"))
         yield* Effect.promise(() =>
-          page.waitForSelector('[data-chorus-widget] [data-message="operator"]', {
-            timeout: 10_000,
-          })
+          page.waitForFunction(
+            () => document.querySelectorAll("[data-chorus-widget] [data-message]").length >= 3,
+            undefined,
+            { timeout: 10_000 },
+          )
         )
         const shown = yield* Effect.promise(() =>
           page.$$eval(
@@ -128,10 +153,11 @@ describe.skipIf(!NodeFs.existsSync(CHROMIUM))("widget in Chromium", () => {
             (rows) => rows.map((r) => [r.getAttribute("data-message"), r.textContent]),
           )
         )
-        assert.deepStrictEqual(shown, [["visitor", "Do you ship to Lisbon?"], [
-          "operator",
-          "We do, in 2 days.",
-        ]])
+        assert.deepStrictEqual(shown, [
+          ["visitor", "Do you ship to Lisbon?"],
+          ["operator", "We do, in 2 days."],
+          ["visitor", "\u{1F4CE} route.png"],
+        ])
         // Still one visitor, one conversation.
         const all = (yield* api("GET", "/conversations?channel=widget")).body as {
           conversations: Array<unknown>

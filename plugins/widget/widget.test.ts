@@ -158,6 +158,49 @@ describe("widget channel", () => {
           since.frames.filter((f) => f.type === "message").map((f) => f.text),
           ["Yes, this morning."],
         )
+
+        // A file: its `file` frame, then its bytes; stored in the attachment store, checked.
+        const png = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13])
+        since.ws.send(JSON.stringify({
+          type: "file",
+          clientId: "f1",
+          name: "receipt.png",
+          mimeType: "image/png",
+          text: "the receipt",
+        }))
+        since.ws.send(png)
+        yield* eventually("file ack", () =>
+          since.frames.some((f) =>
+            f.type === "ack" && f.clientId === "f1"
+          ))
+        const withFile = (yield* api("GET", `/conversations/${conversation}/messages`)).body as {
+          messages: Array<
+            {
+              text: string
+              attachments: Array<{ name: string; mimeType: string; storageKey: string }>
+            }
+          >
+        }
+        const fileMessage = withFile.messages.find((m) => m.text === "the receipt")!
+        assert.deepStrictEqual(fileMessage.attachments.map((a) => [a.name, a.mimeType]), [[
+          "receipt.png",
+          "image/png",
+        ]])
+        assert.match(fileMessage.attachments[0]!.storageKey, /^sha256-/)
+        // A program is refused with the store's reason; bytes without a file frame are refused.
+        since.ws.send(
+          JSON.stringify({ type: "file", clientId: "f2", name: "cat.png", mimeType: "image/png" }),
+        )
+        since.ws.send(new Uint8Array([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1, 0]))
+        yield* eventually("refused", () =>
+          since.frames.some((f) =>
+            f.type === "error" && f.clientId === "f2" && f.code === "program"
+          ))
+        since.ws.send(png)
+        yield* eventually("orphan bytes refused", () =>
+          since.frames.some((f) =>
+            f.type === "error" && f.code === "bad_frame"
+          ))
       }),
     60_000,
   )

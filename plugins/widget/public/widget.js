@@ -35,7 +35,9 @@
     '<div data-panel hidden style="width:320px;height:420px;background:#fff;border:1px solid #ddd;border-radius:12px;box-shadow:0 8px 24px rgba(0,0,0,.15);display:flex;flex-direction:column">' +
     '<div data-log style="flex:1;overflow-y:auto;padding:8px"></div>' +
     '<div data-status style="font-size:12px;color:#888;padding:0 8px"></div>' +
-    '<form data-form style="display:flex;border-top:1px solid #eee"><input data-input autocomplete="off" placeholder="Type a message" style="flex:1;border:0;padding:10px">' +
+    '<form data-form style="display:flex;border-top:1px solid #eee">' +
+    '<label title="Send a file" style="padding:10px;cursor:pointer">&#128206;<input data-file type="file" hidden></label>' +
+    '<input data-input autocomplete="off" placeholder="Type a message" style="flex:1;border:0;padding:10px">' +
     '<button style="border:0;background:none;color:#2563eb;padding:0 12px;cursor:pointer">Send</button></form></div>'
   document.body.appendChild(root)
   const panel = root.querySelector("[data-panel]")
@@ -82,9 +84,7 @@
       status.textContent = ""
       // What was typed while away goes now; the server stores a clientId once.
       Object.keys(pending).forEach(function (clientId) {
-        socket.send(
-          JSON.stringify({ type: "message", clientId: clientId, text: pending[clientId] }),
-        )
+        sendPending(clientId)
       })
     }
     socket.onmessage = function (event) {
@@ -95,7 +95,12 @@
         const local = frame.clientId &&
           log.querySelector('[data-client-id="' + frame.clientId + '"]')
         if (local) local.removeAttribute("data-client-id")
-        else bubble(frame.from, frame.text, frame.id)
+        else {
+          const names = (frame.files || []).map(function (f) {
+            return "\u{1F4CE} " + f.name
+          })
+          bubble(frame.from, [frame.text].concat(names).filter(Boolean).join("\n"), frame.id)
+        }
         if (frame.key && frame.key > lastSeen) {
           lastSeen = frame.key
         }
@@ -112,16 +117,46 @@
     }
   }
 
+  const newClientId = () => Date.now().toString(36) + Math.random().toString(36).slice(2, 10)
+
+  /** A message or a file: a file is its `file` frame, then its bytes as a binary frame. */
+  const sendPending = (clientId) => {
+    const item = pending[clientId]
+    if (!item) return
+    if (item.file) {
+      socket.send(JSON.stringify({
+        type: "file",
+        clientId: clientId,
+        name: item.file.name,
+        mimeType: item.file.type,
+        text: item.text,
+      }))
+      socket.send(item.bytes)
+    } else socket.send(JSON.stringify({ type: "message", clientId: clientId, text: item.text }))
+  }
+
+  root.querySelector("[data-file]").addEventListener("change", function (event) {
+    const file = event.target.files[0]
+    event.target.value = ""
+    if (!file) return
+    file.arrayBuffer().then(function (bytes) {
+      const clientId = newClientId()
+      pending[clientId] = { file: file, bytes: bytes, text: "" }
+      bubble("visitor", "\u{1F4CE} " + file.name).setAttribute("data-client-id", clientId)
+      if (socket && socket.readyState === 1) sendPending(clientId)
+    })
+  })
+
   root.querySelector("[data-form]").addEventListener("submit", function (event) {
     event.preventDefault()
     const text = input.value.trim()
     if (!text) return
     input.value = ""
-    const clientId = Date.now().toString(36) + Math.random().toString(36).slice(2, 10)
-    pending[clientId] = text
+    const clientId = newClientId()
+    pending[clientId] = { text: text }
     bubble("visitor", text).setAttribute("data-client-id", clientId)
     if (socket && socket.readyState === 1) {
-      socket.send(JSON.stringify({ type: "message", clientId: clientId, text: text }))
+      sendPending(clientId)
     }
   })
   connect()

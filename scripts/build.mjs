@@ -121,7 +121,8 @@ export const pluginsDistDir = path.join(distDir, "plugins")
 
 /**
  * Bundle every plugin under plugins/ (its entry with its dependencies, e.g. grammY) into
- * dist/plugins/<id>/, with its manifest and migrations: the plugins the single binary carries.
+ * dist/plugins/<id>/, with the files it reads at run time (manifest, migrations, assets): the
+ * plugins the single binary carries.
  * Returns the files, relative to dist/plugins.
  */
 export const buildPlugins = async () => {
@@ -155,15 +156,23 @@ export const buildPlugins = async () => {
     })
     assertSelfContained(result.metafile)
     files.push(path.join(name, manifest.entry))
-    fs.copyFileSync(manifestFile, path.join(out, "chorus.plugin.json"))
-    files.push(path.join(name, "chorus.plugin.json"))
-    const migrations = manifest.contributes?.migrations
-    if (migrations !== undefined) {
-      fs.cpSync(path.join(dir, migrations), path.join(out, migrations), { recursive: true })
-      for (const f of fs.readdirSync(path.join(out, migrations))) {
-        files.push(path.join(name, migrations, f))
+    // Everything else the plugin reads at run time (manifest, migrations, public assets), but not
+    // its tests, type declarations or the modules the bundle already holds.
+    const bundled = new Set(Object.keys(result.metafile.inputs).map((f) => path.resolve(root, f)))
+    const copy = (from, relative) => {
+      for (const entry of fs.readdirSync(from, { withFileTypes: true })) {
+        const source = path.join(from, entry.name)
+        const target = path.join(relative, entry.name)
+        if (entry.name === "node_modules" || /\.test\.|\.d\.m?ts$/.test(entry.name)) continue
+        if (entry.isDirectory()) copy(source, target)
+        else if (!bundled.has(source)) {
+          fs.mkdirSync(path.dirname(path.join(out, target)), { recursive: true })
+          fs.copyFileSync(source, path.join(out, target))
+          files.push(path.join(name, target))
+        }
       }
     }
+    copy(dir, "")
   }
   fs.mkdirSync(pluginsDistDir, { recursive: true })
   fs.writeFileSync(path.join(pluginsDistDir, "index.json"), JSON.stringify(files))

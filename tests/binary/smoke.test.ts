@@ -198,6 +198,10 @@ describe("single binary", () => {
           line.includes('"plugin active"') && line.includes('"plugin":"telegram"')
         )
         assert.isTrue(telegramActive, `the built-in telegram plugin is active:\n${output}`)
+        // The widget plugin's own files ride along too: its script is served.
+        const widget = await fetch(`http://127.0.0.1:${port}/plugins/widget/widget.js`)
+        assert.strictEqual(widget.status, 200, output)
+        assert.include(await widget.text(), "/plugins/widget/ws/")
         assert.isTrue(
           fs.readdirSync(path.join(dir, "data", "plugins-builtin")).length === 1,
           "extracted once to data/plugins-builtin",

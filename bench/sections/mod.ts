@@ -9,6 +9,7 @@ import { history } from "./History.ts"
 import { ingest } from "./Ingest.ts"
 import { jetStreamBus } from "./JetStreamBus.ts"
 import { jetStreamRaw } from "./JetStreamRaw.ts"
+import { plugins } from "./Plugins.ts"
 import { replies } from "./Replies.ts"
 import { sqliteRaw } from "./SqliteRaw.ts"
 
@@ -21,4 +22,5 @@ export const sections: ReadonlyArray<BenchSection> = [
   actorsMemory,
   history,
   replies,
+  plugins,
 ]

@@ -11,14 +11,7 @@
 import { createHash } from "node:crypto"
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
-
-type Sea = typeof import("node:sea")
-
-const seaRuntime = (): Sea | undefined => {
-  const getBuiltin = (process as { getBuiltinModule?: (id: string) => unknown }).getBuiltinModule
-  const sea = getBuiltin?.call(process, "node:sea") as Sea | undefined
-  return sea?.isSea() ? sea : undefined
-}
+import { seaRuntime } from "../storage/nativeAddon.node.ts"
 
 /** The directory holding the binary's built-in plugins, written if needed; undefined outside it. */
 export const builtinPluginsDir = (dataDir: string): string | undefined => {

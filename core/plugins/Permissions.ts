@@ -209,21 +209,33 @@ export const checkTable = (g: Grants, table: string): PermissionDenied | undefin
  */
 export const checkRoute = (
   g: Grants & {
-    readonly routes: ReadonlyArray<{ readonly method: string; readonly path: string }>
+    readonly routes: ReadonlyArray<
+      { readonly method: string; readonly path: string; readonly websocket?: boolean }
+    >
   },
   method: string,
   path: string,
-): PermissionDenied | undefined =>
-  g.routes.some((r) => r.method === method.toUpperCase() && r.path === path)
-    ? undefined
-    : new PermissionDenied({
-      plugin: g.plugin,
-      capability: "routes",
-      requested: `${method.toUpperCase()} ${path}`,
-      field: "contributes.routes",
-      hint: `the route is not declared; add { "method": ${JSON.stringify(method.toUpperCase())}, ` +
-        `"path": ${JSON.stringify(path)} } to contributes.routes in ${MANIFEST_FILE}`,
-    })
+  options: { readonly websocket?: boolean } = {},
+): PermissionDenied | undefined => {
+  const upper = method.toUpperCase()
+  const declared = g.routes.some((r) =>
+    r.method === upper && r.path === path &&
+    (options.websocket === undefined || (r.websocket ?? false) === options.websocket)
+  )
+  if (declared) return undefined
+  const kind = options.websocket === true ? "websocket route" : "route"
+  const declaration = `{ "method": ${JSON.stringify(upper)}, "path": ${JSON.stringify(path)}${
+    options.websocket === true ? ', "websocket": true' : ""
+  } }`
+  return new PermissionDenied({
+    plugin: g.plugin,
+    capability: "routes",
+    requested: options.websocket === true ? `websocket ${path}` : `${upper} ${path}`,
+    field: "contributes.routes",
+    hint:
+      `the ${kind} is not declared; add ${declaration} to contributes.routes in ${MANIFEST_FILE}`,
+  })
+}
 
 /** May the plugin send replies as `channel`? Only channels in `contributes.channels`. */
 export const checkChannel = (

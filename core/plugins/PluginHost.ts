@@ -53,13 +53,13 @@ import { inboundKey, inboundSubject } from "../pipeline/Streams.ts"
 import { Database } from "../storage/Database.ts"
 import { type LoadedManifest, loadManifest, type ManifestInvalid } from "./Manifest.ts"
 import type { DiscoveryResult } from "./Discovery.ts"
-import type { PluginMode, SettingValue } from "./guest/Api.ts"
+import type { GuestSendResult, PluginMode, SettingValue } from "./guest/Api.ts"
 import type { GuestInit, WireMessage } from "./guest/Protocol.ts"
 import { defaultDenoPath, entryProblem, type GuestProcess, startGuest } from "./GuestProcess.ts"
 import * as GuestRpc from "./GuestRpc.ts"
 import { type HostApi, make as makeHostApi } from "./HostApi.ts"
 import { HOST_API_VERSION } from "./HostApiVersion.ts"
-import { checkAttachments, checkChannel, checkRoute, PermissionDenied } from "./Permissions.ts"
+import { checkAttachments, checkChannel, checkRoute } from "./Permissions.ts"
 import { type MetricKind, PluginMetrics } from "./PluginMetrics.ts"
 import { runPluginMigrations } from "./PluginMigrations.ts"
 
@@ -168,16 +168,8 @@ export interface PluginResponse {
 /** A reply to send through a plugin's channel (the guest's `GuestOutgoing`). */
 export type PluginOutgoing = Readonly<Record<string, unknown>> & { readonly channel: string }
 
-export type PluginSendResult =
-  | { readonly ok: true; readonly externalId: string }
-  | {
-    readonly ok: false
-    readonly retryable: boolean
-    readonly code: string
-    readonly reason: string
-    readonly retryAfterMs?: number
-    readonly unreachable?: boolean
-  }
+/** What a plugin's channel `send` answered (the guest's `GuestSendResult`). */
+export type PluginSendResult = GuestSendResult
 
 /** Run a plugin WebSocket connection on an upgraded socket, until it ends. */
 export type SocketSession = (socket: Socket.Socket) => Effect.Effect<void>
@@ -371,11 +363,38 @@ const awaitGate = (slot: Slot, deadline: number | undefined) =>
     })
   })
 
+/**
+ * A call into the plugin's running version, counted as work in hand: a stopping version finishes
+ * these before it goes (`stopVersion` waits for `inFlight` to reach 0).
+ */
+const callInHand = (
+  slot: Slot,
+  binding: Binding,
+  op: string,
+  args: ReadonlyArray<unknown>,
+  timeout?: Duration.DurationInput,
+) =>
+  Effect.suspend(() => {
+    slot.inFlight++
+    return binding.gen.rpc.call(op, args, timeout).pipe(
+      Effect.either,
+      Effect.ensuring(Effect.sync(() => {
+        slot.inFlight--
+        if (slot.inFlight === 0) wake(slot)
+      })),
+    )
+  })
+
 /** The plugin will not take work again without an operator (or a restart) bringing it back. */
 const isDown = (slot: Slot) =>
   slot.state === "disabled" || slot.state === "failed" || slot.state === "refused"
 
+/** Declared paths compiled once: requests match against them on every call. */
+const compiledRoutes = new Map<string, { pattern: RegExp; params: ReadonlyArray<string> }>()
+
 const routePattern = (path: string) => {
+  const known = compiledRoutes.get(path)
+  if (known !== undefined) return known
   const params: Array<string> = []
   const source = path
     .split("/")
@@ -388,7 +407,9 @@ const routePattern = (path: string) => {
       return segment.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
     })
     .join("/")
-  return { pattern: new RegExp(`^${source}$`), params }
+  const compiled = { pattern: new RegExp(`^${source}$`), params }
+  compiledRoutes.set(path, compiled)
+  return compiled
 }
 
 /** Setting values checked against the manifest: defaults, then config, then API-set values. */
@@ -628,14 +649,7 @@ export const make = (discovered: DiscoveryResult, options: PluginHostOptions = {
               yield* awaitGate(slot, undefined)
               continue
             }
-            slot.inFlight++
-            const result = yield* binding.gen.rpc.call("deliver", [binding.handler, wire]).pipe(
-              Effect.either,
-              Effect.ensuring(Effect.sync(() => {
-                slot.inFlight--
-                if (slot.inFlight === 0) wake(slot)
-              })),
-            )
+            const result = yield* callInHand(slot, binding, "deliver", [binding.handler, wire])
             if (Either.isLeft(result)) {
               if (result.left._tag === "GuestGone") continue // the next version takes it
               slot.counters.deliveryErrors++
@@ -905,20 +919,8 @@ export const make = (discovered: DiscoveryResult, options: PluginHostOptions = {
           }),
         "routes.websocket": (path: string, handler: number) =>
           Effect.suspend(() => {
-            const declared = manifest.contributes.routes.find((r) => r.path === path && r.websocket)
-            if (declared === undefined) {
-              return Effect.fail(
-                new PermissionDenied({
-                  plugin: slot.id,
-                  capability: "routes",
-                  requested: `websocket ${path}`,
-                  field: "contributes.routes",
-                  hint: `the websocket route is not declared; add { "method": "GET", "path": ${
-                    JSON.stringify(path)
-                  }, "websocket": true } to contributes.routes in ${MANIFEST_FILE}`,
-                }),
-              )
-            }
+            const problem = checkRoute(grants, "GET", path, { websocket: true })
+            if (problem !== undefined) return Effect.fail(problem)
             const route = slot.routes.find((r) => r.websocket && r.path === path)
             if (route === undefined) {
               const { pattern, params } = routePattern(path)
@@ -1423,17 +1425,12 @@ export const make = (discovered: DiscoveryResult, options: PluginHostOptions = {
           const params: Record<string, string> = {}
           route!.params.forEach((p, i) => (params[p] = decodeURIComponent(match[i + 1]!)))
           slot.counters.requests++
-          slot.inFlight++
-          const result = yield* binding.gen.rpc.call(
+          const result = yield* callInHand(
+            slot,
+            binding,
             "route",
             [binding.handler, { ...request, method, params }],
             Duration.millis(Math.max(1, deadline - now()) + 30_000),
-          ).pipe(
-            Effect.either,
-            Effect.ensuring(Effect.sync(() => {
-              slot.inFlight--
-              if (slot.inFlight === 0) wake(slot)
-            })),
           )
           if (Either.isLeft(result)) {
             if (result.left._tag === "GuestGone" && now() < deadline) continue
@@ -1595,16 +1592,7 @@ export const make = (discovered: DiscoveryResult, options: PluginHostOptions = {
             continue
           }
           slot.counters.sends++
-          slot.inFlight++
-          const result = yield* binding.gen.rpc.call("send", [binding.handler, message]).pipe(
-            Effect.either,
-            Effect.ensuring(Effect.sync(() => {
-              slot.inFlight--
-              if (slot.inFlight === 0) {
-                wake(slot)
-              }
-            })),
-          )
+          const result = yield* callInHand(slot, binding, "send", [binding.handler, message])
           if (Either.isLeft(result)) {
             if (result.left._tag === "GuestGone") continue
             slot.counters.sendErrors++

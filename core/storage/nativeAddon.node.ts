@@ -22,7 +22,7 @@ type Sea = typeof import("node:sea")
  * `node:sea` when running inside a single executable, else undefined. `getBuiltinModule` (Node
  * 20.16+) works in ESM under tsx and vitest, in the CJS bundle, and inside the SEA alike.
  */
-const seaRuntime = (): Sea | undefined => {
+export const seaRuntime = (): Sea | undefined => {
   const getBuiltin = (process as { getBuiltinModule?: (id: string) => unknown }).getBuiltinModule
   const sea = getBuiltin?.call(process, "node:sea") as Sea | undefined
   return sea?.isSea() ? sea : undefined

@@ -7,12 +7,12 @@
 import * as NodeFs from "node:fs"
 import * as NodeHttp from "node:http"
 import type { AddressInfo } from "node:net"
-import * as NodePath from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { chromium } from "playwright-core"
 import { request } from "../../tests/api/ApiServer.ts"
 import { eventually, startReplyServer } from "../../tests/api/ReplyServer.ts"
+import { installRepoPlugins } from "../../tests/support/PluginFixtures.ts"
 import { tempDir } from "../../tests/support/TestDatabase.ts"
 
 const CHROMIUM = "/usr/bin/chromium"
@@ -44,10 +44,7 @@ describe.skipIf(!NodeFs.existsSync(CHROMIUM))("widget in Chromium", () => {
     () =>
       Effect.gen(function* () {
         const plugins = yield* tempDir("chorus-plugins-")
-        NodeFs.cpSync(NodePath.resolve(__dirname), NodePath.join(plugins, "widget"), {
-          recursive: true,
-          filter: (f) => !f.endsWith(".test.ts"),
-        })
+        installRepoPlugins(plugins, ["widget"])
         // The shop's origin is only known once its server listens: allow loopback pages.
         const server = yield* startReplyServer({ dataDir: yield* tempDir(), pluginsDir: plugins })
         const shop = yield* shopPage(server.url)

@@ -7,14 +7,13 @@
  * served for the site's <script> tag.
  */
 import { createHmac } from "node:crypto"
-import * as NodeFs from "node:fs"
-import * as NodePath from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 // @ts-expect-error -- ws ships no types of its own (and @types/ws is not installed)
 import WebSocket from "ws"
 import { request } from "../../tests/api/ApiServer.ts"
 import { eventually, startReplyServer } from "../../tests/api/ReplyServer.ts"
+import { installRepoPlugins } from "../../tests/support/PluginFixtures.ts"
 import { tempDir } from "../../tests/support/TestDatabase.ts"
 
 const SECRET = "site-secret-for-tests"
@@ -42,10 +41,7 @@ const open = (url: string, origin = "https://shop.example.com") =>
 const setup = (settings: Record<string, string | number> = {}) =>
   Effect.gen(function* () {
     const plugins = yield* tempDir("chorus-plugins-")
-    NodeFs.cpSync(NodePath.resolve(__dirname), NodePath.join(plugins, "widget"), {
-      recursive: true,
-      filter: (f) => !f.endsWith(".test.ts"),
-    })
+    installRepoPlugins(plugins, ["widget"])
     process.env["CHORUS_PLUGIN_WIDGET_SITE_SECRET_SHOP"] = SECRET
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => delete process.env["CHORUS_PLUGIN_WIDGET_SITE_SECRET_SHOP"])

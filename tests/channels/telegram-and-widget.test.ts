@@ -7,13 +7,13 @@
 import * as NodeFs from "node:fs"
 import * as NodeHttp from "node:http"
 import type { AddressInfo } from "node:net"
-import * as NodePath from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { chromium } from "playwright-core"
 import { request } from "../api/ApiServer.ts"
 import { eventually, startReplyServer } from "../api/ReplyServer.ts"
 import { telegramFake } from "../support/fakes/TelegramFake.ts"
+import { installRepoPlugins } from "../support/PluginFixtures.ts"
 import { tempDir } from "../support/TestDatabase.ts"
 
 const CHROMIUM = "/usr/bin/chromium"
@@ -43,21 +43,9 @@ describe.skipIf(!NodeFs.existsSync(CHROMIUM))("Telegram and the widget, one oper
       Effect.gen(function* () {
         const fake = yield* telegramFake({ bots: [TOKEN] })
         const plugins = yield* tempDir("chorus-plugins-")
-        const root = NodePath.resolve(__dirname, "../..")
-        for (const id of ["telegram", "widget"]) {
-          NodeFs.cpSync(NodePath.join(root, "plugins", id), NodePath.join(plugins, id), {
-            recursive: true,
-            filter: (f) => !f.endsWith(".test.ts"),
-          })
-        }
-        NodeFs.symlinkSync(
-          NodePath.join(root, "node_modules"),
-          NodePath.join(plugins, "node_modules"),
-        )
-        const manifestFile = NodePath.join(plugins, "telegram/chorus.plugin.json")
-        const manifest = JSON.parse(NodeFs.readFileSync(manifestFile, "utf8"))
-        manifest.permissions.net = [new URL(fake.apiRoot).host]
-        NodeFs.writeFileSync(manifestFile, JSON.stringify(manifest))
+        installRepoPlugins(plugins, ["telegram", "widget"], {
+          net: { telegram: [new URL(fake.apiRoot).host] },
+        })
         process.env["CHORUS_PLUGIN_TELEGRAM_BOT_TOKEN_MAIN"] = TOKEN
         yield* Effect.addFinalizer(() =>
           Effect.sync(() => delete process.env["CHORUS_PLUGIN_TELEGRAM_BOT_TOKEN_MAIN"])

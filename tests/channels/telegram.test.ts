@@ -7,13 +7,12 @@
  * identity unreachable. In webhook mode the secret token is checked and the update is answered
  * only once stored.
  */
-import * as NodeFs from "node:fs"
-import * as NodePath from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { request } from "../api/ApiServer.ts"
 import { eventually, startReplyServer } from "../api/ReplyServer.ts"
 import { telegramFake } from "../support/fakes/TelegramFake.ts"
+import { installRepoPlugins } from "../support/PluginFixtures.ts"
 import { tempDir } from "../support/TestDatabase.ts"
 
 const TOKEN = "7001:test-secret-token"
@@ -45,26 +44,11 @@ const jpeg = new Uint8Array([
   0xd9,
 ])
 
-/** plugins/telegram copied beside a node_modules link (its grammY), its net permission the fake's host. */
-const installPlugin = (root: string, fakeHost: string) => {
-  const source = NodePath.resolve(__dirname, "../../plugins/telegram")
-  const dir = NodePath.join(root, "telegram")
-  NodeFs.cpSync(source, dir, { recursive: true, filter: (f) => !f.endsWith(".test.ts") })
-  const manifestFile = NodePath.join(dir, "chorus.plugin.json")
-  const manifest = JSON.parse(NodeFs.readFileSync(manifestFile, "utf8"))
-  manifest.permissions.net = [fakeHost]
-  NodeFs.writeFileSync(manifestFile, JSON.stringify(manifest))
-  NodeFs.symlinkSync(
-    NodePath.resolve(__dirname, "../../node_modules"),
-    NodePath.join(root, "node_modules"),
-  )
-}
-
 const setup = (settings: Record<string, string | number>) =>
   Effect.gen(function* () {
     const fake = yield* telegramFake({ bots: [TOKEN] })
     const plugins = yield* tempDir("chorus-plugins-")
-    installPlugin(plugins, new URL(fake.apiRoot).host)
+    installRepoPlugins(plugins, ["telegram"], { net: { telegram: [new URL(fake.apiRoot).host] } })
     process.env["CHORUS_PLUGIN_TELEGRAM_BOT_TOKEN_MAIN"] = TOKEN
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => delete process.env["CHORUS_PLUGIN_TELEGRAM_BOT_TOKEN_MAIN"])

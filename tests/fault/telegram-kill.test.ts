@@ -12,8 +12,9 @@ import * as NodeFs from "node:fs"
 import { tmpdir } from "node:os"
 import * as NodePath from "node:path"
 import { afterEach, assert, describe, it } from "vitest"
-import { type ChorusProcess, ROOT, startChorus } from "../support/ChorusProcess.ts"
+import { type ChorusProcess, startChorus } from "../support/ChorusProcess.ts"
 import { startTelegramFake, type TelegramFake } from "../support/fakes/TelegramFake.ts"
+import { installRepoPlugins } from "../support/PluginFixtures.ts"
 
 const CHATS = 50
 const PER_CHAT = 100
@@ -88,18 +89,7 @@ describe("telegram channel under kill -9", () => {
       const dir = NodeFs.mkdtempSync(NodePath.join(tmpdir(), "chorus-telegram-kill-"))
       cleanups.push(() => NodeFs.rmSync(dir, { recursive: true, force: true }))
       const plugins = NodePath.join(dir, "plugins")
-      NodeFs.cpSync(NodePath.join(ROOT, "plugins/telegram"), NodePath.join(plugins, "telegram"), {
-        recursive: true,
-        filter: (f) => !f.endsWith(".test.ts"),
-      })
-      NodeFs.symlinkSync(
-        NodePath.join(ROOT, "node_modules"),
-        NodePath.join(plugins, "node_modules"),
-      )
-      const manifestFile = NodePath.join(plugins, "telegram/chorus.plugin.json")
-      const manifest = JSON.parse(NodeFs.readFileSync(manifestFile, "utf8"))
-      manifest.permissions.net = [new URL(fake.apiRoot).host]
-      NodeFs.writeFileSync(manifestFile, JSON.stringify(manifest))
+      installRepoPlugins(plugins, ["telegram"], { net: { telegram: [new URL(fake.apiRoot).host] } })
       const config = NodePath.join(dir, "chorus.config.json")
       NodeFs.writeFileSync(
         config,

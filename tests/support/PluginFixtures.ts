@@ -5,6 +5,7 @@
  */
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
+import { fileURLToPath } from "node:url"
 import { Effect, type Scope } from "effect"
 import type { BusShape } from "../../core/bus/Bus.ts"
 import { discover } from "../../core/plugins/Discovery.ts"
@@ -73,6 +74,38 @@ export const startHost = (
   })
 
 export const pluginsRoot = () => tempDir("chorus-plugins-")
+
+const REPO = NodePath.resolve(NodePath.dirname(fileURLToPath(import.meta.url)), "../..")
+
+/**
+ * Copy plugins of this repository (`plugins/<id>`, without their tests) into `root`, next to a
+ * link to the repository's node_modules (for their dependencies, e.g. grammY); `net` replaces a
+ * plugin's `permissions.net` (a fake provider's loopback host). Returns `root`.
+ */
+export const installRepoPlugins = (
+  root: string,
+  ids: ReadonlyArray<string>,
+  options: { readonly net?: Readonly<Record<string, ReadonlyArray<string>>> } = {},
+): string => {
+  for (const id of ids) {
+    const dir = NodePath.join(root, id)
+    NodeFs.cpSync(NodePath.join(REPO, "plugins", id), dir, {
+      recursive: true,
+      filter: (f) => !f.endsWith(".test.ts"),
+    })
+    const net = options.net?.[id]
+    if (net !== undefined) {
+      const file = NodePath.join(dir, "chorus.plugin.json")
+      const manifest = JSON.parse(NodeFs.readFileSync(file, "utf8"))
+      manifest.permissions.net = net
+      NodeFs.writeFileSync(file, JSON.stringify(manifest))
+    }
+  }
+  if (!NodeFs.existsSync(NodePath.join(root, "node_modules"))) {
+    NodeFs.symlinkSync(NodePath.join(REPO, "node_modules"), NodePath.join(root, "node_modules"))
+  }
+  return root
+}
 
 /** Poll `check` every 20 ms until it holds (or fail after `timeoutMs`). */
 export const eventually = <A>(

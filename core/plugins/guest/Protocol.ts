@@ -11,7 +11,7 @@
  * `http.fetch`, `storage.execute`, `storage.kv.get|set|delete|list`, `routes.handle`,
  * `channels.receive`, `channels.register`, `attachments.put|get`. Guest → host events: `log`, `metric`.
  */
-import type { PluginMode, SettingValue } from "./Api.ts"
+import type { GuestMessage, PluginMode, SettingValue } from "./Api.ts"
 
 export type Frame =
   | {
@@ -42,18 +42,8 @@ export interface GuestInit {
   readonly dialect: "sqlite" | "postgres"
 }
 
-/** A bus message on the wire (`publishedAt` in epoch ms). */
-export interface WireMessage {
-  readonly stream: string
-  readonly seq: number
-  readonly subject: string
-  readonly id: string
-  readonly key: string | undefined
-  readonly headers: Readonly<Record<string, string>>
-  readonly data: Uint8Array
-  readonly deliveryCount: number
-  readonly publishedAt: number
-}
+/** A bus message on the wire: the handler's message without its decoding helpers. */
+export type WireMessage = Omit<GuestMessage, "text" | "json">
 
 /** The line prefix of a frame on a Deno subprocess's stdout (ASCII record separator). */
 export const FRAME_MARK = "\u001e"

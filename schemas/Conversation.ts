@@ -4,7 +4,7 @@
  */
 import { Schema } from "effect"
 import { ChannelRoute, Timestamp } from "./Common.ts"
-import { ContactId, ConversationId, OperatorId } from "./Ids.ts"
+import { ContactId, ConversationId, OperatorId, TeamId } from "./Ids.ts"
 
 /**
  * Every status, in one list so adding one (the inbox will add `snoozed`) is one line here.
@@ -33,5 +33,19 @@ export const Conversation = Schema.Struct({
   updatedAt: Timestamp,
   lastMessageAt: Schema.NullOr(Timestamp),
   resolvedAt: Schema.NullOr(Timestamp),
+  // The inbox's fields. Optional (an event written before they existed decodes without them).
+  /** The team that owns it (its inbox's team, or where it was transferred); null: admins only. */
+  teamId: Schema.optionalWith(Schema.NullOr(TeamId), { exact: true }),
+  /** When the current assignee got it. */
+  assignedAt: Schema.optionalWith(Schema.NullOr(Timestamp), { exact: true }),
+  /** Since when the customer waits for an answer; null when the last word was ours. */
+  waitingSince: Schema.optionalWith(Schema.NullOr(Timestamp), { exact: true }),
+  /**
+   * Set while the conversation is snoozed: its status is `pending` until then, and it opens
+   * again at that time or when the customer writes, whichever comes first.
+   */
+  snoozedUntil: Schema.optionalWith(Schema.NullOr(Timestamp), { exact: true }),
+  /** Customer messages since an operator last read it. */
+  unreadCount: Schema.optionalWith(Schema.Int.pipe(Schema.nonNegative()), { exact: true }),
 }).annotations({ identifier: "Conversation" })
 export type Conversation = typeof Conversation.Type

@@ -46,6 +46,15 @@ export type EventId = typeof EventId.Type
 export const OperatorId = ulidId("OperatorId", "An operator (a person working in the inbox).")
 export type OperatorId = typeof OperatorId.Type
 
+export const TeamId = ulidId("TeamId", "A team of operators; it owns inboxes.")
+export type TeamId = typeof TeamId.Type
+
+export const SessionId = ulidId("SessionId", "A sign-in session (its id, not the cookie's token).")
+export type SessionId = typeof SessionId.Type
+
+export const CannedResponseId = ulidId("CannedResponseId", "A saved answer (canned response).")
+export type CannedResponseId = typeof CannedResponseId.Type
+
 export const ApiTokenId = ulidId("ApiTokenId", "An API bearer token (its id, not the secret).")
 export type ApiTokenId = typeof ApiTokenId.Type
 

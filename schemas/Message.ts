@@ -90,6 +90,8 @@ export const Note = Schema.Struct({
   ...base,
   direction: Schema.Literal("note"),
   authorId: Schema.NullOr(OperatorId),
+  /** Operators the note mentions (`@name`): they are notified. */
+  mentions: Schema.optionalWith(Schema.Array(OperatorId), { exact: true }),
 }).annotations({ identifier: "Note" })
 export type Note = typeof Note.Type
 

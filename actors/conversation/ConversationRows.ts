@@ -17,6 +17,7 @@ import type {
   ExternalId,
   MessageId,
   OperatorId,
+  TeamId,
 } from "../../schemas/Ids.ts"
 import type {
   ChannelIdentityRow,
@@ -72,6 +73,11 @@ export const toConversation = (row: ConversationRow): Conversation => ({
   updatedAt: date(row.updated_at),
   lastMessageAt: dateOrNull(row.last_message_at),
   resolvedAt: dateOrNull(row.resolved_at),
+  teamId: (row.team_id ?? null) as TeamId | null,
+  assignedAt: dateOrNull(row.assigned_at ?? null),
+  waitingSince: dateOrNull(row.waiting_since ?? null),
+  snoozedUntil: dateOrNull(row.snoozed_until ?? null),
+  unreadCount: Number(row.unread_count ?? 0),
 })
 
 /** The `attachments` column of a new message: each attachment gets its id here. */
@@ -130,5 +136,10 @@ export const toMessage = (row: MessageRow): Message => {
         },
     }
   }
-  return { ...base, direction: "note", authorId: row.author_id as OperatorId | null }
+  return {
+    ...base,
+    direction: "note",
+    authorId: row.author_id as OperatorId | null,
+    mentions: JSON.parse(row.mentions ?? "[]") as Array<OperatorId>,
+  }
 }

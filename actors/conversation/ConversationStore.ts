@@ -154,7 +154,7 @@ const appendKind: GroupCommit.WriteKind<AppendInbound, AppendResult, never> = {
 
     const results: Array<Either.Either<AppendResult, never>> = []
     const rows: Array<NewMessage> = []
-    const touched = new Map<string, { input: AppendInbound; row: NewMessage }>()
+    const touched = new Map<string, { input: AppendInbound; row: NewMessage; count: number }>()
     for (const input of inputs) {
       const m = input.inbound
       const key = keyOf(m.channel, m.account, m.externalId)
@@ -187,7 +187,11 @@ const appendKind: GroupCommit.WriteKind<AppendInbound, AppendResult, never> = {
       // The same message twice in one batch: the second is a duplicate of the first.
       stored.set(key, row as MessageRow)
       rows.push(row)
-      touched.set(input.conversationId, { input, row })
+      touched.set(input.conversationId, {
+        input,
+        row,
+        count: (touched.get(input.conversationId)?.count ?? 0) + 1,
+      })
       results.push(
         Either.right({
           _tag: "Stored",
@@ -201,17 +205,20 @@ const appendKind: GroupCommit.WriteKind<AppendInbound, AppendResult, never> = {
     for (let at = 0; at < rows.length; at += 200) {
       await trx.insertInto("messages").values(rows.slice(at, at + 200)).execute()
     }
-    for (const [conversationId, { input, row }] of touched) {
-      await trx.updateTable("conversations").set({
+    for (const [conversationId, { input, row, count }] of touched) {
+      await trx.updateTable("conversations").set((eb) => ({
         last_seq: row.seq,
         last_message_at: now,
         updated_at: now,
         last_channel: input.inbound.channel,
         last_account: input.inbound.account,
         last_identity_id: input.identityId,
-        // The customer answered: a pending conversation is open again.
+        // The customer answered: a pending (or snoozed) conversation is open again.
         status: "open",
-      }).where("id", "=", conversationId).execute()
+        snoozed_until: null,
+        unread_count: eb("unread_count", "+", count),
+        waiting_since: eb.fn.coalesce("waiting_since", eb.val(now)),
+      })).where("id", "=", conversationId).execute()
     }
     return results
   },
@@ -377,6 +384,12 @@ export const make = (
           } satisfies OpenedConversation
         }
         const now = Date.now()
+        // The inbox's team owns the conversation: the account's own entry, else the channel's `*`.
+        const owners = await trx.selectFrom("chorus_team_inboxes").select(["account", "team_id"])
+          .where("channel", "=", identity.channel)
+          .where("account", "in", [identity.account, "*"])
+          .execute()
+        const owner = owners.find((o) => o.account === identity.account) ?? owners[0]
         const row: ConversationRow = {
           id: newId.conversation(),
           contact_id: contactId,
@@ -390,6 +403,13 @@ export const make = (
           updated_at: now,
           last_message_at: null,
           resolved_at: null,
+          team_id: owner?.team_id ?? null,
+          assigned_at: null,
+          waiting_since: null,
+          snoozed_until: null,
+          assignee_replied_at: null,
+          requeued_from: null,
+          unread_count: 0,
         }
         await trx.insertInto("conversations").values(row).execute()
         return { conversation: toConversation(row), opened: true } satisfies OpenedConversation

@@ -109,7 +109,7 @@ const appendKind: GroupCommit.WriteKind<AppendOutbound, AppendOutboundResult, ne
     }
     const results: Array<Either.Either<AppendOutboundResult, never>> = []
     const rows: Array<NewMessage> = []
-    const last = new Map<string, number>()
+    const last = new Map<string, { seq: number; authorId: OperatorId | null }>()
     for (const input of inputs) {
       const key = input.clientId === undefined
         ? undefined
@@ -142,14 +142,29 @@ const appendKind: GroupCommit.WriteKind<AppendOutbound, AppendOutboundResult, ne
       }
       if (key !== undefined) stored.set(key, row as MessageRow)
       rows.push(row)
-      last.set(input.conversationId, Math.max(last.get(input.conversationId) ?? 0, input.seq))
+      if (input.seq > (last.get(input.conversationId)?.seq ?? 0)) {
+        last.set(input.conversationId, { seq: input.seq, authorId: input.authorId })
+      }
       results.push(Either.right({ _tag: "Stored", message: asReply(row as MessageRow) }))
     }
     if (rows.length > 0) {
       await trx.insertInto("messages").values(rows).execute()
-      for (const [conversationId, seq] of last) {
+      for (const [conversationId, { seq, authorId }] of last) {
+        // Answered: the customer no longer waits; the assignee's answer keeps it theirs (routing
+        // gives back to the queue only what the assignee left unanswered).
         await trx.updateTable("conversations")
-          .set({ last_seq: seq, last_message_at: now, updated_at: now })
+          .set((eb) => ({
+            last_seq: seq,
+            last_message_at: now,
+            updated_at: now,
+            waiting_since: null,
+            unread_count: 0,
+            assignee_replied_at: authorId === null ? eb.ref("assignee_replied_at") : eb.case()
+              .when("assignee_id", "=", authorId)
+              .then(eb.fn.coalesce("assignee_replied_at", eb.val(now)))
+              .else(eb.ref("assignee_replied_at"))
+              .end(),
+          }))
           .where("id", "=", conversationId).execute()
       }
     }

@@ -46,6 +46,20 @@ export interface ConversationsTable {
   updated_at: Millis
   last_message_at: Millis | null
   resolved_at: Millis | null
+  /** The team that owns the conversation (from its inbox, or a transfer); null: admins only. */
+  team_id: ColumnType<string | null, string | null | undefined, string | null>
+  /** When the current assignee got it. */
+  assigned_at: ColumnType<Millis | null, Millis | null | undefined, Millis | null>
+  /** Since when the customer waits for an answer (their oldest unanswered message). */
+  waiting_since: ColumnType<Millis | null, Millis | null | undefined, Millis | null>
+  /** `pending` until this time, then open again. */
+  snoozed_until: ColumnType<Millis | null, Millis | null | undefined, Millis | null>
+  /** When the current assignee first answered since being assigned. */
+  assignee_replied_at: ColumnType<Millis | null, Millis | null | undefined, Millis | null>
+  /** The operator who last let it go back to the queue unanswered (not offered to them next). */
+  requeued_from: ColumnType<string | null, string | null | undefined, string | null>
+  /** Customer messages since an operator last read the conversation. */
+  unread_count: ColumnType<number, number | undefined, number>
 }
 
 export interface MessagesTable {
@@ -74,6 +88,8 @@ export interface MessagesTable {
   client_id: ColumnType<string | null, string | null | undefined, string | null>
   /** Outgoing only: send attempts so far (retries included). Default 0. */
   delivery_attempts: ColumnType<number, number | undefined, number>
+  /** Notes only: JSON array of the operator ids the note mentions. */
+  mentions: ColumnType<string | null, string | null | undefined, string | null>
 }
 
 export interface ConversationTables {

@@ -1,6 +1,7 @@
 /**
  * The core's tables, one interface per table, typed for Kysely. Plugins declare their own.
  */
+import type { AccountTables } from "../accounts/AccountTables.ts"
 import type { AttachmentTables } from "../attachments/AttachmentTables.ts"
 import type { ApiTokensTables } from "../auth/ApiTokensTable.ts"
 import type { EmbeddedBusTables } from "../bus/EmbeddedBusTables.ts"
@@ -8,4 +9,10 @@ import type { PluginTables } from "../plugins/PluginTables.ts"
 import type { ConversationTables } from "./ConversationTables.ts"
 
 export interface CoreTables
-  extends EmbeddedBusTables, ApiTokensTables, ConversationTables, PluginTables, AttachmentTables {}
+  extends
+    EmbeddedBusTables,
+    ApiTokensTables,
+    ConversationTables,
+    PluginTables,
+    AttachmentTables,
+    AccountTables {}

@@ -6,6 +6,7 @@ import * as conversations from "./2026_11_23_0003_conversations.ts"
 import * as outbound from "./2026_11_23_0004_outbound.ts"
 import * as plugins from "./2026_11_24_0005_plugins.ts"
 import * as attachments from "./2026_11_24_0006_attachments.ts"
+import * as accounts from "./2026_11_24_0007_accounts.ts"
 
 export const coreMigrations: Record<string, Migration> = {
   "2026_11_23_0001_embedded_bus": embeddedBus,
@@ -14,4 +15,5 @@ export const coreMigrations: Record<string, Migration> = {
   "2026_11_23_0004_outbound": outbound,
   "2026_11_24_0005_plugins": plugins,
   "2026_11_24_0006_attachments": attachments,
+  "2026_11_24_0007_accounts": accounts,
 }

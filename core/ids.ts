@@ -7,6 +7,7 @@ import { randomBytes } from "node:crypto"
 import { Effect } from "effect"
 import type {
   ApiTokenId,
+  CannedResponseId,
   AttachmentId,
   ChannelIdentityId,
   ContactId,
@@ -65,6 +66,7 @@ export const newId = {
   event: () => ulid() as EventId,
   operator: () => ulid() as OperatorId,
   apiToken: () => ulid() as ApiTokenId,
+  cannedResponse: () => ulid() as CannedResponseId,
 }
 
 /** `ulid()` as an Effect, taking the time from Effect's `Clock` (so `TestClock` controls it). */

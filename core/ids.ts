@@ -15,6 +15,8 @@ import type {
   EventId,
   MessageId,
   OperatorId,
+  SessionId,
+  TeamId,
 } from "../schemas/Ids.ts"
 
 const ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -65,6 +67,8 @@ export const newId = {
   attachment: () => ulid() as AttachmentId,
   event: () => ulid() as EventId,
   operator: () => ulid() as OperatorId,
+  team: () => ulid() as TeamId,
+  session: () => ulid() as SessionId,
   apiToken: () => ulid() as ApiTokenId,
   cannedResponse: () => ulid() as CannedResponseId,
 }

@@ -25,7 +25,7 @@ import {
 } from "@effect/platform"
 import { Context, Effect, Layer, Redacted, Schema } from "effect"
 import { type Principal, supervises } from "../accounts/Access.ts"
-import { Sessions } from "../accounts/Sessions.ts"
+import { csrfMatches, Sessions } from "../accounts/Sessions.ts"
 import { ApiTokens } from "../auth/ApiTokens.ts"
 
 /** Who the current request is: an API token or a signed-in operator. */
@@ -60,34 +60,44 @@ export const sessionCookie = HttpApiSecurity.apiKey({ key: "chorus_session", in:
   ),
 )
 
+const securitySchemes = {
+  bearer: HttpApiSecurity.bearer.pipe(
+    HttpApiSecurity.annotate(
+      OpenApi.Description,
+      "An API token from `chorus token create --name NAME`, sent as " +
+        "`Authorization: Bearer chorus_…`.",
+    ),
+  ),
+  session: sessionCookie,
+}
+
 export class Authentication extends HttpApiMiddleware.Tag<Authentication>()(
   "chorus/core/http/Authentication",
   {
     failure: Schema.Union(HttpApiError.Unauthorized, CsrfRejected),
     provides: CurrentPrincipal,
-    security: {
-      bearer: HttpApiSecurity.bearer.pipe(
-        HttpApiSecurity.annotate(
-          OpenApi.Description,
-          "An API token from `chorus token create --name NAME`, sent as " +
-            "`Authorization: Bearer chorus_…`.",
-        ),
-      ),
-      session: sessionCookie,
-    },
+    security: securitySchemes,
   },
 ) {}
 
-/** Admins and API tokens only (people, teams, plugins, tokens). */
-export class RequireAdmin extends HttpApiMiddleware.Tag<RequireAdmin>()(
-  "chorus/core/http/RequireAdmin",
-  { failure: Forbidden },
+/** Authentication, then admins and API tokens only (people, teams, plugins, tokens). */
+export class AdminAuthentication extends HttpApiMiddleware.Tag<AdminAuthentication>()(
+  "chorus/core/http/AdminAuthentication",
+  {
+    failure: Schema.Union(HttpApiError.Unauthorized, CsrfRejected, Forbidden),
+    provides: CurrentPrincipal,
+    security: securitySchemes,
+  },
 ) {}
 
-/** Supervisors, admins and API tokens (the queue, operators' loads). */
-export class RequireSupervisor extends HttpApiMiddleware.Tag<RequireSupervisor>()(
-  "chorus/core/http/RequireSupervisor",
-  { failure: Forbidden },
+/** Authentication, then supervisors, admins and API tokens only (the queue, loads). */
+export class SupervisorAuthentication extends HttpApiMiddleware.Tag<SupervisorAuthentication>()(
+  "chorus/core/http/SupervisorAuthentication",
+  {
+    failure: Schema.Union(HttpApiError.Unauthorized, CsrfRejected, Forbidden),
+    provides: CurrentPrincipal,
+    security: securitySchemes,
+  },
 ) {}
 
 const BEARER = /^Bearer +/i
@@ -102,13 +112,13 @@ const ownOrigin = (request: HttpServerRequest.HttpServerRequest): string | undef
   return `${proto}://${host}`
 }
 
-export const AuthenticationLive = Layer.effect(
-  Authentication,
+/** The two ways in, then `check` on the principal (a role, for the admin and supervisor variants). */
+const authenticate = <E>(check: (principal: Principal) => Effect.Effect<void, E>) =>
   Effect.gen(function* () {
     const tokens = yield* ApiTokens
     const sessions = yield* Sessions
-    return Authentication.of({
-      bearer: (token) =>
+    return {
+      bearer: (token: Redacted.Redacted<string>) =>
         Effect.gen(function* () {
           // HttpApiSecurity.bearer cuts the first 7 characters whatever they are; insist on
           // the scheme so `Basic …` or a bare token is refused, not half-read.
@@ -125,9 +135,11 @@ export const AuthenticationLive = Layer.effect(
             // The store not answering is our failure, not the client's: a 500, not a 401.
             Effect.orDie,
           )
-          return { kind: "token", token: info } satisfies Principal
+          const principal: Principal = { kind: "token", token: info }
+          yield* check(principal)
+          return principal
         }),
-      session: (cookie) =>
+      session: (cookie: Redacted.Redacted<string>) =>
         Effect.gen(function* () {
           const value = Redacted.value(cookie)
           if (value === "") return yield* new HttpApiError.Unauthorized()
@@ -141,36 +153,50 @@ export const AuthenticationLive = Layer.effect(
             if (origin !== undefined && origin !== ownOrigin(request)) {
               return yield* new CsrfRejected({ message: `requests from ${origin} are refused` })
             }
-            if (request.headers["x-csrf-token"] !== verified.info.csrfToken) {
+            if (!csrfMatches(verified.info, request.headers["x-csrf-token"])) {
               return yield* new CsrfRejected({
                 message: "missing or wrong X-CSRF-Token (the csrfToken of your session)",
               })
             }
           }
-          return {
+          const principal: Principal = {
             kind: "operator",
             operator: verified.operator,
             session: verified.info,
-          } satisfies Principal
+          }
+          yield* check(principal)
+          return principal
         }),
-    })
-  }),
+    }
+  })
+
+export const AuthenticationLive = Layer.effect(
+  Authentication,
+  Effect.map(authenticate(() => Effect.void), Authentication.of),
 )
 
-export const RequireAdminLive = Layer.succeed(
-  RequireAdmin,
-  Effect.flatMap(CurrentPrincipal, (principal) =>
-    principal.kind === "token" || principal.operator.role === "admin"
-      ? Effect.void
-      : new Forbidden({ message: "only an admin may do this" })),
+export const AdminAuthenticationLive = Layer.effect(
+  AdminAuthentication,
+  Effect.map(
+    authenticate((principal) =>
+      principal.kind === "token" || principal.operator.role === "admin"
+        ? Effect.void
+        : Effect.fail(new Forbidden({ message: "only an admin may do this" }))
+    ),
+    AdminAuthentication.of,
+  ),
 )
 
-export const RequireSupervisorLive = Layer.succeed(
-  RequireSupervisor,
-  Effect.flatMap(CurrentPrincipal, (principal) =>
-    supervises(principal)
-      ? Effect.void
-      : new Forbidden({ message: "only a supervisor or an admin may do this" })),
+export const SupervisorAuthenticationLive = Layer.effect(
+  SupervisorAuthentication,
+  Effect.map(
+    authenticate((principal) =>
+      supervises(principal)
+        ? Effect.void
+        : Effect.fail(new Forbidden({ message: "only a supervisor or an admin may do this" }))
+    ),
+    SupervisorAuthentication.of,
+  ),
 )
 
 /**

@@ -28,7 +28,7 @@ import {
 } from "../../schemas/Inbox.ts"
 import { Note } from "../../schemas/Message.ts"
 import { Team } from "../../schemas/Operator.ts"
-import { Authentication, Forbidden, RequireSupervisor } from "./Authentication.ts"
+import { Authentication, Forbidden, SupervisorAuthentication } from "./Authentication.ts"
 import { ContactNotFound, ConversationNotFound } from "./ReadApi.ts"
 import { ConversationClosed } from "./RepliesApi.ts"
 
@@ -178,6 +178,5 @@ export class SupervisionApi extends HttpApiGroup.make("supervision")
           "operator's presence and load.",
       ),
   )
-  .middleware(RequireSupervisor)
-  .middleware(Authentication)
+  .middleware(SupervisorAuthentication)
   .annotate(OpenApi.Description, "The queue and operators' loads (supervisors, admins).") {}

@@ -17,6 +17,7 @@ import * as ConversationCommands from "../actors/conversation/ConversationComman
 import * as InboxQueries from "../actors/conversation/InboxQueries.ts"
 import * as Replies from "../actors/conversation/Replies.ts"
 import * as OperatorEvents from "../actors/routing/OperatorEvents.ts"
+import * as Presence from "../actors/routing/Presence.ts"
 import * as Router from "../actors/routing/Router.ts"
 import { accountsLayer } from "./accounts/mod.ts"
 import * as AttachmentStore from "./attachments/AttachmentStore.ts"
@@ -179,7 +180,8 @@ export const PluginHostLive = (config: ChorusConfig, options: PluginHostOptions 
  * assignment, notes), the inbox's queries, canned answers and the router. Needs the pipeline.
  */
 export const InboxLive = (config: ChorusConfig) =>
-  OperatorEvents.layer.pipe(
+  Presence.layer().pipe(
+    Layer.provideMerge(OperatorEvents.layer),
     Layer.provideMerge(
       Router.layer({
         autoAssign: config.routing.autoAssign,

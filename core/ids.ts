@@ -7,8 +7,8 @@ import { randomBytes } from "node:crypto"
 import { Effect } from "effect"
 import type {
   ApiTokenId,
-  CannedResponseId,
   AttachmentId,
+  CannedResponseId,
   ChannelIdentityId,
   ContactId,
   ConversationId,

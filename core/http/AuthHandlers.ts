@@ -12,12 +12,7 @@ import { Sessions } from "../accounts/Sessions.ts"
 import { Config } from "../config/ChorusConfig.ts"
 import { OperatorEvents } from "../../actors/routing/OperatorEvents.ts"
 import { ChorusApi } from "./Api.ts"
-import {
-  InvalidCredentials,
-  InvalidTotpCode,
-  LoginThrottled,
-  TotpRequired,
-} from "./AuthApi.ts"
+import { InvalidCredentials, InvalidTotpCode, LoginThrottled, TotpRequired } from "./AuthApi.ts"
 import { CurrentPrincipal, sessionCookie } from "./Authentication.ts"
 
 /** The signed-in operator; an API token has no session. */

@@ -23,11 +23,7 @@ import {
   SupervisorAuthenticationLive,
 } from "./Authentication.ts"
 import { AuthHandlers, AuthLoginHandlers } from "./AuthHandlers.ts"
-import {
-  ConversationActionsHandlers,
-  InboxHandlers,
-  SupervisionHandlers,
-} from "./InboxHandlers.ts"
+import { ConversationActionsHandlers, InboxHandlers, SupervisionHandlers } from "./InboxHandlers.ts"
 import { readableDecodeErrors } from "./DecodeErrors.ts"
 import { EventsHandlers, EventStreamsStop } from "./EventsHandlers.ts"
 import { AttachmentsReadHandlers, AttachmentsUploadHandlers } from "./AttachmentsHandlers.ts"

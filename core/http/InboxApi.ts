@@ -103,7 +103,10 @@ export class InboxApi extends HttpApiGroup.make("inbox")
       .addSuccess(CannedResponse, { status: 201 })
       .addError(ShortCodeTaken)
       .addError(Forbidden)
-      .annotate(OpenApi.Summary, "Save a canned answer (a team's: its members; everyone's: supervisors)."),
+      .annotate(
+        OpenApi.Summary,
+        "Save a canned answer (a team's: its members; everyone's: supervisors).",
+      ),
   )
   .add(
     HttpApiEndpoint.del("deleteCannedResponse", "/canned-responses/:id")

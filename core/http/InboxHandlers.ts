@@ -19,7 +19,11 @@ import { ChorusApi } from "./Api.ts"
 import { CurrentPrincipal, Forbidden } from "./Authentication.ts"
 import { CannedResponseNotFound, ChangeRejected, ShortCodeTaken } from "./InboxApi.ts"
 import { ConversationClosed } from "./RepliesApi.ts"
-import { conversationNotFound, visibleContactConversations, visibleConversation } from "./Visibility.ts"
+import {
+  conversationNotFound,
+  visibleContactConversations,
+  visibleConversation,
+} from "./Visibility.ts"
 
 /** Failures of a conversation command, as the API says them. */
 const commandErrors = <A, R>(
@@ -139,7 +143,9 @@ export const InboxHandlers = HttpApiBuilder.group(
               })
             }
             if (!mayDelete) {
-              return yield* new Forbidden({ message: "only its team or a supervisor may delete it" })
+              return yield* new Forbidden({
+                message: "only its team or a supervisor may delete it",
+              })
             }
             yield* canned.remove(path.id).pipe(Effect.orDie)
           }))

@@ -17,7 +17,6 @@ import {
   visibleConversation,
 } from "./Visibility.ts"
 
-
 export const ConversationsHandlers = HttpApiBuilder.group(
   ChorusApi,
   "conversations",
@@ -37,15 +36,17 @@ export const ConversationsHandlers = HttpApiBuilder.group(
               },
               { after: urlParams.cursor, limit: urlParams.limit },
             )).pipe(
-            Effect.map((page) => ({ conversations: page.conversations, nextCursor: page.next })),
-            Effect.orDie,
-          ))
+              Effect.map((page) => ({ conversations: page.conversations, nextCursor: page.next })),
+              Effect.orDie,
+            ))
         .handle("get", ({ path }) =>
           visibleConversation(store, path.id).pipe(
             Effect.zipRight(queries.conversationWithContact(path.id).pipe(Effect.orDie)),
             Effect.flatMap(Option.match({
-              onNone: () => Effect.fail(conversationNotFound(path.id)),
-              onSome: ({ contact, conversation }) => Effect.succeed({ ...conversation, contact }),
+              onNone: () =>
+                Effect.fail(conversationNotFound(path.id)),
+              onSome: ({ contact, conversation }) =>
+                Effect.succeed({ ...conversation, contact }),
             })),
           ))
         .handle("messages", ({ path, urlParams }) =>

@@ -8,10 +8,12 @@ export const TokensHandlers = HttpApiBuilder.group(
   ChorusApi,
   "tokens",
   (handlers) =>
-    Effect.succeed(handlers.handle("me", () =>
-      Effect.flatMap(CurrentPrincipal, (principal) =>
-        principal.kind === "token"
-          ? Effect.succeed(principal.token)
-          // A session is not a token: the operator's own view is GET /auth/session.
-          : Effect.fail(new HttpApiError.Unauthorized())))),
+    Effect.succeed(
+      handlers.handle("me", () =>
+        Effect.flatMap(CurrentPrincipal, (principal) =>
+          principal.kind === "token"
+            ? Effect.succeed(principal.token)
+            // A session is not a token: the operator's own view is GET /auth/session.
+            : Effect.fail(new HttpApiError.Unauthorized()))),
+    ),
 )

@@ -9,7 +9,8 @@ import { Database, type DatabaseError } from "../storage/Database.ts"
 import type { CannedResponse } from "../../schemas/Inbox.ts"
 import type { CannedResponseId, OperatorId, TeamId } from "../../schemas/Ids.ts"
 
-export class ShortCodeTaken extends Data.TaggedError("ShortCodeTaken")<{ readonly shortCode: string }> {
+export class ShortCodeTaken
+  extends Data.TaggedError("ShortCodeTaken")<{ readonly shortCode: string }> {
   override get message() {
     return `a canned answer with the short code ${JSON.stringify(this.shortCode)} exists`
   }
@@ -93,15 +94,20 @@ export const make = Effect.gen(function* () {
   })
 
   const remove = Effect.fn("CannedResponses.remove")(function* (id: CannedResponseId) {
-    const result = yield* database.query("delete canned response", (db) =>
-      db.deleteFrom("chorus_canned_responses").where("id", "=", id).executeTakeFirst())
+    const result = yield* database.query(
+      "delete canned response",
+      (db) => db.deleteFrom("chorus_canned_responses").where("id", "=", id).executeTakeFirst(),
+    )
     return Number(result.numDeletedRows) > 0
   })
 
   const get = Effect.fn("CannedResponses.get")(function* (id: CannedResponseId) {
-    const row = yield* database.query("get canned response", (db) =>
-      db.selectFrom("chorus_canned_responses").selectAll().where("id", "=", id)
-        .executeTakeFirst())
+    const row = yield* database.query(
+      "get canned response",
+      (db) =>
+        db.selectFrom("chorus_canned_responses").selectAll().where("id", "=", id)
+          .executeTakeFirst(),
+    )
     return row === undefined ? undefined : toCanned(row)
   })
 

@@ -234,7 +234,7 @@ export const make = Effect.gen(function* () {
         const others = await trx.selectFrom("chorus_operators").select("id")
           .where("role", "=", "admin").where("disabled", "=", 0).where("id", "!=", id)
           .$if(postgres, (q) => q.forUpdate()).execute()
-        if (others.length === 0) return "last admin" as const
+        if (others.length === 0) return { lastAdmin: current.email }
       }
       await trx.updateTable("chorus_operators").set({ ...set, updated_at: now })
         .where("id", "=", id).execute()
@@ -246,7 +246,7 @@ export const make = Effect.gen(function* () {
     // Role, teams or disabling may change what a session may do: no cached answer survives.
     cache.dropOperator(id)
     if (outcome === "not found") return yield* new OperatorNotFound({ operator: id })
-    if (outcome === "last admin") return yield* new LastAdmin({ operator: id })
+    if (typeof outcome === "object") return yield* new LastAdmin({ operator: outcome.lastAdmin })
     return yield* reload(id)
   })
 

@@ -77,21 +77,24 @@ const readStdinPassword = Effect.tryPromise({
   catch: (cause) => new AccountCommandError({ message: `cannot read standard input: ${cause}` }),
 })
 
-/** Asked twice on the terminal, without echo; checked against the policy as it is typed. */
+/**
+ * Asked twice on the terminal without echo (`Prompt.hidden`: not even asterisks, which would
+ * show its length, as `passwd` does); checked against the policy before the second question.
+ */
 const promptPassword = Effect.gen(function* () {
   if (process.stdin.isTTY !== true) {
     return yield* new AccountCommandError({
       message: "no terminal to ask for the password on: pipe it in with --password-stdin",
     })
   }
-  const first = yield* Prompt.password({
+  const first = yield* Prompt.hidden({
     message: "Password",
     validate: (value) => {
       const weak = checkPolicy(value)
       return weak === undefined ? Effect.succeed(value) : Effect.fail(weak.message)
     },
   })
-  const second = yield* Prompt.password({ message: "Password again" })
+  const second = yield* Prompt.hidden({ message: "Password again" })
   if (Redacted.value(first) !== Redacted.value(second)) {
     return yield* new AccountCommandError({ message: "the two passwords differ" })
   }

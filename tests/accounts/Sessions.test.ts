@@ -239,7 +239,7 @@ for (const [store, database] of stores) {
 
     it.scoped("with TOTP: asks for the code, refuses a wrong one and a replayed step", () =>
       Effect.gen(function* () {
-        const { ann, operators, sessions } = yield* withAnn(openAccounts(database))
+        const { ann, db, operators, sessions } = yield* withAnn(openAccounts(database))
         const { secret } = yield* operators.beginTotp(ann.id)
         yield* operators.confirmTotp(ann.id, Totp.codeAt(secret, T0))
         const signIn = (totp?: string) =>
@@ -261,8 +261,15 @@ for (const [store, database] of stores) {
         assert.strictEqual(yield* failureTag(signIn(wrong)), "InvalidTotpCode")
         const signedIn = yield* signIn(code)
         assert.isTrue(signedIn.info.operator.totpEnabled)
-        // The same code again (still inside its window): refused, even from another process.
+        // The same code again (still inside its window): refused, also by another node.
         assert.strictEqual(yield* failureTag(signIn(code)), "InvalidTotpCode")
+        const otherNode = yield* accountsOver(db)
+        assert.strictEqual(
+          yield* failureTag(
+            otherNode.sessions.signIn({ email: "ann@x.io", password: PASSWORD, totp: code }),
+          ),
+          "InvalidTotpCode",
+        )
         // The step the enrolment used is spent too.
         assert.strictEqual(yield* failureTag(signIn(Totp.codeAt(secret, T0))), "InvalidTotpCode")
         yield* TestClock.adjust("30 seconds")

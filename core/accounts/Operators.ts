@@ -221,7 +221,17 @@ export const make = Effect.gen(function* () {
     }
     if (patch.disabled !== undefined) set.disabled = patch.disabled ? 1 : 0
     const now = yield* Clock.currentTimeMillis
+    const mayRemoveAdmin = (set.role !== undefined && set.role !== "admin") || set.disabled === 1
     const outcome = yield* database.transaction("operators.update", async (trx) => {
+      // On PostgreSQL, two demotions racing would each see the other admin and both succeed.
+      // So a change that may remove an admin first locks every enabled admin's row, always in
+      // id order (no deadlock); the second then waits, and sees the first one's result.
+      // SQLite runs one writing transaction at a time.
+      if (postgres && mayRemoveAdmin) {
+        await trx.selectFrom("chorus_operators").select("id")
+          .where("role", "=", "admin").where("disabled", "=", 0)
+          .orderBy("id").forUpdate().execute()
+      }
       const current = await trx.selectFrom("chorus_operators").selectAll().where("id", "=", id)
         .$if(postgres, (q) => q.forUpdate()).executeTakeFirst()
       if (current === undefined) return "not found" as const
@@ -229,12 +239,10 @@ export const make = Effect.gen(function* () {
       const staysEnabledAdmin = (set.role ?? current.role) === "admin" &&
         (set.disabled ?? Number(current.disabled)) === 0
       if (isEnabledAdmin && !staysEnabledAdmin) {
-        // Lock the other admins' rows on PostgreSQL: two demotions racing would otherwise
-        // each see the other admin and both succeed. (SQLite runs one writer at a time.)
         const others = await trx.selectFrom("chorus_operators").select("id")
           .where("role", "=", "admin").where("disabled", "=", 0).where("id", "!=", id)
-          .$if(postgres, (q) => q.forUpdate()).execute()
-        if (others.length === 0) return "last admin" as const
+          .execute()
+        if (others.length === 0) return { lastAdmin: current.email }
       }
       await trx.updateTable("chorus_operators").set({ ...set, updated_at: now })
         .where("id", "=", id).execute()
@@ -246,7 +254,7 @@ export const make = Effect.gen(function* () {
     // Role, teams or disabling may change what a session may do: no cached answer survives.
     cache.dropOperator(id)
     if (outcome === "not found") return yield* new OperatorNotFound({ operator: id })
-    if (outcome === "last admin") return yield* new LastAdmin({ operator: id })
+    if (typeof outcome === "object") return yield* new LastAdmin({ operator: outcome.lastAdmin })
     return yield* reload(id)
   })
 

@@ -29,8 +29,8 @@ const SALT_BYTES = 16
 const KEY_BYTES = 32
 export const MIN_PASSWORD_LENGTH = 10
 export const MAX_PASSWORD_LENGTH = 200
-/** Bounds on a stored hash's N: a corrupted row must not make verification allocate gigabytes. */
-const MAX_N = 2 ** 20
+/** Bounds on a stored hash's N (2^17: 128 MiB at r=8): a corrupted row must not exhaust memory. */
+const MAX_N = 2 ** 17
 
 /** The password policy: 10 to 200 characters (code points), not one character repeated. */
 export const checkPolicy = (password: string): WeakPassword | undefined => {
@@ -71,7 +71,7 @@ const parse = (stored: string): Parsed | undefined => {
   if (m === null) return undefined
   const cost = { N: Number(m[1]), r: Number(m[2]), p: Number(m[3]) }
   const powerOfTwo = cost.N > 1 && (cost.N & (cost.N - 1)) === 0
-  if (!powerOfTwo || cost.N > MAX_N || cost.r < 1 || cost.r > 32 || cost.p < 1 || cost.p > 16) {
+  if (!powerOfTwo || cost.N > MAX_N || cost.r < 1 || cost.r > 16 || cost.p < 1 || cost.p > 4) {
     return undefined
   }
   const key = Buffer.from(m[5]!, "base64")

@@ -173,6 +173,41 @@ for (const [store, database] of stores) {
         )
       }))
 
+    it.scoped("two admins demoting each other at once: one of them stays admin", () =>
+      Effect.gen(function* () {
+        const { operators } = yield* openAccounts(database)
+        for (let round = 0; round < 3; round++) {
+          const a = yield* operators.add({
+            email: `a${round}@x.io`,
+            name: "A",
+            role: "admin",
+            password: PASSWORD,
+          })
+          const b = yield* operators.add({
+            email: `b${round}@x.io`,
+            name: "B",
+            role: "admin",
+            password: PASSWORD,
+          })
+          // Whoever is left from the previous round steps down first.
+          for (const o of yield* operators.list()) {
+            if (o.role === "admin" && o.id !== a.id && o.id !== b.id) {
+              yield* operators.update(o.id, { role: "operator" })
+            }
+          }
+          const results = yield* Effect.all(
+            [
+              failureTag(operators.update(a.id, { role: "operator" })),
+              failureTag(operators.update(b.id, { disabled: true })),
+            ],
+            { concurrency: "unbounded" },
+          )
+          assert.sameMembers(results, ["no failure", "LastAdmin"])
+          const admins = (yield* operators.list()).filter((o) => o.role === "admin" && !o.disabled)
+          assert.strictEqual(admins.length, 1)
+        }
+      }))
+
     it.scoped("TOTP enrolment: begin, confirm with a code from the app, disable with a fresh one", () =>
       Effect.gen(function* () {
         const { db, operators } = yield* openAccounts(database)

@@ -180,7 +180,7 @@ export const PluginHostLive = (config: ChorusConfig, options: PluginHostOptions 
  * assignment, notes), the inbox's queries, canned answers and the router. Needs the pipeline.
  */
 export const InboxLive = (config: ChorusConfig) =>
-  Presence.layer().pipe(
+  Presence.layer({ grace: Duration.seconds(config.routing.offlineAfterSeconds) }).pipe(
     Layer.provideMerge(OperatorEvents.layer),
     Layer.provideMerge(
       Router.layer({

@@ -4,7 +4,8 @@
  *
  * 1. opens snoozed conversations whose time has come;
  * 2. gives back to the queue what an assignee left unanswered for `answerTimeout` since they
- *    got it (the customer still waiting), remembering them so it goes to someone else first;
+ *    got it (the customer still waiting), remembering them: it goes to someone else, never
+ *    automatically back to them (they can still take it by hand);
  * 3. assigns queued conversations (open, unassigned), longest waiting first, each to an online
  *    operator of its team with room under their capacity: the least loaded, and among equals
  *    the one who got a conversation longest ago. A conversation no team owns goes to online
@@ -163,20 +164,21 @@ export const make = (options: RouterOptions = {}) =>
       }))
     })
 
-    /** The best operator for a conversation of `teamId`, avoiding `avoid` when there is another. */
+    /**
+     * The best operator for a conversation of `teamId`. Never `avoid`: the one who left it
+     * unanswered does not get it back automatically (they may take it by hand); if nobody else
+     * has room it waits at the head of the queue, where supervisors see it.
+     */
     const pick = (
       pool: ReadonlyArray<Candidate>,
       teamId: string | null,
       avoid: string | null,
     ): Candidate | undefined => {
       const eligible = pool.filter((c) =>
-        c.load < c.capacity && (teamId === null ? c.role === "admin" : c.teams.has(teamId))
+        c.id !== avoid && c.load < c.capacity &&
+        (teamId === null ? c.role === "admin" : c.teams.has(teamId))
       )
-      const preferred = eligible.filter((c) =>
-        c.id !== avoid
-      )
-      const from = preferred.length > 0 ? preferred : eligible
-      return [...from].sort((a, b) =>
+      return [...eligible].sort((a, b) =>
         a.load - b.load || a.lastAssignedAt - b.lastAssignedAt || (a.id < b.id ? -1 : 1)
       )[0]
     }
@@ -190,7 +192,9 @@ export const make = (options: RouterOptions = {}) =>
         pool.every((c) =>
           c.load >= c.capacity
         )
-      ) return 0
+      ) {
+        return 0
+      }
       const queued = yield* database.query("queue", (db) =>
         db.selectFrom("conversations")
           .select(["id", "team_id", "requeued_from", "waiting_since", "created_at"])
@@ -209,7 +213,9 @@ export const make = (options: RouterOptions = {}) =>
       let assigned = 0
       for (const conversation of ordered) {
         const chosen = pick(pool, conversation.team_id, conversation.requeued_from)
-        if (chosen === undefined) continue
+        if (chosen === undefined) {
+          continue
+        }
         const result = yield* tolerant(
           commands.change(conversation.id as ConversationId, {
             assignee: { id: chosen.id, expect: null },

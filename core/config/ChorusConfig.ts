@@ -107,6 +107,9 @@ export const RoutingConfig = Schema.Struct({
   answerTimeoutSeconds: Schema.optionalWith(Schema.Int.pipe(Schema.between(0, 86_400)), {
     default: () => 300,
   }),
+  offlineAfterSeconds: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, 86_400)), {
+    default: () => 60,
+  }),
 })
 
 /** Operators' sign-in sessions (core/accounts/Sessions.ts). */
@@ -338,6 +341,15 @@ export const settings: ReadonlyArray<Setting> = [
     default: "300",
     doc: "A conversation its assignee has not answered this long after getting it goes back " +
       "to the queue (and is offered to someone else first).",
+  },
+  {
+    key: "routing.offlineAfterSeconds",
+    env: "CHORUS_ROUTING_OFFLINE_AFTER_SECONDS",
+    kind: "integer",
+    expected: "an integer from 1 to 86400",
+    default: "60",
+    doc: "An online operator whose every inbox tab has been closed this long becomes offline, " +
+      "so routing stops assigning to them.",
   },
   {
     key: "auth.sessionIdleHours",

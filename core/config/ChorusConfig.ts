@@ -110,6 +110,9 @@ export const RoutingConfig = Schema.Struct({
   offlineAfterSeconds: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, 86_400)), {
     default: () => 60,
   }),
+  queueMessage: Schema.optionalWith(Schema.String.pipe(Schema.maxLength(1000)), {
+    default: () => "",
+  }),
 })
 
 /** Operators' sign-in sessions (core/accounts/Sessions.ts). */
@@ -350,6 +353,15 @@ export const settings: ReadonlyArray<Setting> = [
     default: "60",
     doc: "An online operator whose every inbox tab has been closed this long becomes offline, " +
       "so routing stops assigning to them.",
+  },
+  {
+    key: "routing.queueMessage",
+    env: "CHORUS_ROUTING_QUEUE_MESSAGE",
+    kind: "string",
+    expected: "a text of at most 1000 characters; {position} is replaced by the place",
+    default: "(empty: customers are not told)",
+    doc: "Sent once to a customer whose new conversation waits in the queue, e.g. " +
+      "`All our operators are busy; you are number {position} in line.`",
   },
   {
     key: "auth.sessionIdleHours",

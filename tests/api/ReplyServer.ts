@@ -42,6 +42,7 @@ export interface ReplyServerOptions {
     readonly autoAssign?: boolean
     readonly answerTimeoutSeconds?: number
     readonly offlineAfterSeconds?: number
+    readonly queueMessage?: string
   }
   /** PostgreSQL schema and JetStream namespace instead of SQLite and the embedded bus. */
   readonly shared?: {

@@ -288,4 +288,38 @@ describe("routing", () => {
       }),
     60_000,
   )
+
+  it.scopedLive(
+    "customers are told their place in line once, when nobody can take them",
+    () =>
+      Effect.gen(function* () {
+        const server = yield* startReplyServer({
+          dataDir: yield* tempDir(),
+          routing: { autoAssign: true, queueMessage: "You are number {position} in line." },
+        })
+        const team = yield* addTeam(server.teams, "Support", "shop")
+        yield* addOperator(server, { email: "ann@x.io", teamIds: [team.id], presence: "away" })
+        yield* customersWrite(server, "shop", ["p1", "p2"])
+        const outgoing = (name: string) =>
+          Effect.gen(function* () {
+            const row = (yield* rows(server)).find((c) => c.contact.name === name)!
+            const history = yield* request(
+              `${server.url}/api/v1/conversations/${row.id}/messages`,
+              {
+                token: server.token,
+              },
+            )
+            return (history.body as { messages: Array<{ direction: string; text: string }> })
+              .messages.filter((m) => m.direction === "out").map((m) => m.text)
+          })
+        yield* eventually("both told", () =>
+          Effect.all([outgoing("p1"), outgoing("p2")]).pipe(
+            Effect.map(([a, b]) => a.length === 1 && b.length === 1),
+          ))
+        yield* Effect.sleep("2500 millis") // more passes: nobody is told twice
+        assert.deepStrictEqual(yield* outgoing("p1"), ["You are number 1 in line."])
+        assert.deepStrictEqual(yield* outgoing("p2"), ["You are number 2 in line."])
+      }),
+    60_000,
+  )
 })

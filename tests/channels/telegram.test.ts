@@ -236,6 +236,24 @@ describe("telegram channel", () => {
           identities: Array<{ reachable: boolean }>
         }
         assert.deepStrictEqual(contact.identities.map((i) => i.reachable), [false])
+
+        // The customer unblocks the bot and writes again: reachable again.
+        fake.pushUpdate(TOKEN, {
+          message: {
+            message_id: 504,
+            date: Math.floor(Date.now() / 1000),
+            chat: { id: CHAT, type: "private", first_name: "FirstName" },
+            from: { id: CHAT, is_bot: false, first_name: "FirstName", last_name: "LastName" },
+            text: "sorry, I am back",
+          },
+        } as never)
+        yield* eventually("reachable again", () =>
+          api("GET", `/contacts/${contactId}`).pipe(
+            Effect.map((r) =>
+              (r.body as { identities: Array<{ reachable: boolean }> }).identities[0]?.reachable ===
+                true
+            ),
+          ))
       }),
     90_000,
   )

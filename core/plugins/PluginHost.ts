@@ -879,6 +879,27 @@ export const make = (discovered: DiscoveryResult, options: PluginHostOptions = {
             }
             return yield* attachments.value.get(String(key))
           }),
+        "attachments.link": (key: string, ttlSeconds?: number) =>
+          Effect.gen(function* () {
+            const problem = checkAttachments(grants, "link")
+            if (problem !== undefined) return yield* problem
+            if (Option.isNone(attachments)) {
+              return yield* Effect.fail(new Error("this host has no attachment store"))
+            }
+            const ttl = ttlSeconds === undefined || ttlSeconds === null
+              ? 86_400
+              : Number(ttlSeconds)
+            if (!Number.isInteger(ttl) || ttl < 1 || ttl > 604_800) {
+              return yield* Effect.fail(
+                new RangeError(
+                  "link(key, ttlSeconds): ttlSeconds must be an integer from 1 to 604800",
+                ),
+              )
+            }
+            // Only a file that exists: a link to nothing would 404 in the customer's browser.
+            yield* attachments.value.get(String(key))
+            return attachments.value.signedPath(String(key), ttl)
+          }),
         "channels.receive": (channel: string, raw: unknown) =>
           Effect.gen(function* () {
             const problem = checkChannel(grants, String(channel))

@@ -67,6 +67,28 @@ export default {
     /** Open windows by `<site>|<sender>`. */
     const windows = new Map()
     const windowsOf = (site, sender) => windows.get(`${site}|${sender}`) ?? new Set()
+    /**
+     * A history entry as a frame: each kept file gets a fresh signed link (history keeps the
+     * storage key, not the link, which expires).
+     */
+    const asFrame = async (key, entry) => {
+      if (!Array.isArray(entry.files) || entry.files.length === 0) {
+        return { type: "message", key, ...entry }
+      }
+      const files = []
+      for (const f of entry.files) {
+        const url = f.storageKey === undefined
+          ? undefined
+          : await chorus.attachments.link(f.storageKey).catch(() => undefined)
+        files.push({
+          name: f.name,
+          mimeType: f.mimeType,
+          size: f.size,
+          ...(url !== undefined ? { url } : {}),
+        })
+      }
+      return { type: "message", key, ...entry, files }
+    }
     const push = async (site, sender, frame) => {
       for (const socket of windowsOf(site, sender)) {
         await socket.send(JSON.stringify(frame)).catch(() => {})
@@ -108,7 +130,12 @@ export default {
         })),
       })
       if (!duplicate) {
-        const files = attachments.map((a) => ({ name: a.name, mimeType: a.mimeType, size: a.size }))
+        const files = attachments.map((a) => ({
+          name: a.name,
+          mimeType: a.mimeType,
+          size: a.size,
+          storageKey: a.storageKey,
+        }))
         const entry = {
           id,
           from: "visitor",
@@ -120,7 +147,7 @@ export default {
         const key = historyKey(site, sender.externalId, now, clientId)
         await chorus.storage.kv.set(key, entry)
         received.inc(1, { site })
-        await push(site, sender.externalId, { type: "message", key, ...entry })
+        await push(site, sender.externalId, await asFrame(key, entry))
       }
       await socket.send(JSON.stringify({ type: "ack", clientId, id, duplicate }))
     }
@@ -162,9 +189,7 @@ export default {
         const since = typeof q.since === "string" ? q.since : ""
         for (const k of keys.filter((k) => k > since).slice(-historyLimit)) {
           const entry = await chorus.storage.kv.get(k)
-          if (entry !== null) {
-            await socket.send(JSON.stringify({ type: "message", key: k, ...entry }))
-          }
+          if (entry !== null) await socket.send(JSON.stringify(await asFrame(k, entry)))
         }
       },
       async message(socket, data) {
@@ -247,12 +272,27 @@ export default {
           return { ok: true, externalId: message.id }
         }
         const at = Date.now()
-        const entry = { id: message.id, from: "operator", text: message.text, at }
+        // An operator's files: kept by their storage key; the visitor gets signed links.
+        const files = message.attachments
+          .filter((a) => typeof a?.storageKey === "string")
+          .map((a) => ({
+            name: a.name,
+            mimeType: a.mimeType,
+            size: a.size,
+            storageKey: a.storageKey,
+          }))
+        const entry = {
+          id: message.id,
+          from: "operator",
+          text: message.text ?? "",
+          at,
+          ...(files.length > 0 ? { files } : {}),
+        }
         const key = historyKey(site, sender, at, message.id)
         // Kept first, then shown: a visitor who is away sees it on the next visit.
         await chorus.storage.kv.set(key, entry)
         await chorus.storage.kv.set(`sent:${message.id}`, key)
-        await push(site, sender, { type: "message", key, ...entry })
+        await push(site, sender, await asFrame(key, entry))
         return { ok: true, externalId: message.id }
       },
     })

@@ -69,7 +69,7 @@ describe("widget channel", () => {
     "messages in, acknowledged once stored; replies live to every window and kept for the next visit",
     () =>
       Effect.gen(function* () {
-        const { ws, api } = yield* setup()
+        const { ws, api, server } = yield* setup()
         const one = yield* open(ws(`visitor=${visitor}&name=Ann`))
         const two = yield* open(ws(`visitor=${visitor}`))
         yield* eventually("welcomes", () => one.frames.length >= 1 && two.frames.length >= 1)
@@ -197,6 +197,49 @@ describe("widget channel", () => {
           since.frames.some((f) =>
             f.type === "error" && f.code === "bad_frame"
           ))
+
+        // The operator answers with a file: the visitor gets a signed link that opens it with
+        // no token, and a window opened later gets a fresh one from the history.
+        const storedFile = fileMessage.attachments[0]!
+        const withAttachment = yield* api("POST", `/conversations/${conversation}/messages`, {
+          text: "Here is your invoice",
+          attachments: [{
+            name: "invoice.png",
+            mimeType: "image/png",
+            size: png.length,
+            storageKey: storedFile.storageKey,
+          }],
+        })
+        assert.strictEqual(withAttachment.status, 202, JSON.stringify(withAttachment.body))
+        yield* eventually("the file reaches the visitor", () =>
+          since.frames.some((f) =>
+            f.text === "Here is your invoice"
+          ))
+        const linked = since.frames.find((f) =>
+          f.text === "Here is your invoice"
+        )! as unknown as {
+          files: Array<{ name: string; url: string }>
+        }
+        assert.strictEqual(linked.files[0]!.name, "invoice.png")
+        assert.match(
+          linked.files[0]!.url,
+          /^\/api\/v1\/attachments\/sha256-[0-9a-f]+\?expires=\d+&signature=/,
+        )
+        const fetched = yield* Effect.promise(() =>
+          fetch(`${server.url}${linked.files[0]!.url}`).then(async (r) => ({
+            status: r.status,
+            bytes: new Uint8Array(await r.arrayBuffer()),
+          }))
+        )
+        assert.strictEqual(fetched.status, 200)
+        assert.deepStrictEqual([...fetched.bytes], [...png])
+        const tampered = yield* Effect.promise(() =>
+          fetch(`${server.url}${linked.files[0]!.url.replace(/signature=./, "signature=x")}`)
+            .then((r) =>
+              r.status
+            )
+        )
+        assert.strictEqual(tampered, 401)
       }),
     60_000,
   )

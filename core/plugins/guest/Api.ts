@@ -77,6 +77,12 @@ export interface GuestAttachments {
   readonly get: (
     storageKey: string,
   ) => Promise<{ readonly bytes: Uint8Array; readonly mimeType: string; readonly size: number }>
+  /**
+   * A link anyone holding it may fetch the file with, until it expires: a path on this server
+   * (`/api/v1/attachments/<key>?expires=…&signature=…`), for a customer's browser (the web chat
+   * shows an operator's file with it). `ttlSeconds` default 86400 (one day), at most 604800.
+   */
+  readonly link: (storageKey: string, ttlSeconds?: number) => Promise<string>
 }
 
 export type PluginMode = "inprocess" | "worker" | "deno"

@@ -188,6 +188,7 @@ export const runGuest = (link: Link): void => {
       attachments: {
         put: (bytes: Uint8Array, file) => call("attachments.put", bytes, file),
         get: (key: string) => call("attachments.get", key),
+        link: (key: string, ttlSeconds?: number) => call("attachments.link", key, ttlSeconds),
       },
       channels: {
         receive: (channel: string, message) => call("channels.receive", channel, message),

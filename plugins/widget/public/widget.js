@@ -96,10 +96,19 @@
           log.querySelector('[data-client-id="' + frame.clientId + '"]')
         if (local) local.removeAttribute("data-client-id")
         else {
-          const names = (frame.files || []).map(function (f) {
-            return "\u{1F4CE} " + f.name
+          const row = bubble(frame.from, frame.text || "", frame.id) // Files: a link (a signed one from Chorus, valid a day) or, while none, the name.
+          ;(frame.files || []).forEach(function (f) {
+            const item = document.createElement(f.url ? "a" : "span")
+            item.textContent = "\u{1F4CE} " + f.name
+            item.setAttribute("data-file-name", f.name)
+            if (f.url) {
+              item.href = new URL(f.url, base).toString()
+              item.target = "_blank"
+              item.rel = "noopener"
+            }
+            item.style.cssText = "display:block"
+            row.firstChild.appendChild(item)
           })
-          bubble(frame.from, [frame.text].concat(names).filter(Boolean).join("\n"), frame.id)
         }
         if (frame.key && frame.key > lastSeen) {
           lastSeen = frame.key

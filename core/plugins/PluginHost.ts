@@ -46,6 +46,7 @@ import {
 } from "effect"
 import { InboundMessage, inboundMessageId } from "../../schemas/Inbound.ts"
 import { MANIFEST_FILE, type PluginManifest } from "../../schemas/PluginManifest.ts"
+import { onlineOperatorsFor } from "../accounts/Availability.ts"
 import { AttachmentStore } from "../attachments/AttachmentStore.ts"
 import { Bus, type ConsumerSpec, Disposition } from "../bus/Bus.ts"
 import { describeIssues } from "../http/DecodeErrors.ts"
@@ -981,6 +982,13 @@ export const make = (discovered: DiscoveryResult, options: PluginHostOptions = {
               ),
             )
               .pipe(Effect.ignore)
+          }),
+        "channels.availability": (channel: string, account: string) =>
+          Effect.gen(function* () {
+            const problem = checkChannel(grants, String(channel))
+            if (problem !== undefined) return yield* problem
+            const online = yield* onlineOperatorsFor(database, String(channel), String(account))
+            return { online, available: online > 0 }
           }),
         "channels.register": (channel: string, handler: number) =>
           Effect.suspend(() => {

@@ -22,6 +22,7 @@ import * as NodePath from "node:path"
 
 const VISITOR = /^[A-Za-z0-9_-]{16,64}$/
 const SITE = /^[a-z0-9][a-z0-9_-]{0,31}$/
+const EMAIL = /^[^\s@]{1,64}@[^\s@]{1,255}\.[^\s@]{1,63}$/
 const CLIENT_ID = /^[A-Za-z0-9_-]{1,64}$/
 
 const hex = (bytes) =>
@@ -183,7 +184,12 @@ export default {
         const key = `${site}|${sender.externalId}`
         if (!windows.has(key)) windows.set(key, new Set())
         windows.get(key).add(socket)
-        await socket.send(JSON.stringify({ type: "welcome", site, verified: sender.verified }))
+        // Nobody online for this site: the window offers to leave a message and an address.
+        const { available } = await chorus.channels.availability("widget", site)
+          .catch(() => ({ available: true }))
+        await socket.send(
+          JSON.stringify({ type: "welcome", site, verified: sender.verified, available }),
+        )
         // The conversation since the last message this browser saw.
         const keys = await chorus.storage.kv.list(historyPrefix(site, sender.externalId))
         const since = typeof q.since === "string" ? q.since : ""
@@ -252,6 +258,14 @@ export default {
           return
         }
         if (text === "") return fail("bad_message", "a message needs some text", frame.clientId)
+        // The offline form's address: the visitor's claim (a signed user's own stays).
+        if (typeof frame.email === "string" && !connection.sender.verified) {
+          const email = frame.email.trim().toLowerCase()
+          if (!EMAIL.test(email)) {
+            return fail("bad_email", "that does not look like an e-mail address", frame.clientId)
+          }
+          connection.sender = { ...connection.sender, email }
+        }
         return deliver(socket, connection, frame.clientId, text, [])
       },
       close(socket) {

@@ -13,6 +13,7 @@ import { Effect } from "effect"
 import WebSocket from "ws"
 import { request } from "../../tests/api/ApiServer.ts"
 import { eventually, startReplyServer } from "../../tests/api/ReplyServer.ts"
+import { addOperator } from "../../tests/inbox/InboxClient.ts"
 import { installRepoPlugins } from "../../tests/support/PluginFixtures.ts"
 import { tempDir } from "../../tests/support/TestDatabase.ts"
 
@@ -73,7 +74,26 @@ describe("widget channel", () => {
         const one = yield* open(ws(`visitor=${visitor}&name=Ann`))
         const two = yield* open(ws(`visitor=${visitor}`))
         yield* eventually("welcomes", () => one.frames.length >= 1 && two.frames.length >= 1)
-        assert.deepStrictEqual(one.frames[0], { type: "welcome", site: "shop", verified: false })
+        // Nobody online for the site yet: the window is told, and shows its offline form.
+        assert.deepStrictEqual(one.frames[0], {
+          type: "welcome",
+          site: "shop",
+          verified: false,
+          available: false,
+        })
+        const team = yield* server.teams.add("Web").pipe(Effect.orDie)
+        yield* server.teams.claimInbox(team.id, { channel: "widget", account: "shop" }).pipe(
+          Effect.orDie,
+        )
+        const ann = yield* addOperator(server, {
+          email: "ann@shop.example",
+          teamIds: [team.id],
+          presence: "online",
+        })
+        const three = yield* open(ws(`visitor=${visitor}`))
+        yield* eventually("third welcome", () => three.frames.length >= 1)
+        assert.strictEqual(three.frames[0].available, true)
+        yield* server.operators.update(ann.id, { presence: "away" }).pipe(Effect.orDie)
 
         one.ws.send(
           JSON.stringify({ type: "message", clientId: "c1", text: "Is my order shipped?" }),

@@ -354,6 +354,15 @@ export interface GuestChannels {
     channel: string,
     message: GuestInbound,
   ) => Promise<{ readonly id: string; readonly duplicate: boolean }>
+  /**
+   * Whether someone can answer this channel account now: the online operators of the team that
+   * owns it (the online admins when no team does). A chat window shows its offline form when
+   * `available` is false.
+   */
+  readonly availability: (
+    channel: string,
+    account: string,
+  ) => Promise<{ readonly online: number; readonly available: boolean }>
   /** Send replies of a channel declared in `contributes.channels`. One provider call per `send`. */
   readonly register: (
     channel: string,

@@ -192,6 +192,8 @@ export const runGuest = (link: Link): void => {
       },
       channels: {
         receive: (channel: string, message) => call("channels.receive", channel, message),
+        availability: (channel: string, account: string) =>
+          call("channels.availability", channel, account),
         register: (channel: string, adapter) => {
           if (typeof adapter?.send !== "function") {
             return Promise.reject(new TypeError("a channel adapter needs a send(message) function"))

@@ -232,6 +232,14 @@ export default {
         } catch {
           return fail("bad_frame", "not JSON")
         }
+        if (frame.type === "typing") {
+          // Passed on to the inbox (the host keeps one every two seconds per visitor).
+          await chorus.channels.typing("widget", {
+            account: connection.site,
+            externalId: connection.sender.externalId,
+          }).catch(() => false)
+          return
+        }
         if (frame.type !== "message" && frame.type !== "file") return
         const now = Date.now()
         connection.sent = connection.sent.filter((t) => now - t < 60_000)
@@ -278,6 +286,10 @@ export default {
     })
 
     await chorus.channels.register("widget", {
+      /** An operator is typing: every open window of the visitor shows it for a few seconds. */
+      async typing(to) {
+        await push(to.account, to.externalId, { type: "typing", from: "operator" })
+      },
       async send(message) {
         const site = message.account
         const sender = message.recipient.externalId

@@ -12,7 +12,7 @@ import { Effect } from "effect"
 // @ts-expect-error -- ws ships no types of its own (and @types/ws is not installed)
 import WebSocket from "ws"
 import { request } from "../../tests/api/ApiServer.ts"
-import { eventually, startReplyServer } from "../../tests/api/ReplyServer.ts"
+import { eventually, recordEvents, startReplyServer } from "../../tests/api/ReplyServer.ts"
 import { addOperator } from "../../tests/inbox/InboxClient.ts"
 import { installRepoPlugins } from "../../tests/support/PluginFixtures.ts"
 import { tempDir } from "../../tests/support/TestDatabase.ts"
@@ -131,6 +131,33 @@ describe("widget channel", () => {
           ["Is my order shipped?"],
         )
 
+        // Typing, both ways: the visitor's reaches the inbox (an event on the conversation),
+        // at most one per two seconds; an operator's reaches every window of the visitor.
+        const events = yield* recordEvents(server.bus)
+        one.ws.send(JSON.stringify({ type: "typing" }))
+        one.ws.send(JSON.stringify({ type: "typing" }))
+        yield* eventually("the visitor's typing", () =>
+          events.some((e) =>
+            e.type === "conversation.typing" && e.by === "customer" &&
+            e.conversationId === conversation
+          ))
+        yield* Effect.sleep("300 millis")
+        assert.strictEqual(
+          events.filter((e) =>
+            e.type === "conversation.typing"
+          ).length,
+          1,
+          "the second signal within two seconds is not passed on",
+        )
+        const typing = yield* api("POST", `/conversations/${conversation}/typing`)
+        assert.strictEqual(typing.status, 204)
+        yield* eventually("the operator's typing in both windows", () =>
+          [one, two].every((w) =>
+            w.frames.some((f) =>
+              f.type === "typing"
+            )
+          ))
+
         const reply = yield* api("POST", `/conversations/${conversation}/messages`, {
           text: "Yes, this morning.",
         })
@@ -167,8 +194,7 @@ describe("widget channel", () => {
         const since = yield* open(
           ws(`visitor=${visitor}&since=${encodeURIComponent(history[0].key)}`),
         )
-        yield* eventually("newer only", () =>
-          since.frames.length >= 2)
+        yield* eventually("newer only", () => since.frames.length >= 2)
         yield* Effect.sleep("200 millis")
         assert.deepStrictEqual(
           since.frames.filter((f) => f.type === "message").map((f) => f.text),

@@ -207,12 +207,26 @@ describe("telegram channel", () => {
         const parts = fake.sent(TOKEN).filter((s) => /^[AB]+$/.test(s.text ?? ""))
         assert.deepStrictEqual(parts.map((p) => p.text!.length), [3000, 3000])
 
+        // An operator typing: Telegram's "typing…" in the customer's chat.
+        assert.strictEqual(
+          (yield* api("POST", `/conversations/${conversation}/typing`)).status,
+          204,
+        )
+        yield* eventually("sendChatAction", () =>
+          fake.calls(TOKEN).some((c) =>
+            c.method === "sendChatAction" && c.params["action"] === "typing" &&
+            String(c.params["chat_id"]) === String(CHAT)
+          ))
+
         // 429 with retry_after: waited, then sent.
         fake.failNext(TOKEN, "sendMessage", { kind: "tooManyRequests", retryAfter: 1 })
         const paced = yield* reply("after the pause")
         yield* eventually(
           "paced sent",
-          () => deliveryOf(paced).pipe(Effect.map((m) => m?.delivery.state === "sent")),
+          () =>
+            deliveryOf(paced).pipe(Effect.map((m) =>
+              m?.delivery.state === "sent"
+            )),
         )
         const calls = fake.calls(TOKEN).filter((c) =>
           c.method === "sendMessage" && c.params["text"] === "after the pause"

@@ -363,9 +363,31 @@ export interface GuestChannels {
     channel: string,
     account: string,
   ) => Promise<{ readonly online: number; readonly available: boolean }>
-  /** Send replies of a channel declared in `contributes.channels`. One provider call per `send`. */
+  /**
+   * Send replies of a channel declared in `contributes.channels`. One provider call per `send`.
+   * `typing` (optional) shows the customer that an operator is typing (a chat window's
+   * indicator, Telegram's `sendChatAction`); best effort, called at most every two seconds.
+   */
   readonly register: (
     channel: string,
-    adapter: { readonly send: (message: GuestOutgoing) => Promise<GuestSendResult> },
+    adapter: {
+      readonly send: (message: GuestOutgoing) => Promise<GuestSendResult>
+      readonly typing?: (to: GuestTypingTarget) => Promise<void>
+    },
   ) => Promise<void>
+  /**
+   * The customer is typing (a chat window's keystrokes): the inbox shows it. At most one every
+   * two seconds per person is passed on; resolves whether it was.
+   */
+  readonly typing: (
+    channel: string,
+    from: { readonly account: string; readonly externalId: string },
+  ) => Promise<boolean>
+}
+
+/** Whom an operator's typing is shown to. */
+export interface GuestTypingTarget {
+  readonly account: string
+  readonly externalId: string
+  readonly conversationId: string
 }

@@ -22,6 +22,7 @@ import type {
   GuestSocket,
   GuestSocketHandlers,
   GuestStreamSpec,
+  GuestTypingTarget,
   MetricLabels,
   PluginDefinition,
 } from "./Api.ts"
@@ -202,8 +203,12 @@ export const runGuest = (link: Link): void => {
             "channels.register",
             channel,
             handlerId((m: GuestOutgoing) => adapter.send(m)),
+            ...(typeof adapter.typing === "function"
+              ? [handlerId((to: GuestTypingTarget) => adapter.typing!(to))]
+              : []),
           )
         },
+        typing: (channel: string, from) => call("channels.typing", channel, from),
       },
     }
   }
@@ -256,6 +261,10 @@ export const runGuest = (link: Link): void => {
     },
     send: async (id: number, message: GuestOutgoing) =>
       (await handler(id)(message)) as GuestSendResult,
+    typing: async (id: number, to: GuestTypingTarget) => {
+      await handler(id)(to)
+      return null
+    },
     ping: () => Promise.resolve("pong"),
     "ws.open": async (
       id: number,

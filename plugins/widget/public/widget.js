@@ -34,6 +34,7 @@
     '<button type="button" data-open style="border-radius:24px;padding:10px 16px;border:0;background:#2563eb;color:#fff;cursor:pointer">Chat</button>' +
     '<div data-panel hidden style="width:320px;height:420px;background:#fff;border:1px solid #ddd;border-radius:12px;box-shadow:0 8px 24px rgba(0,0,0,.15);display:flex;flex-direction:column">' +
     '<div data-log style="flex:1;overflow-y:auto;padding:8px"></div>' +
+    '<div data-typing hidden style="font-size:12px;color:#888;padding:0 8px">The operator is typing…</div>' +
     '<div data-status style="font-size:12px;color:#888;padding:0 8px"></div>' +
     '<div data-offline hidden style="padding:8px;border-top:1px solid #eee;font-size:13px;color:#444">' +
     "<div>Nobody is online right now. Leave a message (and your e-mail, to get the answer there too); we will answer here.</div>" +
@@ -47,6 +48,9 @@
   const log = root.querySelector("[data-log]")
   const status = root.querySelector("[data-status]")
   const input = root.querySelector("[data-input]")
+  const typingNote = root.querySelector("[data-typing]")
+  let typingTimer = 0
+  let typingSent = 0
   const offline = root.querySelector("[data-offline]")
   const emailInput = root.querySelector("[data-email]")
   root.querySelector("[data-open]").addEventListener("click", function () {
@@ -120,6 +124,12 @@
         }
       } else if (frame.type === "ack") {
         delete pending[frame.clientId]
+      } else if (frame.type === "typing") {
+        typingNote.hidden = false
+        clearTimeout(typingTimer)
+        typingTimer = setTimeout(function () {
+          typingNote.hidden = true
+        }, 4000)
       } else if (frame.type === "welcome") {
         // Nobody can answer now: the offline form asks for an address to answer to.
         offline.hidden = frame.available !== false || frame.verified === true
@@ -168,6 +178,14 @@
       bubble("visitor", "\u{1F4CE} " + file.name).setAttribute("data-client-id", clientId)
       if (socket && socket.readyState === 1) sendPending(clientId)
     })
+  })
+
+  // The visitor is typing: said at most every two seconds (the inbox shows it).
+  input.addEventListener("input", function () {
+    const now = Date.now()
+    if (now - typingSent < 2000 || !socket || socket.readyState !== 1) return
+    typingSent = now
+    socket.send(JSON.stringify({ type: "typing" }))
   })
 
   root.querySelector("[data-form]").addEventListener("submit", function (event) {

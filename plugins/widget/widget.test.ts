@@ -158,6 +158,16 @@ describe("widget channel", () => {
             )
           ))
 
+        // The web chat shows no buttons: a reply with some is refused, naming the field.
+        const buttons = yield* api("POST", `/conversations/${conversation}/messages`, {
+          text: "Choose",
+          buttons: [[{ text: "Yes", payload: "yes" }]],
+        })
+        assert.deepStrictEqual([buttons.status, (buttons.body as { field: string }).field], [
+          422,
+          "buttons",
+        ])
+
         const reply = yield* api("POST", `/conversations/${conversation}/messages`, {
           text: "Yes, this morning.",
         })

@@ -92,7 +92,12 @@ describe("telegram updates → inbound", () => {
       toInbound("a", { ...base, message: { ...base.message, from: { id: 9, is_bot: true } } }).skip,
       /bot/,
     )
-    assert.match(toInbound("a", { update_id: 5, callback_query: {} }).skip, /callback_query/)
+    assert.match(toInbound("a", { update_id: 5, my_chat_member: {} }).skip, /my_chat_member/)
+    // A game button (no data) is not a message.
+    assert.match(
+      toInbound("a", { update_id: 6, callback_query: { id: "q", from: { id: 9 } } }).skip,
+      /no data/,
+    )
   })
 })
 

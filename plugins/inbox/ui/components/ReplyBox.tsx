@@ -308,9 +308,9 @@ export function ReplyBox({ conversation: c }: { readonly conversation: Conversat
               <button
                 type="button"
                 onClick={() => fileInput.current?.click()}
-                title={t("reply.attach")}
+                data-testid="attach"
               >
-                📎
+                {t("reply.attach")}
               </button>
             </>
           )

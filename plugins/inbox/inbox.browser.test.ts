@@ -1,0 +1,439 @@
+/**
+ * The web inbox in a real browser (Debian's Chromium, driven by playwright-core).
+ *
+ * - With the real host: the plugin serves the built page with its security headers and assets
+ *   with ETags; the app boots to the sign-in page without console errors.
+ * - Against the API contract of issue #6, served in memory by tests/support/InboxContractServer.ts
+ *   (the real endpoints are not on main yet): sign-in with TOTP and throttling; a customer's
+ *   message appearing live; reply, note with a mention, canned answer, transfer and resolve, seen
+ *   live by a colleague; catching up after the connection drops.
+ * - The same scenarios with the real server are written below and skipped until its endpoints land.
+ *
+ * Screenshots go to test-artifacts/inbox/.
+ */
+import * as NodeFs from "node:fs"
+import * as NodeOs from "node:os"
+import * as NodePath from "node:path"
+import { pathToFileURL } from "node:url"
+import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core"
+import { buildInbox } from "../../scripts/build-inbox.mjs"
+import { startReplyServer } from "../../tests/api/ReplyServer.ts"
+import {
+  type InboxContractServer,
+  startInboxContractServer,
+} from "../../tests/support/InboxContractServer.ts"
+import { installRepoPlugins } from "../../tests/support/PluginFixtures.ts"
+import { tempDir } from "../../tests/support/TestDatabase.ts"
+
+const CHROMIUM = "/usr/bin/chromium"
+const ARTIFACTS = NodePath.resolve(import.meta.dirname, "../../test-artifacts/inbox")
+
+const launch = () =>
+  chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-sync",
+    ],
+  })
+
+/** Console errors and page errors, except a failed request's own line (the tests check those). */
+const watchErrors = (page: Page) => {
+  const errors: Array<string> = []
+  page.on("pageerror", (e) => errors.push(`pageerror: ${e.message}`))
+  page.on("console", (m) => {
+    if (m.type() !== "error") return
+    // "Failed to load resource: 401" for /auth/session before sign-in is the expected answer.
+    if (/Failed to load resource/.test(m.text()) && /\/api\/v1\/auth\//.test(m.location().url)) {
+      return
+    }
+    errors.push(`console: ${m.text()} (${m.location().url})`)
+  })
+  return errors
+}
+
+const shot = (page: Page, name: string) => {
+  NodeFs.mkdirSync(ARTIFACTS, { recursive: true })
+  return page.screenshot({ path: NodePath.join(ARTIFACTS, `${name}.png`) })
+}
+
+beforeAll(async () => {
+  await buildInbox()
+})
+
+describe("inbox plugin", () => {
+  it("answers 503 saying to run npm run build when the build is missing", async () => {
+    const dir = NodeFs.mkdtempSync(NodePath.join(NodeOs.tmpdir(), "chorus-inbox-"))
+    try {
+      NodeFs.copyFileSync(
+        NodePath.join(import.meta.dirname, "index.mjs"),
+        NodePath.join(dir, "index.mjs"),
+      )
+      const routes = new Map<string, (r: unknown) => any>()
+      const plugin = (await import(pathToFileURL(NodePath.join(dir, "index.mjs")).href)).default
+      await plugin.activate({
+        plugin: { id: "inbox", version: "0.1.0", dir },
+        routes: {
+          handle: (method: string, path: string, h: (r: unknown) => any) =>
+            Promise.resolve(void routes.set(`${method} ${path}`, h)),
+        },
+      })
+      const page = await routes.get("GET /plugins/inbox/")!({ headers: {}, params: {} })
+      assert.strictEqual(page.status, 503)
+      assert.match(page.body, /npm run build/)
+      const asset = await routes.get("GET /plugins/inbox/{asset}")!({
+        headers: {},
+        params: { asset: "app.js" },
+      })
+      assert.strictEqual(asset.status, 503)
+    } finally {
+      NodeFs.rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
+
+describe.skipIf(!NodeFs.existsSync(CHROMIUM))("inbox with the real host", () => {
+  it.scopedLive(
+    "serves the page with its security headers and assets with ETags",
+    () =>
+      Effect.gen(function* () {
+        const plugins = yield* tempDir("chorus-plugins-")
+        installRepoPlugins(plugins, ["inbox"])
+        const server = yield* startReplyServer({ dataDir: yield* tempDir(), pluginsDir: plugins })
+        const get = (path: string, headers: Record<string, string> = {}) =>
+          Effect.promise(() => fetch(`${server.url}${path}`, { headers, redirect: "manual" }))
+
+        const page = yield* get("/plugins/inbox/")
+        assert.strictEqual(page.status, 200)
+        assert.strictEqual(page.headers.get("content-type"), "text/html; charset=utf-8")
+        assert.strictEqual(page.headers.get("cache-control"), "no-cache")
+        const csp = page.headers.get("content-security-policy") ?? ""
+        for (
+          const directive of [
+            "default-src 'self'",
+            "script-src 'self'",
+            "connect-src 'self'",
+            "img-src 'self' data: blob:",
+            "frame-ancestors 'none'",
+          ]
+        ) assert.include(csp, directive)
+        assert.notInclude(csp, "unsafe-inline")
+        assert.strictEqual(page.headers.get("x-frame-options"), "DENY")
+        assert.strictEqual(page.headers.get("referrer-policy"), "same-origin")
+        const html = yield* Effect.promise(() => page.text())
+        assert.include(html, '<script type="module" src="/plugins/inbox/app.js"></script>')
+        assert.notMatch(html, /<script>(?!<)/, "no inline script")
+
+        const script = yield* get("/plugins/inbox/app.js")
+        assert.strictEqual(script.status, 200)
+        assert.strictEqual(script.headers.get("content-type"), "text/javascript; charset=utf-8")
+        const etag = script.headers.get("etag")
+        assert.isString(etag)
+        const again = yield* get("/plugins/inbox/app.js", { "if-none-match": etag! })
+        assert.strictEqual(again.status, 304)
+        const css = yield* get("/plugins/inbox/app.css")
+        assert.strictEqual(css.headers.get("content-type"), "text/css; charset=utf-8")
+        assert.isString(css.headers.get("etag"))
+        assert.strictEqual((yield* get("/plugins/inbox/nope.js")).status, 404)
+        const bare = yield* get("/plugins/inbox")
+        assert.strictEqual(bare.status, 308)
+        assert.strictEqual(bare.headers.get("location"), "/plugins/inbox/")
+      }),
+    60_000,
+  )
+
+  it.scopedLive(
+    "boots in Chromium to the sign-in page without console errors",
+    () =>
+      Effect.gen(function* () {
+        const plugins = yield* tempDir("chorus-plugins-")
+        installRepoPlugins(plugins, ["inbox"])
+        const server = yield* startReplyServer({ dataDir: yield* tempDir(), pluginsDir: plugins })
+        const browser = yield* Effect.acquireRelease(
+          Effect.promise(launch),
+          (b) => Effect.promise(() => b.close()),
+        )
+        const page = yield* Effect.promise(() => browser.newPage())
+        const errors = watchErrors(page)
+        const violations: Array<string> = []
+        page.on("console", (m) => {
+          if (/Content Security Policy/i.test(m.text())) violations.push(m.text())
+        })
+        yield* Effect.promise(() => page.goto(`${server.url}/plugins/inbox/`))
+        yield* Effect.promise(() => page.waitForSelector("[data-testid=signin] input[name=email]"))
+        yield* Effect.promise(() => shot(page, "signin"))
+        assert.deepStrictEqual(violations, [])
+        assert.deepStrictEqual(errors, [])
+      }),
+    60_000,
+  )
+})
+
+// -------------------------------------------------------------------------------------------------
+// The UI against the API contract (in-memory stand-in, until the endpoints are on main)
+
+const ANN = {
+  id: "01JANN0000000000000000000A",
+  email: "ann@example.com",
+  name: "Ann Supervisor",
+  role: "supervisor" as const,
+  password: "correct horse",
+  totp: "123456",
+}
+const BOB = {
+  id: "01JBOB0000000000000000000B",
+  email: "bob@example.com",
+  name: "Bob Operator",
+  role: "operator" as const,
+  password: "battery staple",
+}
+
+const signIn = async (page: Page, url: string, who: { email: string; password: string }) => {
+  await page.goto(`${url}/plugins/inbox/`)
+  await page.fill("input[name=email]", who.email)
+  await page.fill("input[name=password]", who.password)
+  await page.click("button[type=submit]")
+  if (who === ANN) {
+    await page.waitForSelector("input[name=totp]")
+    await page.fill("input[name=totp]", ANN.totp)
+    await page.click("button[type=submit]")
+  }
+  await page.waitForSelector("header.topbar")
+}
+
+describe.skipIf(!NodeFs.existsSync(CHROMIUM))("inbox UI against the API contract", () => {
+  let server: InboxContractServer
+  let browser: Browser
+  const contexts: Array<BrowserContext> = []
+  const newPage = async () => {
+    const context = await browser.newContext({ viewport: { width: 1400, height: 860 } })
+    contexts.push(context)
+    const page = await context.newPage()
+    return { page, errors: watchErrors(page) }
+  }
+
+  beforeAll(async () => {
+    server = await startInboxContractServer({ operators: [ANN, BOB] })
+    browser = await launch()
+  })
+  afterAll(async () => {
+    for (const c of contexts) await c.close().catch(() => {})
+    await browser?.close()
+    await server?.close()
+  })
+
+  it("signs in with a TOTP code; shows wrong credentials and throttling", async () => {
+    const { page, errors } = await newPage()
+    await page.goto(`${server.url}/plugins/inbox/`)
+    await page.fill("input[name=email]", "mallory@example.com")
+    for (let i = 0; i < 3; i++) {
+      await page.fill("input[name=password]", `wrong ${i}`)
+      await page.click("button[type=submit]")
+      await page.waitForSelector("text=Wrong e-mail or password.")
+    }
+    await page.fill("input[name=password]", "one more")
+    await page.click("button[type=submit]")
+    await page.waitForSelector("text=/Too many attempts. Try again in \\d+ s./")
+    assert.isTrue(await page.isDisabled("button[type=submit]"))
+
+    await page.fill("input[name=email]", ANN.email)
+    await page.fill("input[name=password]", ANN.password)
+    // The button stays off while throttled; sign in from a fresh page.
+    const fresh = await newPage()
+    await fresh.page.goto(`${server.url}/plugins/inbox/`)
+    await fresh.page.fill("input[name=email]", ANN.email)
+    await fresh.page.fill("input[name=password]", ANN.password)
+    await fresh.page.click("button[type=submit]")
+    await fresh.page.waitForSelector("input[name=totp]")
+    await fresh.page.fill("input[name=totp]", "000000")
+    await fresh.page.click("button[type=submit]")
+    await fresh.page.waitForSelector(
+      "text=That code is not right (or expired). Try the current one.",
+    )
+    await fresh.page.fill("input[name=totp]", ANN.totp)
+    await fresh.page.click("button[type=submit]")
+    await fresh.page.waitForSelector("header.topbar >> text=Ann Supervisor")
+    // A reload keeps the session (the cookie): straight to the inbox.
+    await fresh.page.reload()
+    await fresh.page.waitForSelector("header.topbar >> text=Ann Supervisor")
+    assert.deepStrictEqual(errors, [])
+    assert.deepStrictEqual(fresh.errors, [])
+  })
+
+  it("works a conversation: live message, reply, note with a mention, canned answer, transfer, resolve — seen live by a colleague", async () => {
+    const first = server.customerWrites("Hello! Where is my parcel?", {
+      name: "Ivan Petrov",
+      assigneeId: ANN.id,
+    })
+    const id = first.conversationId
+    const ann = await newPage()
+    await signIn(ann.page, server.url, ANN)
+    const bob = await newPage()
+    await signIn(bob.page, server.url, BOB)
+    await bob.page.click("[data-testid=view-all]")
+
+    const row = `[data-conversation="${id}"]`
+    await ann.page.waitForSelector(`.list-pane ${row}`)
+    await ann.page.click(`.list-pane ${row}`)
+    await ann.page.waitForSelector(`[data-testid=conversation][data-conversation="${id}"]`)
+    await ann.page.waitForSelector(".timeline >> text=Hello! Where is my parcel?")
+
+    // A customer's message through the API appears without a reload, in the list and the view.
+    server.customerWrites("It was due yesterday.", { conversationId: id })
+    await ann.page.waitForSelector(".timeline >> text=It was due yesterday.")
+    await bob.page.waitForSelector(`${row} >> text=It was due yesterday.`)
+
+    // Reply with Enter: shown at once, then stored (the channel accepts it: ✓).
+    await ann.page.fill("[data-testid=reply-text]", "Let me check, one moment.")
+    await ann.page.press("[data-testid=reply-text]", "Enter")
+    await ann.page.waitForSelector(
+      '.timeline [data-message="out"]:not(.pending) >> text=Let me check, one moment.',
+    )
+    await ann.page.waitForSelector('.timeline [data-delivery="sent"]')
+    const replies = server.requests.filter((r) =>
+      r.method === "POST" && r.path === `/api/v1/conversations/${id}/messages`
+    )
+    assert.lengthOf(replies, 1)
+    assert.match(replies[0]!.body.clientId, /^[0-9a-f-]{36}$/)
+    assert.isString(replies[0]!.headers["x-csrf-token"])
+    assert.strictEqual(
+      replies[0]!.body.identityId,
+      server.conversations.get(id)!.lastChannel.identityId,
+    )
+
+    // A canned answer: "/hel" shows it, Enter puts its text in, Enter sends.
+    await ann.page.fill("[data-testid=reply-text]", "")
+    await ann.page.type("[data-testid=reply-text]", "/hel")
+    await ann.page.waitForSelector("[data-testid=picker-canned] >> text=/hello")
+    await ann.page.press("[data-testid=reply-text]", "Enter")
+    assert.strictEqual(
+      await ann.page.inputValue("[data-testid=reply-text]"),
+      "Hello! How can I help you today?",
+    )
+    await ann.page.press("[data-testid=reply-text]", "Enter")
+    await ann.page.waitForSelector(
+      '.timeline [data-message="out"]:not(.pending) >> text=Hello! How can I help you today?',
+    )
+
+    // A private note mentioning Bob: he is told (toast) and it carries his id.
+    await ann.page.click("[data-testid=mode-note]")
+    await ann.page.type("[data-testid=reply-text]", "Courier delay, ask @Bo")
+    await ann.page.waitForSelector("[data-testid=picker-mention] >> text=Bob Operator")
+    await ann.page.press("[data-testid=reply-text]", "Enter")
+    await ann.page.type("[data-testid=reply-text]", "to follow up")
+    await ann.page.press("[data-testid=reply-text]", "Enter")
+    await ann.page.waitForSelector('.timeline [data-message="note"] >> text=/Courier delay/')
+    const note = server.requests.find((r) => r.path === `/api/v1/conversations/${id}/notes`)
+    assert.deepStrictEqual(note?.body.mentions, [BOB.id])
+    assert.strictEqual(note?.body.text, "Courier delay, ask @Bob Operator to follow up")
+    await bob.page.waitForSelector(".toast >> text=/Ann Supervisor mentioned you/")
+    await shot(ann.page, "conversation")
+
+    // Transfer to Bob: it leaves Ann's "mine" and arrives in Bob's.
+    await bob.page.click("[data-testid=view-mine]")
+    await ann.page.selectOption("[data-testid=transfer]", `op:${BOB.id}`)
+    await ann.page.waitForSelector(`[data-testid=assignee] >> text=Assigned to Bob Operator`)
+    await bob.page.waitForSelector(`.list-pane ${row}`)
+    await bob.page.waitForSelector(".toast >> text=New conversation assigned to you")
+    await ann.page.waitForSelector(`.list-pane ${row}`, { state: "detached" })
+
+    // Bob resolves it; Ann (looking at "all" open ones) sees it go.
+    await ann.page.click("[data-testid=view-all]")
+    await ann.page.waitForSelector(`.list-pane ${row}`)
+    await bob.page.click(`.list-pane ${row}`)
+    await bob.page.waitForSelector(".timeline >> text=/Courier delay/")
+    await shot(bob.page, "colleague")
+    await bob.page.click("[data-testid=resolve]")
+    await ann.page.waitForSelector(`.list-pane ${row}`, { state: "detached" })
+    assert.strictEqual(server.conversations.get(id)!.status, "resolved")
+    assert.deepStrictEqual(ann.errors, [])
+    assert.deepStrictEqual(bob.errors, [])
+  })
+
+  it("shows what was missed while the connection was down (Last-Event-ID, then a refused stream)", async () => {
+    const { conversationId: id } = server.customerWrites("Are you there?", {
+      name: "Olga",
+      channel: "widget",
+      assigneeId: BOB.id,
+    })
+    const bob = await newPage()
+    await signIn(bob.page, server.url, BOB)
+    await bob.page.click(`.list-pane [data-conversation="${id}"]`)
+    await bob.page.waitForSelector(".timeline >> text=Are you there?")
+
+    // The stream drops; the browser reconnects by itself with Last-Event-ID.
+    server.dropStreams()
+    await bob.page.waitForSelector("[data-testid=reconnecting]")
+    server.customerWrites("Hello?? (sent while you were away)", { conversationId: id })
+    await shot(bob.page, "reconnecting")
+    await bob.page.waitForSelector(".timeline >> text=Hello?? (sent while you were away)")
+    await bob.page.waitForSelector("[data-testid=reconnecting]", { state: "detached" })
+    const shown = await bob.page.$$eval(
+      ".timeline [data-message=in]",
+      (rows) => rows.map((r) => r.getAttribute("data-seq")),
+    )
+    assert.deepStrictEqual(shown, [...new Set(shown)], "each message once")
+
+    // The server refuses the next stream: the page backs off, reconnects, and refetches.
+    server.refuseNextStreams(1)
+    server.dropStreams()
+    server.customerWrites("A new customer while the stream was refused", {
+      name: "Pavel",
+      assigneeId: BOB.id,
+    })
+    await bob.page.waitForSelector(
+      ".list-pane >> text=A new customer while the stream was refused",
+      {
+        timeout: 20_000,
+      },
+    )
+    await bob.page.waitForSelector("[data-testid=reconnecting]", { state: "detached" })
+    assert.deepStrictEqual(bob.errors.filter((e) => !/\/api\/v1\/events/.test(e)), [])
+  })
+
+  it("shows the supervisor the queue and each operator's load", async () => {
+    server.customerWrites("Nobody has me yet", { name: "Queued Customer" })
+    const ann = await newPage()
+    await signIn(ann.page, server.url, ANN)
+    await ann.page.click("[data-testid=queue-tab]")
+    await ann.page.waitForSelector("[data-testid=queue] >> text=Queued Customer")
+    await ann.page.waitForSelector(`[data-testid=operators] [data-operator="${BOB.id}"]`)
+    await shot(ann.page, "queue")
+    const bob = await newPage()
+    await signIn(bob.page, server.url, BOB)
+    assert.strictEqual(await bob.page.$("[data-testid=queue-tab]"), null)
+    await bob.page.selectOption("[data-testid=presence]", "away")
+    await ann.page.waitForSelector(`[data-operator="${BOB.id}"] [data-presence=away]`)
+  })
+
+  it("speaks Russian when the operator switches", async () => {
+    const bob = await newPage()
+    await signIn(bob.page, server.url, BOB)
+    await bob.page.selectOption("[data-testid=language]", "ru")
+    await bob.page.waitForSelector("text=Выйти на всех устройствах")
+    assert.strictEqual(
+      server.requests.filter((r) => r.path === "/api/v1/auth/locale").at(-1)?.body.locale,
+      "ru",
+    )
+    await bob.page.selectOption("[data-testid=language]", "en")
+  })
+})
+
+// -------------------------------------------------------------------------------------------------
+// The same with the real server: skipped until these endpoints are on main —
+// POST /api/v1/auth/login (sessions, cookie, CSRF), GET /api/v1/inbox/conversations and /counts,
+// POST /api/v1/conversations/{id}/notes, /status, /assignment, GET /api/v1/operators, /teams,
+// /canned-responses, /queue, and cookie sessions on /api/v1/events.
+describe.skipIf(!NodeFs.existsSync(CHROMIUM))("inbox with the real server", () => {
+  it.skip("sign in, a message through the API appears without reload, reply, note, transfer, resolve; a second operator sees it live", () => {
+    // Missing on main: POST /api/v1/auth/login and GET /api/v1/inbox/conversations.
+  })
+  it.skip("a dropped and restored connection shows what was missed", () => {
+    // Missing on main: cookie sessions on GET /api/v1/events.
+  })
+})

@@ -15,7 +15,7 @@ import * as NodeFs from "node:fs"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
 import { pathToFileURL } from "node:url"
-import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import { afterAll, afterEach, assert, beforeAll, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core"
 import { buildInbox } from "../../scripts/build-inbox.mjs"
@@ -221,8 +221,11 @@ describe.skipIf(!NodeFs.existsSync(CHROMIUM))("inbox UI against the API contract
     server = await startInboxContractServer({ operators: [ANN, BOB] })
     browser = await launch()
   })
+  // Each test's pages go with it: a stream hook (refuse the next stream) meets only its pages.
+  afterEach(async () => {
+    for (const c of contexts.splice(0)) await c.close().catch(() => {})
+  })
   afterAll(async () => {
-    for (const c of contexts) await c.close().catch(() => {})
     await browser?.close()
     await server?.close()
   })
@@ -366,13 +369,19 @@ describe.skipIf(!NodeFs.existsSync(CHROMIUM))("inbox UI against the API contract
     await bob.page.click(`.list-pane [data-conversation="${id}"]`)
     await bob.page.waitForSelector(".timeline >> text=Are you there?")
 
+    server.customerWrites("Hi, anyone?", { conversationId: id })
+    await bob.page.waitForSelector(".timeline >> text=Hi, anyone?")
+
     // The stream drops; the browser reconnects by itself with Last-Event-ID.
+    const streamsBefore = server.requests.filter((r) => r.path === "/api/v1/events").length
     server.dropStreams()
     await bob.page.waitForSelector("[data-testid=reconnecting]")
     server.customerWrites("Hello?? (sent while you were away)", { conversationId: id })
     await shot(bob.page, "reconnecting")
     await bob.page.waitForSelector(".timeline >> text=Hello?? (sent while you were away)")
     await bob.page.waitForSelector("[data-testid=reconnecting]", { state: "detached" })
+    const reconnect = server.requests.filter((r) => r.path === "/api/v1/events")[streamsBefore]
+    assert.isString(reconnect?.headers["last-event-id"])
     const shown = await bob.page.$$eval(
       ".timeline [data-message=in]",
       (rows) => rows.map((r) => r.getAttribute("data-seq")),

@@ -6,7 +6,8 @@
  *   applied one are ignored: a replay may overlap).
  * - When the server answers the stream with an error the browser gives up; we open a new stream
  *   with a capped, jittered backoff. A new stream starts at "now", so the caller refetches what
- *   it shows (`onResync`).
+ *   it shows (`onResync`). The same when the stream dropped before any numbered event came:
+ *   the browser then has no `Last-Event-ID` to resend.
  */
 import type { InboxEvent } from "./types.ts"
 
@@ -46,6 +47,7 @@ export const connectEvents = (handlers: EventHandlers, url = "/api/v1/events"): 
   let closed = false
   let timer: ReturnType<typeof setTimeout> | undefined
   let resync = false
+  let dropped = false
 
   const receive = (message: MessageEvent<string>) => {
     const id = Number(message.lastEventId)
@@ -73,12 +75,15 @@ export const connectEvents = (handlers: EventHandlers, url = "/api/v1/events"): 
     es.onopen = () => {
       attempt = 0
       handlers.onStatus(true)
-      if (resync) {
+      // A browser that got no numbered event before the drop has no Last-Event-ID to resend:
+      // the server starts from now, so what happened in between is fetched instead.
+      if (resync || (dropped && lastId === 0)) {
         resync = false
         handlers.onResync()
       }
     }
     es.onerror = () => {
+      dropped = true
       handlers.onStatus(false)
       // CONNECTING: the browser retries by itself, with Last-Event-ID. CLOSED: it gave up.
       if (es.readyState !== EventSource.CLOSED || closed) return

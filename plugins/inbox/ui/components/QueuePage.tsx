@@ -39,6 +39,20 @@ export function QueuePage() {
     }
   }, [rows, operators])
 
+  // Queue entries carry no contact: names of those not in the list are fetched once.
+  const [names, setNames] = useState<Readonly<Record<string, string>>>({})
+  useEffect(() => {
+    const missing = (queue?.queue ?? []).map((q) => q.conversationId).filter((id) =>
+      names[id] === undefined && !rows.some((r) => r.id === id)
+    ).slice(0, 50)
+    for (const id of missing) {
+      api.conversation(id).then(
+        (c) => setNames((n) => ({ ...n, [id]: c.contact.name ?? t("list.unknownContact") })),
+        () => setNames((n) => ({ ...n, [id]: id })),
+      )
+    }
+  }, [queue])
+
   const teamName = (id: string | null) =>
     id === null ? t("queue.noTeam") : teams.find((x) => x.id === id)?.name ?? id
   // Live presence and load come with operator.updated events; the queue's answer fills the rest.
@@ -75,7 +89,7 @@ export function QueuePage() {
                         onClick={() => void openConversation(q.conversationId)}
                       >
                         {rows.find((r) => r.id === q.conversationId)?.contact.name ??
-                          q.conversationId}
+                          names[q.conversationId] ?? "…"}
                       </button>
                     </td>
                     <td>{teamName(q.teamId)}</td>

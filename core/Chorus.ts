@@ -6,18 +6,25 @@
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
 import { FetchHttpClient } from "@effect/platform"
-import { Effect, Layer } from "effect"
+import { Duration, Effect, Layer } from "effect"
 import * as ChannelActor from "../actors/channel/ChannelActor.ts"
 import * as OutboundConsumer from "../actors/channel/OutboundConsumer.ts"
 import * as ConversationActor from "../actors/conversation/ConversationActor.ts"
 import * as ConversationStore from "../actors/conversation/ConversationStore.ts"
 import * as InboundConsumer from "../actors/conversation/InboundConsumer.ts"
 import * as OutboundWrites from "../actors/conversation/OutboundWrites.ts"
+import * as ConversationCommands from "../actors/conversation/ConversationCommands.ts"
+import * as InboxQueries from "../actors/conversation/InboxQueries.ts"
 import * as Replies from "../actors/conversation/Replies.ts"
+import * as OperatorEvents from "../actors/routing/OperatorEvents.ts"
+import * as Presence from "../actors/routing/Presence.ts"
+import * as Router from "../actors/routing/Router.ts"
+import { accountsLayer } from "./accounts/mod.ts"
 import * as AttachmentStore from "./attachments/AttachmentStore.ts"
 import { Bus } from "./bus/Bus.ts"
 import * as EmbeddedBus from "./bus/EmbeddedBus.ts"
 import * as JetStreamBus from "./bus/JetStreamBus.ts"
+import * as CannedResponses from "./inbox/CannedResponses.ts"
 import * as ApiWebhookAdapter from "./channels/ApiWebhookAdapter.ts"
 import * as ChannelAdapter from "./channels/ChannelAdapter.ts"
 import type { DeliveryPolicyOptions } from "./channels/DeliveryPolicy.ts"
@@ -168,6 +175,32 @@ export const PluginHostLive = (config: ChorusConfig, options: PluginHostOptions 
     }),
   ).pipe(Layer.provide([FetchHttpClient.layer, PluginsLive(config)]))
 
+/**
+ * Operators and the inbox: accounts (sign-in, teams), conversation commands (status,
+ * assignment, notes), the inbox's queries, canned answers and the router. Needs the pipeline.
+ */
+export const InboxLive = (config: ChorusConfig) =>
+  Presence.layer().pipe(
+    Layer.provideMerge(OperatorEvents.layer),
+    Layer.provideMerge(
+      Router.layer({
+        autoAssign: config.routing.autoAssign,
+        answerTimeout: Duration.seconds(config.routing.answerTimeoutSeconds),
+      }),
+    ),
+    Layer.provideMerge(
+      Layer.mergeAll(ConversationCommands.layer, InboxQueries.layer, CannedResponses.layer),
+    ),
+    Layer.provideMerge(
+      accountsLayer({
+        sessions: {
+          idleTimeout: Duration.hours(config.auth.sessionIdleHours),
+          absoluteTimeout: Duration.days(config.auth.sessionMaxDays),
+        },
+      }),
+    ),
+  )
+
 /** The whole server. */
 export const ServerLive = (
   config: ChorusConfig,
@@ -176,6 +209,7 @@ export const ServerLive = (
   HttpServer.layer(config.http).pipe(
     Layer.provideMerge(OutboundLive(config, options.outbound)),
     Layer.provideMerge(PluginHostLive(config, options.plugins)),
+    Layer.provideMerge(InboxLive(config)),
     Layer.provideMerge(PipelineLive),
     Layer.provideMerge(CoreLive(config)),
   )

@@ -8,12 +8,15 @@ import { Effect } from "effect"
 import type {
   ApiTokenId,
   AttachmentId,
+  CannedResponseId,
   ChannelIdentityId,
   ContactId,
   ConversationId,
   EventId,
   MessageId,
   OperatorId,
+  SessionId,
+  TeamId,
 } from "../schemas/Ids.ts"
 
 const ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -64,7 +67,10 @@ export const newId = {
   attachment: () => ulid() as AttachmentId,
   event: () => ulid() as EventId,
   operator: () => ulid() as OperatorId,
+  team: () => ulid() as TeamId,
+  session: () => ulid() as SessionId,
   apiToken: () => ulid() as ApiTokenId,
+  cannedResponse: () => ulid() as CannedResponseId,
 }
 
 /** `ulid()` as an Effect, taking the time from Effect's `Clock` (so `TestClock` controls it). */

@@ -15,6 +15,7 @@ import { Schema } from "effect"
 import { Timestamp } from "./Common.ts"
 import { ChannelIdentity, Contact } from "./Contact.ts"
 import { Conversation } from "./Conversation.ts"
+import { OperatorLoad } from "./Inbox.ts"
 import { IncomingMessage, Note, OutgoingMessage } from "./Message.ts"
 import { DeliveryState } from "./Message.ts"
 import { AccountId, ChannelName, ConversationId, EventId, ExternalId, MessageId } from "./Ids.ts"
@@ -111,6 +112,14 @@ export const MessageDeliveryChangedV1 = event(
   },
 )
 
+export const OperatorUpdatedV1 = event(
+  "operator.updated",
+  1,
+  "OperatorUpdatedV1",
+  "An operator's presence, role, capacity or teams changed (the supervisor's view, routing).",
+  { operator: OperatorLoad },
+)
+
 /** Every known event, every version. Add new versions here; never remove one still emitted. */
 const MEMBERS = [
   ContactCreatedV1,
@@ -121,6 +130,7 @@ const MEMBERS = [
   MessageSentV1,
   NoteAddedV1,
   MessageDeliveryChangedV1,
+  OperatorUpdatedV1,
 ] as const
 
 /** Known versions of each event type, e.g. `{ "message.received": [1], … }`. */

@@ -13,6 +13,14 @@ import type { ChannelIdentityId, ConversationId } from "../../schemas/Ids.ts"
 import type { InboundMessage } from "../../schemas/Inbound.ts"
 import { type AppendResult, ConversationStore } from "./ConversationStore.ts"
 import { type AppendOutbound, type AppendOutboundResult, OutboundStore } from "./OutboundWrites.ts"
+import {
+  type AppendNote,
+  type AppendNoteResult,
+  type ChangeResult,
+  type ConversationChange,
+  ConversationChanges,
+  layer as ConversationChangesLayer,
+} from "./ConversationChanges.ts"
 
 export interface ConversationState {
   readonly lastSeq: number
@@ -32,7 +40,23 @@ export interface AppendOutboundCommand {
   readonly reply: Omit<AppendOutbound, "conversationId" | "seq">
 }
 
-export type ConversationCommand = AppendInboundCommand | AppendOutboundCommand
+/** Change status, assignee or team (operators, supervisors and routing). */
+export interface ChangeCommand {
+  readonly _tag: "Change"
+  readonly change: ConversationChange
+}
+
+/** Store a private note as the conversation's next message. */
+export interface AppendNoteCommand {
+  readonly _tag: "AppendNote"
+  readonly note: Omit<AppendNote, "conversationId" | "seq">
+}
+
+export type ConversationCommand =
+  | AppendInboundCommand
+  | AppendOutboundCommand
+  | ChangeCommand
+  | AppendNoteCommand
 
 export class ConversationMissing extends Data.TaggedError("ConversationMissing")<{
   readonly conversationId: string
@@ -55,7 +79,11 @@ export interface ConversationClosed {
 export type AppendReply = AppendResult | ConversationClosed
 
 /** Every answer of the actor; `ask` narrows it by command. */
-export type ConversationReply = AppendReply | AppendOutboundResult
+export type ConversationReply =
+  | AppendReply
+  | AppendOutboundResult
+  | ChangeResult
+  | AppendNoteResult
 
 export type ConversationActorError = DatabaseError | ConversationMissing
 
@@ -78,6 +106,17 @@ export interface ConversationActorsShape extends Omit<Supervisor, "ask"> {
       command: AppendOutboundCommand,
     ): Effect.Effect<
       AppendOutboundResult | ConversationClosed,
+      ConversationActorError | Actors.ActorError
+    >
+    (
+      id: ConversationId,
+      command: ChangeCommand,
+    ): Effect.Effect<ChangeResult | ConversationClosed, ConversationActorError | Actors.ActorError>
+    (
+      id: ConversationId,
+      command: AppendNoteCommand,
+    ): Effect.Effect<
+      AppendNoteResult | ConversationClosed,
       ConversationActorError | Actors.ActorError
     >
   }
@@ -103,6 +142,7 @@ export const layer = (options: ConversationActorOptions = {}) =>
     Effect.gen(function* () {
       const store = yield* ConversationStore
       const outbound = yield* OutboundStore
+      const changes = yield* ConversationChanges
       const behaviour: Actors.ActorBehaviour<
         ConversationId,
         ConversationState,
@@ -120,6 +160,29 @@ export const layer = (options: ConversationActorOptions = {}) =>
         receive: (state, command, id) =>
           state.status === "resolved"
             ? Effect.succeed([state, { _tag: "Closed", conversationId: id }] as const)
+            : command._tag === "Change"
+            ? changes.change(id, command.change).pipe(
+              Effect.flatMap(Option.match({
+                onNone: () => Effect.fail(new ConversationMissing({ conversationId: id })),
+                onSome: (result) =>
+                  Effect.succeed(
+                    [
+                      { ...state, status: result.conversation.status },
+                      result,
+                    ] as const,
+                  ),
+              })),
+            )
+            : command._tag === "AppendNote"
+            ? changes.appendNote({ ...command.note, conversationId: id, seq: state.lastSeq + 1 })
+              .pipe(
+                Effect.map((result) =>
+                  [
+                    result._tag === "Stored" ? { ...state, lastSeq: result.message.seq } : state,
+                    result,
+                  ] as const
+                ),
+              )
             : command._tag === "AppendOutbound"
             ? outbound.appendOutbound({
               ...command.reply,
@@ -162,4 +225,5 @@ export const layer = (options: ConversationActorOptions = {}) =>
       })
       return supervisor as ConversationActorsShape
     }),
-  )
+    // The actors' writer of status, assignment and notes; left in the context for read marks.
+  ).pipe(Layer.provideMerge(ConversationChangesLayer))

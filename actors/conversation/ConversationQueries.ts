@@ -14,6 +14,7 @@ import type { ChannelIdentity, Contact } from "../../schemas/Contact.ts"
 import type { Conversation, ConversationStatus } from "../../schemas/Conversation.ts"
 import type { ChannelName, ContactId, ConversationId, OperatorId } from "../../schemas/Ids.ts"
 import type { ConversationPosition } from "../../schemas/ReadApi.ts"
+import type { Visibility } from "../../core/accounts/Access.ts"
 import { Database, type DatabaseError } from "../../core/storage/Database.ts"
 import { millis, toContact, toConversation, toIdentity } from "./ConversationRows.ts"
 
@@ -23,6 +24,8 @@ export interface ConversationFilter {
   readonly assignee?: OperatorId | "none" | undefined
   /** The channel the customer wrote on last. */
   readonly channel?: ChannelName | undefined
+  /** Only what this caller may see (default: everything). */
+  readonly visibility?: Visibility | undefined
 }
 
 export interface ConversationListPage {
@@ -72,6 +75,17 @@ export const make = Effect.gen(function* () {
       if (filter.assignee === "none") q = q.where("assignee_id", "is", null)
       else if (filter.assignee !== undefined) q = q.where("assignee_id", "=", filter.assignee)
       if (filter.channel !== undefined) q = q.where("last_channel", "=", filter.channel)
+      const visibility = filter.visibility
+      if (visibility !== undefined && !visibility.all) {
+        q = q.where((eb) =>
+          eb.or([
+            eb("assignee_id", "=", visibility.operatorId),
+            ...(visibility.teamIds.length > 0
+              ? [eb("team_id", "in", [...visibility.teamIds])]
+              : []),
+          ])
+        )
+      }
       const after = page.after
       if (after !== undefined) {
         q = q.where((eb) =>

@@ -18,6 +18,8 @@ export interface OperatorsTable {
   /** Base32 TOTP secret, set while enrolling and once enabled. */
   totp_secret: string | null
   totp_enabled: ColumnType<Flag, Flag | undefined, Flag>
+  /** The last TOTP time step accepted, so a code is used once (migration 0008). */
+  totp_last_step: ColumnType<Millis | null, Millis | null | undefined, Millis | null>
   /** online | away | offline */
   presence: ColumnType<string, string | undefined, string>
   capacity: ColumnType<number, number | undefined, number>
@@ -50,6 +52,8 @@ export interface TeamInboxesTable {
 export interface SessionsTable {
   /** Hex SHA-256 of the cookie's token. */
   id: string
+  /** The session's public id (a ULID, `SessionId`), safe to show and to sign out by (0008). */
+  public_id: string
   operator_id: string
   csrf_token: string
   created_at: Millis

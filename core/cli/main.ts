@@ -1,5 +1,6 @@
 /**
- * The `chorus` command line: `start`, `migrate`, `config`, `dead-letters`, `token`, `plugin`.
+ * The `chorus` command line: `start`, `migrate`, `config`, `dead-letters`, `token`, `plugin`,
+ * `user`, `team`.
  * Built on @effect/cli, so `chorus --help` and `chorus <command> --help` document themselves.
  */
 import { Args, Command, Options } from "@effect/cli"
@@ -14,6 +15,7 @@ import * as Logging from "../logging/Logging.ts"
 import { Database, redactUrl } from "../storage/Database.ts"
 import { coreMigrationSet, migrate } from "../storage/Migrations.ts"
 import { VERSION } from "../version.ts"
+import { teamCommand, userCommand } from "./AccountCommands.ts"
 import { pluginCommand } from "./PluginCommands.ts"
 
 const configFile = Options.file("config").pipe(
@@ -315,7 +317,16 @@ const token = Command.make("token").pipe(
 
 const chorus = Command.make("chorus").pipe(
   Command.withDescription("Chorus: omnichannel customer communication."),
-  Command.withSubcommands([start, migrateCommand, configShow, deadLetters, token, pluginCommand]),
+  Command.withSubcommands([
+    start,
+    migrateCommand,
+    configShow,
+    deadLetters,
+    token,
+    pluginCommand,
+    userCommand,
+    teamCommand,
+  ]),
 )
 
 const cli = Command.run(chorus, { name: "chorus", version: VERSION })

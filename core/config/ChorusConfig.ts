@@ -101,6 +101,26 @@ export const AttachmentsConfig = Schema.Struct({
   ),
 })
 
+/** Queue and auto-assignment (actors/routing/Router.ts). */
+export const RoutingConfig = Schema.Struct({
+  autoAssign: Schema.optionalWith(Schema.Boolean, { default: () => true }),
+  answerTimeoutSeconds: Schema.optionalWith(Schema.Int.pipe(Schema.between(0, 86_400)), {
+    default: () => 300,
+  }),
+})
+
+/** Operators' sign-in sessions (core/accounts/Sessions.ts). */
+export const AuthConfig = Schema.Struct({
+  sessionIdleHours: Schema.optionalWith(Schema.Number.pipe(Schema.between(0.05, 720)), {
+    default: () => 12,
+  }),
+  sessionMaxDays: Schema.optionalWith(Schema.Number.pipe(Schema.between(0.01, 365)), {
+    default: () => 7,
+  }),
+  /** Mark the session cookie `Secure` (set when Chorus is served over HTTPS). */
+  secureCookies: Schema.optionalWith(Schema.Boolean, { default: () => false }),
+})
+
 export const ChorusConfigSchema = Schema.Struct({
   dataDir: Schema.optionalWith(NonEmpty, { default: () => "./data" }),
   http: Schema.optionalWith(HttpConfig, { default: () => HttpConfig.make({}) }),
@@ -112,6 +132,8 @@ export const ChorusConfigSchema = Schema.Struct({
   attachments: Schema.optionalWith(AttachmentsConfig, {
     default: () => AttachmentsConfig.make({}),
   }),
+  routing: Schema.optionalWith(RoutingConfig, { default: () => RoutingConfig.make({}) }),
+  auth: Schema.optionalWith(AuthConfig, { default: () => AuthConfig.make({}) }),
 })
 
 export type ChorusConfig = typeof ChorusConfigSchema.Type
@@ -119,7 +141,7 @@ export type ChorusConfig = typeof ChorusConfigSchema.Type
 export class Config extends Context.Tag("chorus/core/Config")<Config, ChorusConfig>() {}
 
 /** `list`: an array in the file, comma-separated in the environment. */
-export type SettingKind = "string" | "integer" | "list"
+export type SettingKind = "string" | "integer" | "number" | "boolean" | "list"
 
 export interface Setting {
   /** Dotted path in the config file. */
@@ -298,6 +320,49 @@ export const settings: ReadonlyArray<Setting> = [
     default: "256",
     doc: "Heap cap of each plugin running in a worker or in Deno, MiB: one that needs more " +
       "is stopped and restarted, the host is not affected.",
+  },
+  {
+    key: "routing.autoAssign",
+    env: "CHORUS_ROUTING_AUTO_ASSIGN",
+    kind: "boolean",
+    expected: "true or false",
+    default: "true",
+    doc: "Assign queued conversations to online operators of their team, least loaded first, " +
+      "within each operator's capacity (docs/inbox.md).",
+  },
+  {
+    key: "routing.answerTimeoutSeconds",
+    env: "CHORUS_ROUTING_ANSWER_TIMEOUT_SECONDS",
+    kind: "integer",
+    expected: "an integer from 0 to 86400 (0: never)",
+    default: "300",
+    doc: "A conversation its assignee has not answered this long after getting it goes back " +
+      "to the queue (and is offered to someone else first).",
+  },
+  {
+    key: "auth.sessionIdleHours",
+    env: "CHORUS_AUTH_SESSION_IDLE_HOURS",
+    kind: "number",
+    expected: "a number of hours from 0.05 to 720",
+    default: "12",
+    doc: "An operator's session ends after this long without a request.",
+  },
+  {
+    key: "auth.sessionMaxDays",
+    env: "CHORUS_AUTH_SESSION_MAX_DAYS",
+    kind: "number",
+    expected: "a number of days from 0.01 to 365",
+    default: "7",
+    doc: "A session ends this long after sign-in, whatever its use.",
+  },
+  {
+    key: "auth.secureCookies",
+    env: "CHORUS_AUTH_SECURE_COOKIES",
+    kind: "boolean",
+    expected: "true or false",
+    default: "false",
+    doc: "Mark the session cookie `Secure`: set it when browsers reach Chorus over HTTPS " +
+      "(behind a TLS proxy).",
   },
 ]
 

@@ -62,6 +62,10 @@ const envValue = (setting: Setting, raw: string): unknown => {
   if (setting.kind === "list") {
     return trimmed.split(",").map((s) => s.trim()).filter((s) => s !== "")
   }
+  if (setting.kind === "boolean" && /^(true|false)$/i.test(trimmed)) {
+    return trimmed.toLowerCase() === "true"
+  }
+  if (setting.kind === "number" && /^-?\d+(\.\d+)?$/.test(trimmed)) return Number(trimmed)
   // Leave a non-integer as the string it was, so the problem names the value given.
   return setting.kind === "integer" && /^-?\d+$/.test(trimmed) ? Number(trimmed) : trimmed
 }

@@ -14,7 +14,9 @@ import { Health, Readiness } from "../../schemas/System.ts"
 import { VERSION } from "../version.ts"
 import { Authentication } from "./Authentication.ts"
 import { AttachmentsReadApi, AttachmentsUploadApi } from "./AttachmentsApi.ts"
+import { AuthApi, AuthLoginApi } from "./AuthApi.ts"
 import { EventsApi } from "./EventsApi.ts"
+import { ConversationActionsApi, InboxApi, SupervisionApi } from "./InboxApi.ts"
 import { InboundApi } from "./InboundApi.ts"
 import { PluginsApi } from "./PluginsApi.ts"
 import { ContactsApi, ConversationsApi } from "./ReadApi.ts"
@@ -66,6 +68,11 @@ export class ChorusApi extends HttpApi.make("chorus")
   .add(PluginsApi.prefix(API_V1))
   .add(AttachmentsUploadApi.prefix(API_V1))
   .add(AttachmentsReadApi.prefix(API_V1))
+  .add(AuthLoginApi.prefix(API_V1))
+  .add(AuthApi.prefix(API_V1))
+  .add(InboxApi.prefix(API_V1))
+  .add(ConversationActionsApi.prefix(API_V1))
+  .add(SupervisionApi.prefix(API_V1))
   .annotate(OpenApi.Title, "Chorus API")
   .annotate(OpenApi.Version, VERSION)
   .annotate(

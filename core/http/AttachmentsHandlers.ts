@@ -2,6 +2,7 @@
 import { HttpApiBuilder, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { Effect } from "effect"
 import { AttachmentStore } from "../attachments/AttachmentStore.ts"
+import { Sessions } from "../accounts/Sessions.ts"
 import { ApiTokens } from "../auth/ApiTokens.ts"
 import { ChorusApi } from "./Api.ts"
 import { AttachmentForbidden, AttachmentNotFound, AttachmentRefused } from "./AttachmentsApi.ts"
@@ -50,6 +51,7 @@ export const AttachmentsReadHandlers = HttpApiBuilder.group(
     Effect.gen(function* () {
       const store = yield* AttachmentStore
       const tokens = yield* ApiTokens
+      const sessions = yield* Sessions
       return handlers.handle("read", ({ path, urlParams }) =>
         Effect.gen(function* () {
           const request = yield* HttpServerRequest.HttpServerRequest
@@ -59,9 +61,21 @@ export const AttachmentsReadHandlers = HttpApiBuilder.group(
             Effect.catchTag("InvalidToken", () => Effect.succeed(false)),
             Effect.orDie,
           )
-          if (!byToken && !store.verify(path.storageKey, urlParams.expires, urlParams.signature)) {
+          // An operator's browser (the inbox's <img>) sends its session cookie.
+          const cookie = request.cookies["chorus_session"]
+          const bySession = byToken || cookie === undefined ? false : yield* sessions.verify(cookie)
+            .pipe(
+              Effect.as(true),
+              Effect.catchTag("InvalidSession", () => Effect.succeed(false)),
+              Effect.orDie,
+            )
+          if (
+            !byToken && !bySession &&
+            !store.verify(path.storageKey, urlParams.expires, urlParams.signature)
+          ) {
             return yield* new AttachmentForbidden({
-              message: "an API token or a valid, unexpired signed link is needed",
+              message: "an API token, a signed-in session or a valid, unexpired signed link " +
+                "is needed",
             })
           }
           const file = yield* store.get(path.storageKey).pipe(

@@ -27,7 +27,13 @@ import {
   Schema,
   Stream,
 } from "effect"
+import { Presence } from "../../actors/routing/Presence.ts"
+import type { OperatorId, TeamId } from "../../schemas/Ids.ts"
+import { canSee, operatorOf, type Visibility, visibilityOf } from "../accounts/Access.ts"
 import { Bus, type BusMessage, describeCause } from "../bus/Bus.ts"
+import { Lru } from "../lru.ts"
+import { Database, type DatabaseShape } from "../storage/Database.ts"
+import { CurrentPrincipal } from "./Authentication.ts"
 import { EventsStream, eventSubject } from "../pipeline/Streams.ts"
 import { ChorusEvent } from "../../schemas/Events.ts"
 import { ChorusApi } from "./Api.ts"
@@ -108,6 +114,86 @@ const frames = (
   ).pipe(Effect.as(out))
 }
 
+/** What decides whether an operator sees an event about a conversation. */
+interface Placement {
+  readonly teamId: TeamId | null
+  readonly assigneeId: OperatorId | null
+}
+
+const conversationOf = (event: ChorusEvent): string | undefined =>
+  "conversation" in event
+    ? event.conversation.id
+    : "message" in event
+    ? event.message.conversationId
+    : "conversationId" in event
+    ? event.conversationId
+    : undefined
+
+/**
+ * The events an operator may see, for one connection: conversations of their teams or assigned
+ * to them (a conversation that leaves them is announced once more, so their list drops it),
+ * every `operator.updated`, no contact events. Where each conversation is comes from the events
+ * themselves, or the store for one not seen yet on this connection (one query per chunk).
+ */
+const operatorFilter = (database: DatabaseShape, visibility: Visibility) => {
+  const placements = new Lru<string, Placement>(10_000)
+  const visible = (p: Placement | undefined) => p !== undefined && canSee(visibility, p)
+  return (chunk: Chunk.Chunk<BusMessage>) =>
+    Effect.gen(function* () {
+      const decoded: Array<[BusMessage, ChorusEvent | undefined]> = []
+      const missing = new Set<string>()
+      for (const message of chunk) {
+        const event = Either.getOrUndefined(decodeEvent(decoder.decode(message.data)))
+        decoded.push([message, event])
+        const id = event === undefined ? undefined : conversationOf(event)
+        if (
+          id !== undefined && placements.get(id) === undefined &&
+          !(event && "conversation" in event)
+        ) {
+          missing.add(id)
+        }
+      }
+      if (missing.size > 0) {
+        const rows = yield* database.query("event visibility", (db) =>
+          db.selectFrom("conversations").select(["id", "team_id", "assignee_id"])
+            .where("id", "in", [...missing]).execute()).pipe(Effect.orDie)
+        for (const row of rows) {
+          placements.set(row.id, {
+            teamId: row.team_id as TeamId | null,
+            assigneeId: row.assignee_id as OperatorId | null,
+          })
+        }
+      }
+      const kept: Array<BusMessage> = []
+      for (const [message, event] of decoded) {
+        if (event === undefined) {
+          continue // logged by `frames`, never shown to operators
+        }
+        if (event.type === "operator.updated") {
+          kept.push(message)
+          continue
+        }
+        if ("conversation" in event) {
+          const before = placements.get(event.conversation.id)
+          const after: Placement = {
+            teamId: event.conversation.teamId ?? null,
+            assigneeId: event.conversation.assigneeId,
+          }
+          placements.set(event.conversation.id, after)
+          if (visible(before) || visible(after)) {
+            kept.push(message)
+          }
+          continue
+        }
+        const id = conversationOf(event)
+        if (id !== undefined && visible(placements.get(id))) {
+          kept.push(message)
+        }
+      }
+      return Chunk.unsafeFromArray(kept)
+    })
+}
+
 export const EventsHandlers = HttpApiBuilder.group(
   ChorusApi,
   "events",
@@ -118,8 +204,13 @@ export const EventsHandlers = HttpApiBuilder.group(
       // Whoever starts first creates the stream; publishers ensure it too.
       yield* bus.ensureStream(EventsStream)
       const stopping = yield* EventStreamsStop
+      const database = yield* Database
+      const presence = yield* Presence
       return handlers.handle("stream", ({ headers, urlParams }) =>
         Effect.gen(function* () {
+          const principal = yield* CurrentPrincipal
+          const visibility = visibilityOf(principal)
+          const filter = visibility.all ? undefined : operatorFilter(database, visibility)
           const after = headers["last-event-id"] ?? urlParams.lastEventId ??
             (yield* bus.lastSeq(EventsStream.name).pipe(
               Effect.mapError((e) => new EventsUnavailable({ message: describeCause(e) })),
@@ -133,7 +224,11 @@ export const EventsHandlers = HttpApiBuilder.group(
             // One type is a filter the bus applies; several are picked here.
             ...(types.length === 1 ? { filter: eventSubject(types[0]!) } : {}),
           }).pipe(
-            Stream.mapChunksEffect((chunk) => frames(chunk, wanted)),
+            Stream.mapChunksEffect((chunk) =>
+              filter === undefined
+                ? frames(chunk, wanted)
+                : Effect.flatMap(filter(chunk), (visible) => frames(visible, wanted))
+            ),
             // The client reconnects with its last id; a broken read must not look like the end.
             Stream.catchAll((e) =>
               Stream.fromEffect(
@@ -146,9 +241,15 @@ export const EventsHandlers = HttpApiBuilder.group(
           const keepAlive = Stream.fromSchedule(Schedule.spaced(settings.keepAlive)).pipe(
             Stream.as(": keepalive\n\n"),
           )
+          const operator = operatorOf(principal)
           const body = Stream.make(": connected\n\n").pipe(
             Stream.concat(Stream.merge(events, keepAlive, { haltStrategy: "left" })),
             Stream.interruptWhen(Deferred.await(stopping)),
+            // An operator's open inbox keeps them present (actors/routing/Presence.ts).
+            operator === undefined ? (stream) => stream : (stream) =>
+              Stream.unwrapScoped(
+                Effect.as(presence.connected(operator.id), stream),
+              ),
             Stream.map((text) => encoder.encode(text)),
           )
           return HttpServerResponse.stream(body, {

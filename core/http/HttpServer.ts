@@ -16,7 +16,14 @@ import { Context, Deferred, Effect, Layer } from "effect"
 import * as ConversationQueries from "../../actors/conversation/ConversationQueries.ts"
 import { ApiTokens } from "../auth/ApiTokens.ts"
 import { ChorusApi } from "./Api.ts"
-import { AuthenticationLive, bearerChallenge } from "./Authentication.ts"
+import {
+  AdminAuthenticationLive,
+  AuthenticationLive,
+  bearerChallenge,
+  SupervisorAuthenticationLive,
+} from "./Authentication.ts"
+import { AuthHandlers, AuthLoginHandlers } from "./AuthHandlers.ts"
+import { ConversationActionsHandlers, InboxHandlers, SupervisionHandlers } from "./InboxHandlers.ts"
 import { readableDecodeErrors } from "./DecodeErrors.ts"
 import { EventsHandlers, EventStreamsStop } from "./EventsHandlers.ts"
 import { AttachmentsReadHandlers, AttachmentsUploadHandlers } from "./AttachmentsHandlers.ts"
@@ -38,7 +45,9 @@ export const ApiLive = HttpApiBuilder.api(ChorusApi).pipe(
   Layer.provide(EventsHandlers),
   Layer.provide([InboundHandlers, ConversationsHandlers, ContactsHandlers, RepliesHandlers]),
   Layer.provide([PluginsHandlers, AttachmentsUploadHandlers, AttachmentsReadHandlers]),
-  Layer.provide(AuthenticationLive),
+  Layer.provide([AuthLoginHandlers, AuthHandlers]),
+  Layer.provide([InboxHandlers, ConversationActionsHandlers, SupervisionHandlers]),
+  Layer.provide([AuthenticationLive, AdminAuthenticationLive, SupervisorAuthenticationLive]),
   Layer.provide([ApiTokens.Default, ConversationQueries.layer]),
 )
 

@@ -7,7 +7,7 @@
 import { HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
 import { Schema } from "effect"
 import { ApiInboundAccepted, ApiInboundRequest } from "../../schemas/ApiChannel.ts"
-import { Authentication } from "./Authentication.ts"
+import { AdminAuthentication } from "./Authentication.ts"
 
 /** The bus did not take the message: nothing was accepted, the client should retry later. */
 export class InboundUnavailable extends Schema.TaggedError<InboundUnavailable>()(
@@ -55,5 +55,5 @@ export class InboundApi extends HttpApiGroup.make("inbound")
           "(`sender.id: …`). The sender's phone and e-mail are recorded as claimed, not verified.",
       ),
   )
-  .middleware(Authentication)
+  .middleware(AdminAuthentication)
   .annotate(OpenApi.Description, "The built-in api channel: messages from your own systems.") {}

@@ -6,7 +6,7 @@
 import { HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
 import { Schema } from "effect"
 import { PluginList, PluginStatus, SettingsUpdate } from "../../schemas/Plugins.ts"
-import { Authentication } from "./Authentication.ts"
+import { AdminAuthentication } from "./Authentication.ts"
 
 export class PluginNotFound extends Schema.TaggedError<PluginNotFound>()(
   "PluginNotFound",
@@ -97,5 +97,5 @@ export class PluginsApi extends HttpApiGroup.make("plugins")
       .addSuccess(HttpApiSchema.Text({ contentType: "text/plain; version=0.0.4; charset=utf-8" }))
       .annotate(OpenApi.Summary, "Prometheus text exposition of plugin metrics."),
   )
-  .middleware(Authentication)
+  .middleware(AdminAuthentication)
   .annotate(OpenApi.Description, "Plugins: state and control of the plugin host.") {}

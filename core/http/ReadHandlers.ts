@@ -6,12 +6,16 @@ import { HttpApiBuilder } from "@effect/platform"
 import { Effect, Option } from "effect"
 import { ConversationQueries } from "../../actors/conversation/ConversationQueries.ts"
 import { ConversationStore } from "../../actors/conversation/ConversationStore.ts"
-import type { ConversationId } from "../../schemas/Ids.ts"
+import { InboxQueries } from "../../actors/conversation/InboxQueries.ts"
+import { visibilityOf } from "../accounts/Access.ts"
 import { ChorusApi } from "./Api.ts"
-import { ContactNotFound, ConversationNotFound } from "./ReadApi.ts"
-
-const conversationNotFound = (id: ConversationId) =>
-  new ConversationNotFound({ id, message: `no conversation with id ${id}` })
+import { CurrentPrincipal } from "./Authentication.ts"
+import { ContactNotFound } from "./ReadApi.ts"
+import {
+  conversationNotFound,
+  visibleContactConversations,
+  visibleConversation,
+} from "./Visibility.ts"
 
 export const ConversationsHandlers = HttpApiBuilder.group(
   ChorusApi,
@@ -22,25 +26,32 @@ export const ConversationsHandlers = HttpApiBuilder.group(
       const queries = yield* ConversationQueries
       return handlers
         .handle("list", ({ urlParams }) =>
-          queries.list(
-            { status: urlParams.status, assignee: urlParams.assignee, channel: urlParams.channel },
-            { after: urlParams.cursor, limit: urlParams.limit },
-          ).pipe(
-            Effect.map((page) => ({ conversations: page.conversations, nextCursor: page.next })),
-            Effect.orDie,
-          ))
+          Effect.flatMap(CurrentPrincipal, (principal) =>
+            queries.list(
+              {
+                status: urlParams.status,
+                assignee: urlParams.assignee,
+                channel: urlParams.channel,
+                visibility: visibilityOf(principal),
+              },
+              { after: urlParams.cursor, limit: urlParams.limit },
+            )).pipe(
+              Effect.map((page) => ({ conversations: page.conversations, nextCursor: page.next })),
+              Effect.orDie,
+            ))
         .handle("get", ({ path }) =>
-          queries.conversationWithContact(path.id).pipe(
-            Effect.orDie,
+          visibleConversation(store, path.id).pipe(
+            Effect.zipRight(queries.conversationWithContact(path.id).pipe(Effect.orDie)),
             Effect.flatMap(Option.match({
-              onNone: () => Effect.fail(conversationNotFound(path.id)),
-              onSome: ({ contact, conversation }) => Effect.succeed({ ...conversation, contact }),
+              onNone: () =>
+                Effect.fail(conversationNotFound(path.id)),
+              onSome: ({ contact, conversation }) =>
+                Effect.succeed({ ...conversation, contact }),
             })),
           ))
         .handle("messages", ({ path, urlParams }) =>
           Effect.gen(function* () {
-            const conversation = yield* store.conversation(path.id).pipe(Effect.orDie)
-            if (Option.isNone(conversation)) return yield* conversationNotFound(path.id)
+            yield* visibleConversation(store, path.id)
             return yield* store.messages(path.id, {
               limit: urlParams.limit,
               ...(urlParams.before !== undefined ? { before: urlParams.before } : {}),
@@ -55,8 +66,10 @@ export const ContactsHandlers = HttpApiBuilder.group(
   (handlers) =>
     Effect.gen(function* () {
       const queries = yield* ConversationQueries
+      const inbox = yield* InboxQueries
       return handlers.handle("get", ({ path }) =>
-        queries.contactWithIdentities(path.id).pipe(
+        visibleContactConversations(inbox, path.id).pipe(
+          Effect.zipRight(queries.contactWithIdentities(path.id)),
           Effect.orDie,
           Effect.flatMap(Option.match({
             onNone: () =>

@@ -10,7 +10,10 @@ import type { HttpServerRequest } from "@effect/platform"
 import { Effect, ParseResult, Schema } from "effect"
 import { Replies } from "../../actors/conversation/Replies.ts"
 import { ReplyRequest } from "../../schemas/Outbound.ts"
+import { ConversationStore } from "../../actors/conversation/ConversationStore.ts"
 import { ChorusApi } from "./Api.ts"
+import { CurrentPrincipal } from "./Authentication.ts"
+import { visibleConversation } from "./Visibility.ts"
 import { describeIssues } from "./DecodeErrors.ts"
 import { ConversationNotFound } from "./ReadApi.ts"
 import { ConversationClosed, IDEMPOTENT_REPLAYED, ReplyRejected } from "./RepliesApi.ts"
@@ -45,6 +48,7 @@ export const RepliesHandlers = HttpApiBuilder.group(
   (handlers) =>
     Effect.gen(function* () {
       const replies = yield* Replies
+      const store = yield* ConversationStore
       return handlers.handleRaw("send", ({ path, headers, request }) =>
         Effect.gen(function* () {
           const body = yield* decodeBody(yield* readJson(request)).pipe(
@@ -60,14 +64,16 @@ export const RepliesHandlers = HttpApiBuilder.group(
               message: "differs from the Idempotency-Key header (send one, or the same in both)",
             }])
           }
+          yield* visibleConversation(store, path.id)
+          const principal = yield* CurrentPrincipal
           const result = yield* replies.send({
             conversationId: path.id,
             text: body.text,
             attachments: body.attachments ?? [],
             identityId: body.identityId,
             clientId: headerKey ?? body.clientId,
-            // API tokens are clients, not operators; operator sessions arrive with the inbox.
-            authorId: null,
+            // API tokens are clients, not operators: their replies have no author.
+            authorId: principal.kind === "operator" ? principal.operator.id : null,
           }).pipe(
             Effect.catchTags({
               ReplyConversationNotFound: (e) =>

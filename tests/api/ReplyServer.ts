@@ -8,6 +8,9 @@ import { Context, Effect, Layer, Redacted, Schedule, Schema, Stream } from "effe
 import { ConversationStore } from "../../actors/conversation/ConversationStore.ts"
 import { OutboundStore } from "../../actors/conversation/OutboundWrites.ts"
 import { Replies } from "../../actors/conversation/Replies.ts"
+import { Router } from "../../actors/routing/Router.ts"
+import { Operators } from "../../core/accounts/Operators.ts"
+import { Teams } from "../../core/accounts/Teams.ts"
 import { ApiTokens } from "../../core/auth/ApiTokens.ts"
 import { Bus, type BusShape } from "../../core/bus/Bus.ts"
 import type { DeliveryPolicyOptions } from "../../core/channels/DeliveryPolicy.ts"
@@ -34,6 +37,8 @@ export interface ReplyServerOptions {
   readonly pluginsDir?: string
   /** Plugin settings from the config file. */
   readonly pluginSettings?: Record<string, Record<string, string | number | boolean>>
+  /** Queue and auto-assignment settings (`routing.*`). */
+  readonly routing?: { readonly autoAssign?: boolean; readonly answerTimeoutSeconds?: number }
   /** PostgreSQL schema and JetStream namespace instead of SQLite and the embedded bus. */
   readonly shared?: {
     readonly databaseUrl: string
@@ -55,6 +60,7 @@ export const startReplyServer = (options: ReplyServerOptions) =>
         dirs: [options.pluginsDir ?? `${options.dataDir}/no-plugins`],
         settings: options.pluginSettings ?? {},
       },
+      ...(options.routing !== undefined ? { routing: options.routing } : {}),
       channels: {
         api: {
           ...(options.webhookUrl !== undefined ? { webhookUrl: options.webhookUrl } : {}),
@@ -82,6 +88,9 @@ export const startReplyServer = (options: ReplyServerOptions) =>
       store: Context.get(context, ConversationStore),
       outbound: Context.get(context, OutboundStore),
       database: Context.get(context, Database),
+      operators: Context.get(context, Operators),
+      teams: Context.get(context, Teams),
+      router: Context.get(context, Router),
       /** Run the outbox relay now (as at start); how many replies it published. */
       relayOutbox: Context.get(context, Replies).relayOutbox(),
     }

@@ -1,12 +1,15 @@
 import { HttpServer } from "@effect/platform"
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Layer, Queue, Redacted, Ref, Schedule, Schema } from "effect"
+import * as ConversationActor from "../../actors/conversation/ConversationActor.ts"
 import * as ConversationStore from "../../actors/conversation/ConversationStore.ts"
+import * as OutboundWrites from "../../actors/conversation/OutboundWrites.ts"
 import { Replies } from "../../actors/conversation/Replies.ts"
 import { ApiTokens } from "../../core/auth/ApiTokens.ts"
 import { Bus, type BusMessage, BusUnavailable } from "../../core/bus/Bus.ts"
 import * as EmbeddedBus from "../../core/bus/EmbeddedBus.ts"
-import { AttachmentsLive, PluginHostLive, StorageLive } from "../../core/Chorus.ts"
+import { AttachmentsLive, InboxLive, PluginHostLive, StorageLive } from "../../core/Chorus.ts"
+import { Config } from "../../core/config/ChorusConfig.ts"
 import { decodeConfig } from "../../core/config/loadConfig.ts"
 import * as ChorusHttp from "../../core/http/HttpServer.ts"
 import { InboundStream } from "../../core/pipeline/Streams.ts"
@@ -235,7 +238,13 @@ describe("POST /api/v1/inbound", () => {
       ).pipe(Layer.provide(EmbeddedBus.layer({ namespace: "chorus" })))
       const context = yield* Layer.build(
         ChorusHttp.layer({ host: "127.0.0.1", port: 0 }).pipe(
-          Layer.provide(ConversationStore.layer()),
+          Layer.provide(
+            InboxLive(config).pipe(
+              Layer.provideMerge(ConversationActor.layer()),
+              Layer.provideMerge(Layer.merge(ConversationStore.layer(), OutboundWrites.layer())),
+              Layer.provideMerge(Layer.succeed(Config, config)),
+            ),
+          ),
           // Only the inbound endpoint is exercised here.
           Layer.provide(Layer.succeed(Replies, {
             send: () => Effect.dieMessage("not used by this test"),

@@ -221,7 +221,7 @@ describe("read API", () => {
       ) {
         const operation = doc.paths[path]?.[method]
         assert.isDefined(operation, `${method} ${path}`)
-        assert.deepStrictEqual(operation.security, [{ bearer: [] }])
+        assert.deepStrictEqual(operation.security, [{ bearer: [] }, { session: [] }])
         assert.property(operation.responses, "401")
       }
       assert.property(doc.paths["/api/v1/inbound"].post.responses, "202")

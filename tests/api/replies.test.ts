@@ -546,7 +546,7 @@ describe("replies", () => {
       const doc = (yield* request(`${server.url}/api/openapi.json`, { token: null })).body
       const operation = doc.paths["/api/v1/conversations/{id}/messages"].post
       assert.isDefined(operation)
-      assert.deepStrictEqual(operation.security, [{ bearer: [] }])
+      assert.deepStrictEqual(operation.security, [{ bearer: [] }, { session: [] }])
       assert.includeMembers(Object.keys(operation.responses), ["202", "400", "404", "409", "422"])
     }))
 

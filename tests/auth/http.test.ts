@@ -81,7 +81,7 @@ describe("API bearer authentication", () => {
       const doc = JSON.parse((yield* call(`${url}/api/openapi.json`)).text)
       assert.deepInclude(doc.components.securitySchemes.bearer, { type: "http", scheme: "bearer" })
       const me = doc.paths["/api/v1/tokens/me"].get
-      assert.deepStrictEqual(me.security, [{ bearer: [] }])
+      assert.deepStrictEqual(me.security, [{ bearer: [] }, { session: [] }])
       assert.property(me.responses, "401")
       assert.deepStrictEqual(doc.paths["/health"].get.security, [])
       assert.notProperty(doc.paths["/health"].get.responses, "401")

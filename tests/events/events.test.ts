@@ -361,7 +361,7 @@ describe("GET /api/v1/events", () => {
         fetch(`${url}/api/openapi.json`).then((r) => r.json())
       )
       const op = doc.paths["/api/v1/events"].get
-      assert.deepStrictEqual(op.security, [{ bearer: [] }])
+      assert.deepStrictEqual(op.security, [{ bearer: [] }, { session: [] }])
       assert.property(op.responses["200"].content, "text/event-stream")
       assert.property(op.responses, "401")
       const params = op.parameters.map((p: { name: string; in: string }) => `${p.in}:${p.name}`)

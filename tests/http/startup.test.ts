@@ -9,7 +9,13 @@ import { assert, describe, it } from "@effect/vitest"
 import { Duration, Effect, Fiber, Layer } from "effect"
 import { createServer as createTcpServer } from "node:net"
 import { Bus } from "../../core/bus/Bus.ts"
-import { CoreLive, OutboundLive, PipelineLive, PluginHostLive } from "../../core/Chorus.ts"
+import {
+  CoreLive,
+  InboxLive,
+  OutboundLive,
+  PipelineLive,
+  PluginHostLive,
+} from "../../core/Chorus.ts"
 import { decodeConfig } from "../../core/config/loadConfig.ts"
 import * as HttpServer from "../../core/http/HttpServer.ts"
 import { tempDir } from "../support/TempDir.ts"
@@ -69,6 +75,7 @@ describe("the HTTP server while it starts", () => {
           Layer.provide(slowEnsureStream("2 seconds")),
           Layer.provideMerge(OutboundLive(config)),
           Layer.provideMerge(PluginHostLive(config)),
+          Layer.provideMerge(InboxLive(config)),
           Layer.provideMerge(PipelineLive),
           Layer.provideMerge(CoreLive(config)),
         )

@@ -28,7 +28,13 @@ export interface ChorusProcess {
 /** Start `chorus <args>`; `command` defaults to the TypeScript CLI run through tsx. */
 export const startChorus = (
   args: ReadonlyArray<string>,
-  options: { env?: Record<string, string>; cwd?: string; command?: ReadonlyArray<string> } = {},
+  options: {
+    env?: Record<string, string>
+    cwd?: string
+    command?: ReadonlyArray<string>
+    /** Written to the child's standard input, which is then closed (default: no stdin). */
+    input?: string
+  } = {},
 ): ChorusProcess => {
   const [cmd, ...pre] = options.command ?? [
     process.execPath,
@@ -42,8 +48,9 @@ export const startChorus = (
   const child = spawn(cmd!, [...pre, ...args], {
     cwd: options.cwd ?? ROOT,
     env: { PATH: process.env["PATH"] ?? "", HOME: process.env["HOME"] ?? "/tmp", ...options.env },
-    stdio: ["ignore", "pipe", "pipe"],
+    stdio: [options.input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
   })
+  if (options.input !== undefined) child.stdin!.end(options.input)
   const lines: Array<string> = []
   const stderr: Array<string> = []
   let resolveReady!: (url: string) => void

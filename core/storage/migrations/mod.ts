@@ -7,6 +7,7 @@ import * as outbound from "./2026_11_23_0004_outbound.ts"
 import * as plugins from "./2026_11_24_0005_plugins.ts"
 import * as attachments from "./2026_11_24_0006_attachments.ts"
 import * as accounts from "./2026_11_24_0007_accounts.ts"
+import * as sessionIds from "./2026_11_24_0008_session_ids_totp_steps.ts"
 
 export const coreMigrations: Record<string, Migration> = {
   "2026_11_23_0001_embedded_bus": embeddedBus,
@@ -16,4 +17,5 @@ export const coreMigrations: Record<string, Migration> = {
   "2026_11_24_0005_plugins": plugins,
   "2026_11_24_0006_attachments": attachments,
   "2026_11_24_0007_accounts": accounts,
+  "2026_11_24_0008_session_ids_totp_steps": sessionIds,
 }

@@ -14,12 +14,15 @@
 import * as NodeFs from "node:fs"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
+import * as NodeNet from "node:net"
 import { pathToFileURL } from "node:url"
 import { afterAll, afterEach, assert, beforeAll, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core"
 import { buildInbox } from "../../scripts/build-inbox.mjs"
+import { request } from "../../tests/api/ApiServer.ts"
 import { startReplyServer } from "../../tests/api/ReplyServer.ts"
+import { addOperator, addTeam, PASSWORD } from "../../tests/inbox/InboxClient.ts"
 import {
   type InboxContractServer,
   startInboxContractServer,
@@ -434,15 +437,192 @@ describe.skipIf(!NodeFs.existsSync(CHROMIUM))("inbox UI against the API contract
 })
 
 // -------------------------------------------------------------------------------------------------
-// The same with the real server: skipped until these endpoints are on main —
-// POST /api/v1/auth/login (sessions, cookie, CSRF), GET /api/v1/inbox/conversations and /counts,
-// POST /api/v1/conversations/{id}/notes, /status, /assignment, GET /api/v1/operators, /teams,
-// /canned-responses, /queue, and cookie sessions on /api/v1/events.
+// The same with the real server (SQLite, embedded bus, the inbox API of core/http/InboxApi.ts)
+
+/** A TCP proxy in front of the server: the browser talks through it; `cut` drops every connection. */
+const cuttableProxy = (target: string) =>
+  Effect.acquireRelease(
+    Effect.async<{ url: string; cut: () => void; server: NodeNet.Server }>((resume) => {
+      const { port } = new URL(target)
+      const sockets = new Set<NodeNet.Socket>()
+      const server = NodeNet.createServer((client) => {
+        const upstream = NodeNet.connect(Number(port), "127.0.0.1")
+        sockets.add(client).add(upstream)
+        client.pipe(upstream).pipe(client)
+        const done = () => {
+          client.destroy()
+          upstream.destroy()
+          sockets.delete(client)
+          sockets.delete(upstream)
+        }
+        client.on("error", done).on("close", done)
+        upstream.on("error", done).on("close", done)
+      })
+      server.listen(0, "127.0.0.1", () =>
+        resume(Effect.succeed({
+          url: `http://127.0.0.1:${(server.address() as NodeNet.AddressInfo).port}`,
+          server,
+          cut: () => {
+            for (const s of sockets) s.destroy()
+          },
+        })))
+    }),
+    ({ server }) => Effect.promise(() => new Promise<void>((r) => server.close(() => r()))),
+  )
+
 describe.skipIf(!NodeFs.existsSync(CHROMIUM))("inbox with the real server", () => {
-  it.skip("sign in, a message through the API appears without reload, reply, note, transfer, resolve; a second operator sees it live", () => {
-    // Missing on main: POST /api/v1/auth/login and GET /api/v1/inbox/conversations.
-  })
-  it.skip("a dropped and restored connection shows what was missed", () => {
-    // Missing on main: cookie sessions on GET /api/v1/events.
-  })
+  it.scopedLive(
+    "sign in, a customer's message appears live, reply, note with a mention, transfer, resolve; a colleague sees it live; a dropped connection catches up",
+    () =>
+      Effect.gen(function* () {
+        const plugins = yield* tempDir("chorus-plugins-")
+        installRepoPlugins(plugins, ["inbox"])
+        const server = yield* startReplyServer({
+          dataDir: yield* tempDir(),
+          pluginsDir: plugins,
+          routing: { autoAssign: false },
+        })
+        const support = yield* addTeam(server.teams, "Support", "shop-a")
+        yield* addOperator(server, {
+          email: "ann@example.com",
+          role: "supervisor",
+          teamIds: [support.id],
+        })
+        const bobOperator = yield* addOperator(server, {
+          email: "bob@example.com",
+          teamIds: [support.id],
+        })
+        const proxy = yield* cuttableProxy(server.url)
+        const customerWrites = (sender: string, text: string) =>
+          request(`${server.url}/api/v1/inbound`, {
+            token: server.token,
+            body: {
+              account: "shop-a",
+              sender: { id: sender, name: `Customer ${sender}` },
+              externalId: `${sender}-${text}`,
+              text,
+            },
+          }).pipe(Effect.tap((r) => assert.strictEqual(r.status, 202, r.text)))
+
+        const browser = yield* Effect.acquireRelease(
+          Effect.promise(launch),
+          (b) => Effect.promise(() => b.close()),
+        )
+        const open = (email: string) =>
+          Effect.promise(async () => {
+            const context = await browser.newContext({ viewport: { width: 1400, height: 860 } })
+            const page = await context.newPage()
+            const errors = watchErrors(page)
+            await page.goto(`${proxy.url}/plugins/inbox/`)
+            await page.fill("input[name=email]", email)
+            await page.fill("input[name=password]", PASSWORD)
+            await page.click("button[type=submit]")
+            await page.waitForSelector("header.topbar")
+            return { page, errors }
+          })
+        const ann = yield* open("ann@example.com")
+        const bob = yield* open("bob@example.com")
+        const step = <A>(what: string, run: () => Promise<A>) =>
+          Effect.tryPromise({ try: run, catch: (e) => new Error(`${what}: ${String(e)}`) }).pipe(
+            Effect.orDie,
+          )
+
+        // A customer writes through the API: the row appears in both inboxes without a reload.
+        yield* step("views", async () => {
+          await ann.page.click("[data-testid=view-unassigned]")
+          await bob.page.click("[data-testid=view-all]")
+        })
+        yield* customerWrites("dina", "Hello! Where is my parcel?")
+        yield* step("row live", async () => {
+          await ann.page.waitForSelector(".list-pane >> text=Customer dina")
+          await bob.page.waitForSelector(".list-pane >> text=Hello! Where is my parcel?")
+        })
+        yield* step("open and take it", async () => {
+          await ann.page.click(".list-pane >> text=Customer dina")
+          await ann.page.waitForSelector(".timeline >> text=Hello! Where is my parcel?")
+          await ann.page.click("[data-testid=assign-me]")
+          await ann.page.waitForSelector("[data-testid=assignee] >> text=Assigned to ann")
+        })
+        const id = yield* step("the id", () =>
+          ann.page.getAttribute("[data-testid=conversation]", "data-conversation"))
+
+        // Reply: shown at once, then the stored message.
+        yield* step("reply", async () => {
+          await ann.page.fill("[data-testid=reply-text]", "Let me check, one moment.")
+          await ann.page.press("[data-testid=reply-text]", "Enter")
+          await ann.page.waitForSelector(
+            '.timeline [data-message="out"]:not(.pending) >> text=Let me check, one moment.',
+          )
+        })
+        // The customer answers: it appears live in Ann's open conversation.
+        yield* customerWrites("dina", "Thanks, it was due yesterday.")
+        yield* step("live message", () =>
+          ann.page.waitForSelector(".timeline >> text=Thanks, it was due yesterday."))
+
+        // A note mentioning Bob: he is told.
+        yield* step("note", async () => {
+          await ann.page.click("[data-testid=mode-note]")
+          await ann.page.type("[data-testid=reply-text]", "Courier delay, ask @bo")
+          await ann.page.waitForSelector("[data-testid=picker-mention] >> text=bob")
+          await ann.page.press("[data-testid=reply-text]", "Enter")
+          await ann.page.type("[data-testid=reply-text]", "to call them")
+          await ann.page.press("[data-testid=reply-text]", "Enter")
+          await ann.page.waitForSelector('.timeline [data-message="note"]:not(.pending)')
+          await bob.page.waitForSelector(".toast >> text=/mentioned you/")
+        })
+        const stored = (yield* request(`${server.url}/api/v1/conversations/${id}/messages`, {
+          token: server.token,
+        })).body as {
+          messages: Array<{ direction: string; text: string; mentions?: Array<string> }>
+        }
+        assert.deepStrictEqual(
+          stored.messages.map((m) => [m.direction, m.text]).reverse(),
+          [
+            ["in", "Hello! Where is my parcel?"],
+            ["out", "Let me check, one moment."],
+            ["in", "Thanks, it was due yesterday."],
+            ["note", "Courier delay, ask @bob to call them"],
+          ],
+        )
+        assert.deepStrictEqual(stored.messages[0]!.mentions, [bobOperator.id])
+        yield* step("screenshot", () =>
+          shot(ann.page, "real-conversation"))
+
+        // Transfer to Bob: it arrives in his "mine".
+        yield* step("transfer", async () => {
+          await bob.page.click("[data-testid=view-mine]")
+          await ann.page.selectOption("[data-testid=transfer]", `op:${bobOperator.id}`)
+          await bob.page.waitForSelector(`.list-pane [data-conversation="${id}"]`)
+        })
+
+        // The connection drops; a message meanwhile is there once it is back.
+        proxy.cut()
+        yield* step("reconnecting", () =>
+          bob.page.waitForSelector("[data-testid=reconnecting]"))
+        yield* customerWrites("dina", "Written while Bob was offline")
+        yield* step("caught up", async () => {
+          await bob.page.click(`.list-pane [data-conversation="${id}"]`)
+          await bob.page.waitForSelector(".timeline >> text=Written while Bob was offline", {
+            timeout: 20_000,
+          })
+          await bob.page.waitForSelector("[data-testid=reconnecting]", { state: "detached" })
+        })
+
+        // Bob resolves; it leaves Ann's open list.
+        yield* step("resolve", async () => {
+          await ann.page.click("[data-testid=view-all]")
+          await ann.page.waitForSelector(`.list-pane [data-conversation="${id}"]`)
+          await bob.page.click("[data-testid=resolve]")
+          await ann.page.waitForSelector(`.list-pane [data-conversation="${id}"]`, {
+            state: "detached",
+          })
+        })
+        yield* step("screenshot", () =>
+          shot(bob.page, "real-colleague"))
+        const dropped = (e: string) => /ERR_|\/api\/v1\/events/.test(e)
+        assert.deepStrictEqual(ann.errors.filter((e) => !dropped(e)), [])
+        assert.deepStrictEqual(bob.errors.filter((e) => !dropped(e)), [])
+      }),
+    120_000,
+  )
 })

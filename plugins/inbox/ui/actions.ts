@@ -461,21 +461,32 @@ const touchRow = (conversationId: string, m: Message) =>
     return { rows: upsertRow(s.rows, next, true) }
   })
 
-/** A conversation the list has no row for: fetched with its contact, then placed. */
+/** A conversation the list has no row for: fetched with its contact and newest message. */
+const fetching = new Set<string>()
 const fetchRow = async (conversation: Conversation) => {
+  if (fetching.has(conversation.id)) return
+  fetching.add(conversation.id)
   try {
-    const full = await api.conversation(conversation.id)
+    const [full, newest] = await Promise.all([
+      api.conversation(conversation.id),
+      api.messages(conversation.id, undefined, 1),
+    ])
     setState((s) => {
-      const row: InboxConversation = {
-        ...full,
-        ...conversation,
-        contact: full.contact,
-        preview: null,
-      }
+      const known = s.rows.find((r) => r.id === conversation.id)
+      const latest = full.updatedAt > conversation.updatedAt ? full : { ...full, ...conversation }
+      const { contact: _, ...fields } = latest
+      const m = newest.messages[0]
+      const preview = m !== undefined ? previewOf(m) : null
+      // The list (or an event) may have brought it meanwhile: that row wins, the preview fills in.
+      const row: InboxConversation = known !== undefined
+        ? { ...known, preview: known.preview ?? preview }
+        : { ...fields, contact: full.contact, preview }
       return { rows: upsertRow(s.rows, row, inView(s, row)) }
     })
   } catch {
     // Not visible to this operator after all.
+  } finally {
+    fetching.delete(conversation.id)
   }
 }
 

@@ -411,6 +411,13 @@ const conversationChanged = (conversation: Conversation) =>
     if (opened !== undefined) {
       patch.opened = { ...s.opened, [conversation.id]: { ...opened, ...conversation } }
     }
+    const past = s.contactConversations[conversation.contactId]
+    if (past?.some((p) => p.id === conversation.id)) {
+      patch.contactConversations = {
+        ...s.contactConversations,
+        [conversation.contactId]: past.map((p) => (p.id === conversation.id ? conversation : p)),
+      }
+    }
     const contact = row?.contact ?? opened?.contact
     if (contact !== undefined) {
       const next: InboxConversation = {

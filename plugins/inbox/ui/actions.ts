@@ -100,6 +100,7 @@ const signedIn = (session: SessionInfo) => {
 }
 
 const signedOut = () => {
+  assignees.clear()
   connection?.close()
   connection = undefined
   setCsrfToken("")
@@ -185,6 +186,7 @@ export const loadList = async () => {
         abort.signal,
       )
       if (generation !== listGeneration) return
+      for (const row of page.conversations) assignees.set(row.id, row.assigneeId)
       setState((s) => ({
         rows: appendRows(s.rows, page.conversations),
         listLoading: false,
@@ -433,7 +435,9 @@ const conversationChanged = (conversation: Conversation) =>
 
 const act = async (run: () => Promise<Conversation>) => {
   try {
-    conversationChanged(await run())
+    const changed = await run()
+    assignees.set(changed.id, changed.assigneeId)
+    conversationChanged(changed)
     countsSoon()
   } catch (error) {
     toast(t("action.failed", { message: message(error) }), "error")
@@ -504,7 +508,15 @@ const contactName = (conversationId: string) => {
   return c?.name ?? t("list.unknownContact")
 }
 
+/**
+ * Who each conversation the page has heard of is assigned to, also those outside the list's
+ * view: a customer's message in a conversation of mine is announced whatever the list shows.
+ */
+const assignees = new Map<string, string | null>()
+
 const assigneeOf = (conversationId: string) => {
+  const known = assignees.get(conversationId)
+  if (known !== undefined) return known
   const s = getState()
   return s.rows.find((r) => r.id === conversationId)?.assigneeId ??
     s.opened[conversationId]?.assigneeId ?? null
@@ -542,6 +554,7 @@ export const applyEvent = (event: InboxEvent) => {
     case "conversation.updated": {
       const c = event.conversation
       const before = assigneeOf(c.id)
+      assignees.set(c.id, c.assigneeId)
       const known = s.rows.some((r) => r.id === c.id) || s.opened[c.id] !== undefined
       if (known) conversationChanged(c)
       else if (inView(s, c)) void fetchRow(c)

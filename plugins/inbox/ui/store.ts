@@ -213,6 +213,11 @@ export const mergeMessages = (
   incoming: ReadonlyArray<Message>,
 ): ReadonlyArray<Message> => {
   if (incoming.length === 0) return messages
+  // An older page: everything goes before what is there.
+  const first = messages[0]
+  if (first !== undefined && incoming.every((m) => m.seq < first.seq)) {
+    return [...[...incoming].sort((a, b) => a.seq - b.seq), ...messages]
+  }
   const byId = new Map(messages.map((m) => [m.id, m] as const))
   let appendOnly = true
   let last = messages.length > 0 ? messages[messages.length - 1]!.seq : 0

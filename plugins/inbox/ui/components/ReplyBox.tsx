@@ -84,13 +84,15 @@ export function ReplyBox({ conversation: c }: { readonly conversation: Conversat
     if (!("shortCode" in option)) {
       setMentions((list) => (list.some((o) => o.id === option.id) ? list : [...list, option]))
     }
+    // The field now, not after the next render: what is typed next goes after the insertion.
+    const at = picker.at + insert.length
+    if (area.current !== null) {
+      area.current.value = value
+      area.current.focus()
+      area.current.setSelectionRange(at, at)
+    }
     setText(value)
     setPicker(null)
-    const at = picker.at + insert.length
-    requestAnimationFrame(() => {
-      area.current?.focus()
-      area.current?.setSelectionRange(at, at)
-    })
   }
 
   const upload = async (list: FileList | null) => {

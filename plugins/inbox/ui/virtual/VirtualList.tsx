@@ -109,10 +109,24 @@ export function VirtualList<T>(props: VirtualListProps<T>) {
     anchor.current = { key: keys[i] ?? "", delta: o[i]! - top }
   }
 
+  /**
+   * Where this component last scrolled to by itself. Its own scroll events keep the anchor: only
+   * the operator's scrolling moves it (re-anchoring on our corrections, made while rows above
+   * were still estimates, would let the view creep by the estimates' errors).
+   */
+  const ownScroll = useRef<number | null>(null)
+  const scrollTo = (el: HTMLDivElement, top: number) => {
+    el.scrollTop = top
+    ownScroll.current = el.scrollTop
+  }
+
   const onScroll = () => {
     const el = scroller.current
     if (el === null) return
-    capture(el)
+    if (ownScroll.current === null || Math.abs(el.scrollTop - ownScroll.current) > 1) {
+      capture(el)
+    }
+    ownScroll.current = null
     setView({ top: el.scrollTop, height: el.clientHeight })
   }
 
@@ -138,19 +152,18 @@ export function VirtualList<T>(props: VirtualListProps<T>) {
     box.style.height = `${height}px`
     if (stickToBottom && atBottom.current) {
       const bottom = Math.max(0, height - el.clientHeight)
-      if (Math.abs(el.scrollTop - bottom) > 1) el.scrollTop = bottom
+      if (Math.abs(el.scrollTop - bottom) > 1) scrollTo(el, bottom)
     } else if (anchor.current !== null) {
       const i = indexOf.get(anchor.current.key)
       if (i !== undefined) {
         const wanted = o[i]! - anchor.current.delta + headerHeight
-        if (Math.abs(el.scrollTop - wanted) > 1) el.scrollTop = wanted
+        if (Math.abs(el.scrollTop - wanted) > 1) scrollTo(el, wanted)
       }
     }
     if (changed) {
       offsetsRef.current = o
       setVersion((v) => v + 1)
     } else {
-      capture(el)
       if (el.scrollTop !== view.top || el.clientHeight !== view.height) {
         setView({ top: el.scrollTop, height: el.clientHeight })
       }

@@ -31,6 +31,11 @@ import { installRepoPlugins } from "../../tests/support/PluginFixtures.ts"
 import { tempDir } from "../../tests/support/TestDatabase.ts"
 
 const CHROMIUM = "/usr/bin/chromium"
+/** A 1×1 PNG (the attachment store checks the type from the content). */
+const PNG_1X1 = Buffer.from(
+  "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==",
+  "base64",
+)
 const ARTIFACTS = NodePath.resolve(import.meta.dirname, "../../test-artifacts/inbox")
 
 const launch = () =>
@@ -647,6 +652,24 @@ describe.skipIf(!NodeFs.existsSync(CHROMIUM))("inbox with the real server", () =
             '.timeline [data-message="out"]:not(.pending) >> text=Let me check, one moment.',
           )
         })
+        // A file: uploaded when picked, sent with the reply, shown as a preview from the store.
+        yield* step("attachment", async () => {
+          await ann.page.setInputFiles("[data-testid=reply-files]", {
+            name: "label.png",
+            mimeType: "image/png",
+            buffer: PNG_1X1,
+          })
+          await ann.page.waitForSelector(".chip >> text=label.png")
+          await ann.page.fill("[data-testid=reply-text]", "Here is the label.")
+          await ann.page.press("[data-testid=reply-text]", "Enter")
+          await ann.page.waitForSelector(
+            '.timeline [data-message="out"]:not(.pending) img[alt="label.png"]',
+          )
+          await ann.page.waitForFunction(() => {
+            const img = document.querySelector<HTMLImageElement>('.timeline img[alt="label.png"]')
+            return img !== null && img.complete && img.naturalWidth === 1
+          })
+        })
         // The customer answers: it appears live in Ann's open conversation.
         yield* customerWrites("dina", "Thanks, it was due yesterday.")
         yield* step("live message", () =>
@@ -673,6 +696,7 @@ describe.skipIf(!NodeFs.existsSync(CHROMIUM))("inbox with the real server", () =
           [
             ["in", "Hello! Where is my parcel?"],
             ["out", "Let me check, one moment."],
+            ["out", "Here is the label."],
             ["in", "Thanks, it was due yesterday."],
             ["note", "Courier delay, ask @bob to call them"],
           ],

@@ -177,20 +177,10 @@ export const PluginHostLive = (config: ChorusConfig, options: PluginHostOptions 
 
 /**
  * Operators and the inbox: accounts (sign-in, teams), conversation commands (status,
- * assignment, notes), the inbox's queries, canned answers and the router. Needs the pipeline.
+ * assignment, notes), the inbox's queries and canned answers. Needs the pipeline.
  */
 export const InboxLive = (config: ChorusConfig) =>
-  Presence.layer().pipe(
-    Layer.provideMerge(OperatorEvents.layer),
-    Layer.provideMerge(
-      Router.layer({
-        autoAssign: config.routing.autoAssign,
-        answerTimeout: Duration.seconds(config.routing.answerTimeoutSeconds),
-      }),
-    ),
-    Layer.provideMerge(
-      Layer.mergeAll(ConversationCommands.layer, InboxQueries.layer, CannedResponses.layer),
-    ),
+  Layer.mergeAll(ConversationCommands.layer, InboxQueries.layer, CannedResponses.layer).pipe(
     Layer.provideMerge(
       accountsLayer({
         sessions: {
@@ -201,12 +191,29 @@ export const InboxLive = (config: ChorusConfig) =>
     ),
   )
 
+/**
+ * The queue: the router (assignment, re-queue, snooze, places in line), operator events and
+ * presence. Needs the inbox and replies (the router can tell customers their place).
+ */
+export const RoutingLive = (config: ChorusConfig) =>
+  Presence.layer({ grace: Duration.seconds(config.routing.offlineAfterSeconds) }).pipe(
+    Layer.provideMerge(OperatorEvents.layer),
+    Layer.provideMerge(
+      Router.layer({
+        autoAssign: config.routing.autoAssign,
+        answerTimeout: Duration.seconds(config.routing.answerTimeoutSeconds),
+        queueMessage: config.routing.queueMessage,
+      }),
+    ),
+  )
+
 /** The whole server. */
 export const ServerLive = (
   config: ChorusConfig,
   options: { readonly outbound?: OutboundOptions; readonly plugins?: PluginHostOptions } = {},
 ) =>
   HttpServer.layer(config.http).pipe(
+    Layer.provideMerge(RoutingLive(config)),
     Layer.provideMerge(OutboundLive(config, options.outbound)),
     Layer.provideMerge(PluginHostLive(config, options.plugins)),
     Layer.provideMerge(InboxLive(config)),

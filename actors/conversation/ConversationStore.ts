@@ -409,6 +409,7 @@ export const make = (
           snoozed_until: null,
           assignee_replied_at: null,
           requeued_from: null,
+          queue_announced_at: null,
           unread_count: 0,
         }
         await trx.insertInto("conversations").values(row).execute()

@@ -4,7 +4,8 @@
  *
  * 1. opens snoozed conversations whose time has come;
  * 2. gives back to the queue what an assignee left unanswered for `answerTimeout` since they
- *    got it (the customer still waiting), remembering them so it goes to someone else first;
+ *    got it (the customer still waiting), remembering them: it goes to someone else, never
+ *    automatically back to them (they can still take it by hand);
  * 3. assigns queued conversations (open, unassigned), longest waiting first, each to an online
  *    operator of its team with room under their capacity: the least loaded, and among equals
  *    the one who got a conversation longest ago. A conversation no team owns goes to online
@@ -19,6 +20,7 @@ import { Database, type DatabaseError } from "../../core/storage/Database.ts"
 import type { ConversationId, OperatorId } from "../../schemas/Ids.ts"
 import { type CommandError, ConversationCommands } from "../conversation/ConversationCommands.ts"
 import { millis } from "../conversation/ConversationRows.ts"
+import { Replies } from "../conversation/Replies.ts"
 
 export interface RouterOptions {
   /** Assign queued conversations automatically. Default true. */
@@ -27,6 +29,11 @@ export interface RouterOptions {
   readonly answerTimeout?: Duration.DurationInput
   /** How often the router looks, besides being woken. Default 1 second. */
   readonly interval?: Duration.DurationInput
+  /**
+   * Told once to a customer whose conversation waits in the queue after a pass; `{position}`
+   * is their place in their team's line. Empty (the default): nothing is sent.
+   */
+  readonly queueMessage?: string
 }
 
 /** What one pass did. */
@@ -34,6 +41,8 @@ export interface RoutingPass {
   readonly woken: number
   readonly requeued: number
   readonly assigned: number
+  /** Customers told their place in line. */
+  readonly announced: number
 }
 
 export interface RouterShape {
@@ -74,6 +83,7 @@ export const make = (options: RouterOptions = {}) =>
   Effect.gen(function* () {
     const database = yield* Database
     const commands = yield* ConversationCommands
+    const replies = yield* Replies
     const autoAssign = options.autoAssign ?? true
     const answerTimeoutMs = Duration.toMillis(options.answerTimeout ?? "5 minutes")
     const wakeups = yield* Queue.sliding<void>(1)
@@ -163,20 +173,21 @@ export const make = (options: RouterOptions = {}) =>
       }))
     })
 
-    /** The best operator for a conversation of `teamId`, avoiding `avoid` when there is another. */
+    /**
+     * The best operator for a conversation of `teamId`. Never `avoid`: the one who left it
+     * unanswered does not get it back automatically (they may take it by hand); if nobody else
+     * has room it waits at the head of the queue, where supervisors see it.
+     */
     const pick = (
       pool: ReadonlyArray<Candidate>,
       teamId: string | null,
       avoid: string | null,
     ): Candidate | undefined => {
       const eligible = pool.filter((c) =>
-        c.load < c.capacity && (teamId === null ? c.role === "admin" : c.teams.has(teamId))
+        c.id !== avoid && c.load < c.capacity &&
+        (teamId === null ? c.role === "admin" : c.teams.has(teamId))
       )
-      const preferred = eligible.filter((c) =>
-        c.id !== avoid
-      )
-      const from = preferred.length > 0 ? preferred : eligible
-      return [...from].sort((a, b) =>
+      return [...eligible].sort((a, b) =>
         a.load - b.load || a.lastAssignedAt - b.lastAssignedAt || (a.id < b.id ? -1 : 1)
       )[0]
     }
@@ -190,7 +201,9 @@ export const make = (options: RouterOptions = {}) =>
         pool.every((c) =>
           c.load >= c.capacity
         )
-      ) return 0
+      ) {
+        return 0
+      }
       const queued = yield* database.query("queue", (db) =>
         db.selectFrom("conversations")
           .select(["id", "team_id", "requeued_from", "waiting_since", "created_at"])
@@ -209,7 +222,9 @@ export const make = (options: RouterOptions = {}) =>
       let assigned = 0
       for (const conversation of ordered) {
         const chosen = pick(pool, conversation.team_id, conversation.requeued_from)
-        if (chosen === undefined) continue
+        if (chosen === undefined) {
+          continue
+        }
         const result = yield* tolerant(
           commands.change(conversation.id as ConversationId, {
             assignee: { id: chosen.id, expect: null },
@@ -224,6 +239,60 @@ export const make = (options: RouterOptions = {}) =>
       return assigned
     })
 
+    /** Tell each newly queued customer their place, once (`queue_announced_at`). */
+    const announcePlaces = Effect.gen(function* () {
+      const template = options.queueMessage ?? ""
+      if (template.trim() === "") {
+        return 0
+      }
+      const queued = yield* database.query("queue to announce", (db) =>
+        db.selectFrom("conversations")
+          .select(["id", "team_id", "waiting_since", "created_at", "queue_announced_at"])
+          .where("status", "=", "open")
+          .where("assignee_id", "is", null)
+          .where("waiting_since", "is not", null)
+          .execute())
+      const ordered = [...queued].sort((a, b) =>
+        millis(a.waiting_since!) - millis(b.waiting_since!) ||
+        millis(a.created_at) - millis(b.created_at)
+      )
+      const places = new Map<string | null, number>()
+      let announced = 0
+      for (const conversation of ordered) {
+        const position = (places.get(conversation.team_id) ?? 0) + 1
+        places.set(conversation.team_id, position)
+        if (conversation.queue_announced_at !== null) {
+          continue
+        }
+        // Marked first: a crash between the two loses one notice, never sends two.
+        const marked = yield* database.query("mark queue announced", (db) =>
+          db.updateTable("conversations").set({ queue_announced_at: Date.now() })
+            .where("id", "=", conversation.id).where("queue_announced_at", "is", null)
+            .executeTakeFirst())
+        if (Number(marked.numUpdatedRows) === 0) {
+          continue
+        }
+        yield* replies.send({
+          conversationId: conversation.id as ConversationId,
+          text: template.replaceAll("{position}", String(position)),
+          attachments: [],
+          identityId: undefined,
+          clientId: `queue-place:${conversation.id}`,
+          authorId: null,
+        }).pipe(
+          Effect.tap(() => {
+            announced++
+          }),
+          Effect.catchAll((error) =>
+            Effect.logWarning("could not tell the customer their place in line").pipe(
+              Effect.annotateLogs({ conversationId: conversation.id, error: error.message }),
+            )
+          ),
+        )
+      }
+      return announced
+    })
+
     // One pass at a time (the loop's and any caller's), so loads are counted once.
     const oneAtATime = yield* Effect.makeSemaphore(1)
     const runOnce = Effect.gen(function* () {
@@ -231,7 +300,8 @@ export const make = (options: RouterOptions = {}) =>
       const woken = yield* wakeSnoozed(now)
       const requeued = yield* requeueUnanswered(now)
       const assigned = yield* assignQueued
-      return { woken, requeued, assigned } satisfies RoutingPass
+      const announced = yield* announcePlaces
+      return { woken, requeued, assigned, announced } satisfies RoutingPass
     }).pipe(oneAtATime.withPermits(1), Effect.withSpan("Router.runOnce"))
 
     const interval = options.interval ?? "1 second"

@@ -107,6 +107,12 @@ export const RoutingConfig = Schema.Struct({
   answerTimeoutSeconds: Schema.optionalWith(Schema.Int.pipe(Schema.between(0, 86_400)), {
     default: () => 300,
   }),
+  offlineAfterSeconds: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, 86_400)), {
+    default: () => 60,
+  }),
+  queueMessage: Schema.optionalWith(Schema.String.pipe(Schema.maxLength(1000)), {
+    default: () => "",
+  }),
 })
 
 /** Operators' sign-in sessions (core/accounts/Sessions.ts). */
@@ -338,6 +344,24 @@ export const settings: ReadonlyArray<Setting> = [
     default: "300",
     doc: "A conversation its assignee has not answered this long after getting it goes back " +
       "to the queue (and is offered to someone else first).",
+  },
+  {
+    key: "routing.offlineAfterSeconds",
+    env: "CHORUS_ROUTING_OFFLINE_AFTER_SECONDS",
+    kind: "integer",
+    expected: "an integer from 1 to 86400",
+    default: "60",
+    doc: "An online operator whose every inbox tab has been closed this long becomes offline, " +
+      "so routing stops assigning to them.",
+  },
+  {
+    key: "routing.queueMessage",
+    env: "CHORUS_ROUTING_QUEUE_MESSAGE",
+    kind: "string",
+    expected: "a text of at most 1000 characters; {position} is replaced by the place",
+    default: "(empty: customers are not told)",
+    doc: "Sent once to a customer whose new conversation waits in the queue, e.g. " +
+      "`All our operators are busy; you are number {position} in line.`",
   },
   {
     key: "auth.sessionIdleHours",

@@ -58,6 +58,8 @@ export interface ConversationsTable {
   assignee_replied_at: ColumnType<Millis | null, Millis | null | undefined, Millis | null>
   /** The operator who last let it go back to the queue unanswered (not offered to them next). */
   requeued_from: ColumnType<string | null, string | null | undefined, string | null>
+  /** When the customer was told their place in line (once). */
+  queue_announced_at: ColumnType<Millis | null, Millis | null | undefined, Millis | null>
   /** Customer messages since an operator last read the conversation. */
   unread_count: ColumnType<number, number | undefined, number>
 }

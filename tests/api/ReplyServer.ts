@@ -38,7 +38,12 @@ export interface ReplyServerOptions {
   /** Plugin settings from the config file. */
   readonly pluginSettings?: Record<string, Record<string, string | number | boolean>>
   /** Queue and auto-assignment settings (`routing.*`). */
-  readonly routing?: { readonly autoAssign?: boolean; readonly answerTimeoutSeconds?: number }
+  readonly routing?: {
+    readonly autoAssign?: boolean
+    readonly answerTimeoutSeconds?: number
+    readonly offlineAfterSeconds?: number
+    readonly queueMessage?: string
+  }
   /** PostgreSQL schema and JetStream namespace instead of SQLite and the embedded bus. */
   readonly shared?: {
     readonly databaseUrl: string

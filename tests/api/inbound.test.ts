@@ -8,7 +8,13 @@ import { Replies } from "../../actors/conversation/Replies.ts"
 import { ApiTokens } from "../../core/auth/ApiTokens.ts"
 import { Bus, type BusMessage, BusUnavailable } from "../../core/bus/Bus.ts"
 import * as EmbeddedBus from "../../core/bus/EmbeddedBus.ts"
-import { AttachmentsLive, InboxLive, PluginHostLive, StorageLive } from "../../core/Chorus.ts"
+import {
+  AttachmentsLive,
+  InboxLive,
+  PluginHostLive,
+  RoutingLive,
+  StorageLive,
+} from "../../core/Chorus.ts"
 import { Config } from "../../core/config/ChorusConfig.ts"
 import { decodeConfig } from "../../core/config/loadConfig.ts"
 import * as ChorusHttp from "../../core/http/HttpServer.ts"
@@ -239,17 +245,18 @@ describe("POST /api/v1/inbound", () => {
       const context = yield* Layer.build(
         ChorusHttp.layer({ host: "127.0.0.1", port: 0 }).pipe(
           Layer.provide(
-            InboxLive(config).pipe(
+            RoutingLive(config).pipe(
+              Layer.provideMerge(InboxLive(config)),
               Layer.provideMerge(ConversationActor.layer()),
               Layer.provideMerge(Layer.merge(ConversationStore.layer(), OutboundWrites.layer())),
               Layer.provideMerge(Layer.succeed(Config, config)),
+              // Only the inbound endpoint is exercised here.
+              Layer.provideMerge(Layer.succeed(Replies, {
+                send: () => Effect.dieMessage("not used by this test"),
+                relayOutbox: () => Effect.succeed(0),
+              })),
             ),
           ),
-          // Only the inbound endpoint is exercised here.
-          Layer.provide(Layer.succeed(Replies, {
-            send: () => Effect.dieMessage("not used by this test"),
-            relayOutbox: () => Effect.succeed(0),
-          })),
           Layer.provide([PluginHostLive(config), AttachmentsLive(config)]),
           Layer.provideMerge(FlakyBus),
           Layer.provideMerge(StorageLive(config)),

@@ -15,6 +15,7 @@ import {
   OutboundLive,
   PipelineLive,
   PluginHostLive,
+  RoutingLive,
 } from "../../core/Chorus.ts"
 import { decodeConfig } from "../../core/config/loadConfig.ts"
 import * as HttpServer from "../../core/http/HttpServer.ts"
@@ -73,6 +74,7 @@ describe("the HTTP server while it starts", () => {
         })
         const server = HttpServer.layer(config.http).pipe(
           Layer.provide(slowEnsureStream("2 seconds")),
+          Layer.provideMerge(RoutingLive(config)),
           Layer.provideMerge(OutboundLive(config)),
           Layer.provideMerge(PluginHostLive(config)),
           Layer.provideMerge(InboxLive(config)),

@@ -526,6 +526,7 @@ describe.skipIf(!NodeFs.existsSync(CHROMIUM))("inbox UI against the API contract
     await signIn(bob.page, server.url, BOB)
     await bob.page.selectOption("[data-testid=language]", "ru")
     await bob.page.waitForSelector("text=Выйти на всех устройствах")
+    await bob.page.waitForSelector("[data-testid=view-unassigned] >> text=Без исполнителя")
     assert.strictEqual(
       server.requests.filter((r) => r.path === "/api/v1/auth/locale").at(-1)?.body.locale,
       "ru",

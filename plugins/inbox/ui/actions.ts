@@ -71,13 +71,24 @@ const signedIn = (session: SessionInfo) => {
   setCsrfToken(session.csrfToken)
   setLocale(session.operator.locale)
   resetState({ phase: "signedIn", session })
-  void loadList()
-  void loadCounts()
   void loadDirectory()
+  // The list is read once the stream is open, so nothing falls between the two (an event after
+  // the list's answer is on the stream). A stream that cannot open does not hold the list back.
+  let listed = false
+  const listOnce = () => {
+    if (listed) return
+    listed = true
+    void loadList()
+    void loadCounts()
+  }
+  setTimeout(listOnce, 2000)
   connection?.close()
   connection = connectEvents({
     onEvent: applyEvent,
-    onStatus: (live) => setState((s) => ({ live, everLive: s.everLive || live })),
+    onStatus: (live) => {
+      setState((s) => ({ live, everLive: s.everLive || live }))
+      if (live) listOnce()
+    },
     onResync: () => {
       void loadList()
       void loadCounts()

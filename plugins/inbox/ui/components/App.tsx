@@ -18,12 +18,14 @@ const conversationInHash = () => {
 
 export function App() {
   const phase = useStore((s) => s.phase)
+  const locale = useStore((s) => s.session?.operator.locale)
   useEffect(() => {
     document.title = t("app.title")
-  }, [phase])
+  }, [phase, locale])
   if (phase === "booting") return <div class="splash" aria-busy="true">Chorus</div>
   if (phase === "signedOut") return <SignIn />
-  return <Inbox />
+  // A new language re-renders everything (strings are read while rendering).
+  return <Inbox key={locale} />
 }
 
 function Inbox() {

@@ -521,6 +521,24 @@ describe.skipIf(!NodeFs.existsSync(CHROMIUM))("inbox UI against the API contract
     await shot(ann.page, "list-5000")
   })
 
+  it("signs out, here and everywhere", async () => {
+    const one = await newPage()
+    await signIn(one.page, server.url, BOB)
+    const two = await newPage()
+    await signIn(two.page, server.url, BOB)
+    await one.page.click("[data-testid=signout]")
+    await one.page.waitForSelector("[data-testid=signin]")
+    await one.page.reload()
+    await one.page.waitForSelector("[data-testid=signin]")
+    await two.page.reload()
+    await two.page.waitForSelector("header.topbar")
+    await signIn(one.page, server.url, BOB)
+    await one.page.click("text=Sign out everywhere")
+    await one.page.waitForSelector("[data-testid=signin]")
+    await two.page.reload()
+    await two.page.waitForSelector("[data-testid=signin]")
+  })
+
   it("speaks Russian when the operator switches", async () => {
     const bob = await newPage()
     await signIn(bob.page, server.url, BOB)
@@ -621,8 +639,18 @@ describe.skipIf(!NodeFs.existsSync(CHROMIUM))("inbox with the real server", () =
           })
         const ann = yield* open("ann@example.com")
         const bob = yield* open("bob@example.com")
+        /** A step of the story; when it fails, both screens are kept to see why. */
         const step = <A>(what: string, run: () => Promise<A>) =>
-          Effect.tryPromise({ try: run, catch: (e) => new Error(`${what}: ${String(e)}`) }).pipe(
+          Effect.tryPromise({
+            try: run,
+            catch: (e) => new Error(`${what}: ${String(e)}`),
+          }).pipe(
+            Effect.tapError(() =>
+              Effect.promise(async () => {
+                await shot(ann.page, "failed-ann").catch(() => {})
+                await shot(bob.page, "failed-bob").catch(() => {})
+              })
+            ),
             Effect.orDie,
           )
 
@@ -703,6 +731,11 @@ describe.skipIf(!NodeFs.existsSync(CHROMIUM))("inbox with the real server", () =
           ],
         )
         assert.deepStrictEqual(stored.messages[0]!.mentions, [bobOperator.id])
+        // The api channel has no webhook here, so the reply fails: ✗ with the reason on click.
+        yield* step("failed delivery", async () => {
+          await ann.page.click('.timeline [data-delivery="failed"] button')
+          await ann.page.waitForSelector(".timeline .delivery-error")
+        })
         yield* step("screenshot", () =>
           shot(ann.page, "real-conversation"))
 

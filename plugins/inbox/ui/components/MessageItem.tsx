@@ -70,7 +70,7 @@ function Files({ files }: { readonly files: ReadonlyArray<FileLike> }) {
         if (href !== undefined && f.storageKey !== undefined && f.mimeType.startsWith("image/")) {
           return (
             <a key={i} href={href} target="_blank" rel="noopener" class="file-image" title={f.name}>
-              <img src={href} alt={f.name} loading="lazy" />
+              <img src={href} alt={f.name} />
             </a>
           )
         }

@@ -139,6 +139,9 @@ describe.skipIf(!NodeFs.existsSync(CHROMIUM))("inbox with the real host", () => 
 
         const script = yield* get("/plugins/inbox/app.js")
         assert.strictEqual(script.status, 200)
+        // Everything is bundled: no address to load anything from (Preact's namespaces aside).
+        const code = yield* Effect.promise(() => script.clone().text())
+        assert.notMatch(code, /https?:\/\/(?!www\.w3\.org\/)/)
         assert.strictEqual(script.headers.get("content-type"), "text/javascript; charset=utf-8")
         const etag = script.headers.get("etag")
         assert.isString(etag)

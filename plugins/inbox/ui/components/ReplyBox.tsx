@@ -39,13 +39,16 @@ const pickerAt = (text: string, caret: number, mode: Mode): Picker | null => {
   }
 }
 
+/** Unsent text per conversation and mode: switching conversations keeps each draft. */
+const drafts = new Map<string, string>()
+
 export function ReplyBox({ conversation: c }: { readonly conversation: Conversation }) {
   const contact = useStore((s) => s.contacts[c.contactId])
   const canned = useStore((s) => s.canned)
   const operators = useStore((s) => s.operators)
   const me = useStore((s) => s.session?.operator.id)
   const [mode, setMode] = useState<Mode>("reply")
-  const [text, setText] = useState("")
+  const [text, setTextState] = useState(() => drafts.get(`${c.id}:reply`) ?? "")
   const [files, setFiles] = useState<ReadonlyArray<StoredFile>>([])
   const [uploading, setUploading] = useState<ReadonlyArray<string>>([])
   const [identityId, setIdentityId] = useState<string>(c.lastChannel?.identityId ?? "")
@@ -53,6 +56,11 @@ export function ReplyBox({ conversation: c }: { readonly conversation: Conversat
   const [choice, setChoice] = useState(0)
   const [mentions, setMentions] = useState<ReadonlyArray<OperatorLoad>>([])
   const area = useRef<HTMLTextAreaElement>(null)
+  const setText = (value: string) => {
+    setTextState(value)
+    if (value === "") drafts.delete(`${c.id}:${mode}`)
+    else drafts.set(`${c.id}:${mode}`, value)
+  }
   const fileInput = useRef<HTMLInputElement>(null)
 
   const identities = contact?.identities ?? []
@@ -187,6 +195,7 @@ export function ReplyBox({ conversation: c }: { readonly conversation: Conversat
             class={mode === m ? "tab active" : "tab"}
             onClick={() => {
               setMode(m)
+              setTextState(drafts.get(`${c.id}:${m}`) ?? "")
               setPicker(null)
             }}
           >

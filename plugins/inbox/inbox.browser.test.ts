@@ -309,10 +309,18 @@ describe.skipIf(!NodeFs.existsSync(CHROMIUM))("inbox UI against the API contract
       '.timeline [data-message="out"]:not(.pending) >> text=Let me check, one moment.',
     )
     await ann.page.waitForSelector('.timeline [data-delivery="sent"]')
+
+    // A reply the channel refuses: ✗, and the provider's reason on click.
+    await ann.page.fill("[data-testid=reply-text]", "This one the provider refuses [fail]")
+    await ann.page.press("[data-testid=reply-text]", "Enter")
+    await ann.page.click('.timeline [data-delivery="failed"] button')
+    await ann.page.waitForSelector(
+      ".timeline .delivery-error >> text=403: Forbidden: bot was blocked by the user",
+    )
     const replies = server.requests.filter((r) =>
       r.method === "POST" && r.path === `/api/v1/conversations/${id}/messages`
     )
-    assert.lengthOf(replies, 1)
+    assert.lengthOf(replies, 2)
     assert.match(replies[0]!.body.clientId, /^[0-9a-f-]{36}$/)
     assert.isString(replies[0]!.headers["x-csrf-token"])
     assert.strictEqual(
@@ -734,11 +742,6 @@ describe.skipIf(!NodeFs.existsSync(CHROMIUM))("inbox with the real server", () =
           ],
         )
         assert.deepStrictEqual(stored.messages[0]!.mentions, [bobOperator.id])
-        // The api channel has no webhook here, so the reply fails: ✗ with the reason on click.
-        yield* step("failed delivery", async () => {
-          await ann.page.click('.timeline [data-delivery="failed"] button')
-          await ann.page.waitForSelector(".timeline .delivery-error")
-        })
         yield* step("screenshot", () =>
           shot(ann.page, "real-conversation"))
 

@@ -520,7 +520,18 @@ export const startInboxContractServer = async (options: {
         setTimeout(() => {
           const sentAt = iso()
           const kept = list.find((x) => x.id === stored.id)!
-          kept.delivery = { state: "sent", at: sentAt }
+          // "[fail]" in the text stands for a provider that refuses the message.
+          kept.delivery = String(stored.text).includes("[fail]")
+            ? {
+              state: "failed",
+              at: sentAt,
+              error: {
+                code: "403",
+                message: "Forbidden: bot was blocked by the user",
+                retryable: false,
+              },
+            }
+            : { state: "sent", at: sentAt }
           publish("message.delivery_changed", {
             conversationId: c.id,
             messageId: stored.id,

@@ -18,7 +18,8 @@ export const fileSize = (bytes: number) =>
     : `${(bytes / 1024 / 1024).toFixed(1)} MB`
 
 const DELIVERY_ICON: Record<DeliveryState["state"], string> = {
-  queued: "⏱",
+  // A clock that every font has (the stopwatch emoji is missing from many Linux fonts).
+  queued: "◷",
   sent: "✓",
   delivered: "✓✓",
   read: "✓✓",

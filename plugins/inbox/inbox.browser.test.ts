@@ -532,6 +532,28 @@ describe.skipIf(!NodeFs.existsSync(CHROMIUM))("inbox UI against the API contract
     await shot(ann.page, "list-5000")
   })
 
+  it("snoozes until tomorrow 9:00: the conversation leaves the open list", async () => {
+    const { conversationId: id } = server.customerWrites("Call me tomorrow", {
+      name: "Snoozy",
+      assigneeId: BOB.id,
+    })
+    const bob = await newPage()
+    await signIn(bob.page, server.url, BOB)
+    await bob.page.click(`.list-pane [data-conversation="${id}"]`)
+    await bob.page.click("[data-testid=snooze]")
+    await bob.page.click("text=Until tomorrow 9:00")
+    await bob.page.waitForSelector(`.list-pane [data-conversation="${id}"]`, { state: "detached" })
+    await bob.page.waitForSelector("[data-testid=assignee] >> text=/Snoozed until/")
+    const body = server.requests.find((r) => r.path === `/api/v1/conversations/${id}/status`)?.body
+    assert.strictEqual(body?.status, "snoozed")
+    const until = new Date(body?.snoozedUntil)
+    assert.deepStrictEqual([until.getHours(), until.getMinutes()], [9, 0])
+    assert.isAbove(until.getTime(), Date.now())
+    await bob.page.selectOption("[data-testid=filter-status]", "snoozed")
+    await bob.page.waitForSelector(`.list-pane [data-conversation="${id}"]`)
+    assert.deepStrictEqual(bob.errors, [])
+  })
+
   it("signs out, here and everywhere", async () => {
     const one = await newPage()
     await signIn(one.page, server.url, BOB)

@@ -35,6 +35,7 @@ import { builtinPluginsDir } from "./plugins/BuiltinPlugins.ts"
 import * as Discovery from "./plugins/Discovery.ts"
 import { withPluginChannels } from "./plugins/PluginChannels.ts"
 import * as PluginHost from "./plugins/PluginHost.ts"
+import * as PluginTyping from "./plugins/PluginTyping.ts"
 import { Database, layer as databaseLayer } from "./storage/Database.ts"
 import { coreMigrationSet, migrate } from "./storage/Migrations.ts"
 
@@ -215,6 +216,7 @@ export const ServerLive = (
   HttpServer.layer(config.http).pipe(
     Layer.provideMerge(RoutingLive(config)),
     Layer.provideMerge(OutboundLive(config, options.outbound)),
+    Layer.provideMerge(PluginTyping.layer),
     Layer.provideMerge(PluginHostLive(config, options.plugins)),
     Layer.provideMerge(InboxLive(config)),
     Layer.provideMerge(PipelineLive),

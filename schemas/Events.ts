@@ -18,7 +18,15 @@ import { Conversation } from "./Conversation.ts"
 import { OperatorLoad } from "./Inbox.ts"
 import { IncomingMessage, Note, OutgoingMessage } from "./Message.ts"
 import { DeliveryState } from "./Message.ts"
-import { AccountId, ChannelName, ConversationId, EventId, ExternalId, MessageId } from "./Ids.ts"
+import {
+  AccountId,
+  ChannelName,
+  ConversationId,
+  EventId,
+  ExternalId,
+  MessageId,
+  OperatorId,
+} from "./Ids.ts"
 
 const event = <
   const T extends string,
@@ -112,6 +120,23 @@ export const MessageDeliveryChangedV1 = event(
   },
 )
 
+export const ConversationTypingV1 = event(
+  "conversation.typing",
+  1,
+  "ConversationTypingV1",
+  "Someone is typing in a conversation: the customer (on their channel) or an operator (in " +
+    "the inbox). Ephemeral: a reader shows it for a few seconds after `occurredAt` and ignores " +
+    "old ones (a catching-up client replays them).",
+  {
+    conversationId: ConversationId,
+    by: Schema.Literal("customer", "operator"),
+    /** The operator typing; null when the customer is. */
+    operatorId: Schema.NullOr(OperatorId),
+    /** Where the customer is (the conversation's last channel), to show it to them there. */
+    to: Schema.NullOr(Schema.Struct({ channel: ChannelName, account: AccountId, externalId: ExternalId })),
+  },
+)
+
 export const OperatorUpdatedV1 = event(
   "operator.updated",
   1,
@@ -131,6 +156,7 @@ const MEMBERS = [
   NoteAddedV1,
   MessageDeliveryChangedV1,
   OperatorUpdatedV1,
+  ConversationTypingV1,
 ] as const
 
 /** Known versions of each event type, e.g. `{ "message.received": [1], … }`. */

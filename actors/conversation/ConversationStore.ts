@@ -205,6 +205,15 @@ const appendKind: GroupCommit.WriteKind<AppendInbound, AppendResult, never> = {
     for (let at = 0; at < rows.length; at += 200) {
       await trx.insertInto("messages").values(rows.slice(at, at + 200)).execute()
     }
+    // The customer wrote from an identity a provider had called unreachable (blocked the bot,
+    // bounced): it is reachable again. One indexed update per batch, touching only those rows.
+    const identityIds = [...new Set(rows.map((r) => r.identity_id!))]
+    for (let at = 0; at < identityIds.length; at += 500) {
+      await trx.updateTable("channel_identities").set({ reachable: 1 })
+        .where("id", "in", identityIds.slice(at, at + 500))
+        .where("reachable", "=", 0)
+        .execute()
+    }
     for (const [conversationId, { input, row, count }] of touched) {
       await trx.updateTable("conversations").set((eb) => ({
         last_seq: row.seq,

@@ -97,6 +97,11 @@ export interface OperatorsShape {
     id: OperatorId,
     password: string,
   ) => Effect.Effect<void, OperatorNotFound | WeakPassword | DatabaseError>
+  /** Whether `password` is the operator's (for changing one's own password). */
+  readonly checkPassword: (
+    id: OperatorId,
+    password: string,
+  ) => Effect.Effect<boolean, OperatorNotFound | DatabaseError>
   /** Starts TOTP enrolment: a new secret is stored, not yet required at sign-in. */
   readonly beginTotp: (
     id: OperatorId,
@@ -280,6 +285,13 @@ export const make = Effect.gen(function* () {
     },
   )
 
+  const checkPassword = Effect.fn("Operators.checkPassword")(
+    function* (id: OperatorId, password: string) {
+      const current = yield* row(id)
+      return yield* passwords.verify(password, current.password_hash)
+    },
+  )
+
   const beginTotp = Effect.fn("Operators.beginTotp")(function* (id: OperatorId) {
     const current = yield* row(id)
     if (Number(current.totp_enabled) === 1) {
@@ -356,6 +368,7 @@ export const make = Effect.gen(function* () {
     list,
     update,
     setPassword,
+    checkPassword,
     beginTotp,
     confirmTotp,
     disableTotp,

@@ -18,6 +18,7 @@ import { AuthApi, AuthLoginApi } from "./AuthApi.ts"
 import { EventsApi } from "./EventsApi.ts"
 import { ConversationActionsApi, InboxApi, SupervisionApi } from "./InboxApi.ts"
 import { InboundApi } from "./InboundApi.ts"
+import { PeopleApi } from "./PeopleApi.ts"
 import { PluginsApi } from "./PluginsApi.ts"
 import { ContactsApi, ConversationsApi } from "./ReadApi.ts"
 import { RepliesApi } from "./RepliesApi.ts"
@@ -73,6 +74,7 @@ export class ChorusApi extends HttpApi.make("chorus")
   .add(InboxApi.prefix(API_V1))
   .add(ConversationActionsApi.prefix(API_V1))
   .add(SupervisionApi.prefix(API_V1))
+  .add(PeopleApi.prefix(API_V1))
   .annotate(OpenApi.Title, "Chorus API")
   .annotate(OpenApi.Version, VERSION)
   .annotate(

@@ -43,6 +43,16 @@ export class LoginThrottled extends Schema.TaggedError<LoginThrottled>()(
   }),
 ) {}
 
+/** The current password is wrong, or the new one too weak. */
+export class PasswordRejected extends Schema.TaggedError<PasswordRejected>()(
+  "PasswordRejected",
+  { field: Schema.String, message: Schema.String },
+  HttpApiSchema.annotations({
+    status: 422,
+    description: "currentPassword is wrong, or newPassword too weak (at least 10 characters).",
+  }),
+) {}
+
 export const LoginRequest = Schema.Struct({
   email: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(320)),
   password: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(200)),
@@ -98,6 +108,19 @@ export class AuthApi extends HttpApiGroup.make("auth")
       .setPayload(Schema.Struct({ locale: Locale }))
       .addSuccess(Operator)
       .annotate(OpenApi.Summary, "The interface language."),
+  )
+  .add(
+    HttpApiEndpoint.post("password", "/auth/password")
+      .setPayload(Schema.Struct({
+        currentPassword: Schema.String.pipe(Schema.maxLength(200)),
+        newPassword: Schema.String.pipe(Schema.maxLength(200)),
+      }))
+      .addSuccess(Schema.Void, { status: 204 })
+      .addError(PasswordRejected)
+      .annotate(
+        OpenApi.Summary,
+        "Change my password (the current one is needed); every session ends, sign in again.",
+      ),
   )
   .add(
     HttpApiEndpoint.post("totpSetup", "/auth/totp/setup")

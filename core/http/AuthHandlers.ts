@@ -12,7 +12,13 @@ import { Sessions } from "../accounts/Sessions.ts"
 import { Config } from "../config/ChorusConfig.ts"
 import { OperatorEvents } from "../../actors/routing/OperatorEvents.ts"
 import { ChorusApi } from "./Api.ts"
-import { InvalidCredentials, InvalidTotpCode, LoginThrottled, TotpRequired } from "./AuthApi.ts"
+import {
+  InvalidCredentials,
+  InvalidTotpCode,
+  LoginThrottled,
+  PasswordRejected,
+  TotpRequired,
+} from "./AuthApi.ts"
 import { CurrentPrincipal, sessionCookie } from "./Authentication.ts"
 
 /** The signed-in operator; an API token has no session. */
@@ -127,6 +133,25 @@ export const AuthHandlers = HttpApiBuilder.group(
             const { operator } = yield* currentOperator
             yield* operators.update(operator.id, { locale: payload.locale }).pipe(Effect.orDie)
             return yield* updated(operator.id)
+          }))
+        .handle("password", ({ payload }) =>
+          Effect.gen(function* () {
+            const { operator } = yield* currentOperator
+            const right = yield* operators.checkPassword(operator.id, payload.currentPassword).pipe(
+              Effect.orDie,
+            )
+            if (!right) {
+              return yield* new PasswordRejected({
+                field: "currentPassword",
+                message: "the current password is wrong",
+              })
+            }
+            yield* operators.setPassword(operator.id, payload.newPassword).pipe(
+              Effect.catchTag("WeakPassword", (e) =>
+                new PasswordRejected({ field: "newPassword", message: e.message })),
+              Effect.orDie,
+            )
+            yield* clearCookie(secure)
           }))
         .handle("totpSetup", () =>
           Effect.gen(function* () {

@@ -28,6 +28,7 @@ import { readableDecodeErrors } from "./DecodeErrors.ts"
 import { EventsHandlers, EventStreamsStop } from "./EventsHandlers.ts"
 import { AttachmentsReadHandlers, AttachmentsUploadHandlers } from "./AttachmentsHandlers.ts"
 import { InboundHandlers } from "./InboundHandlers.ts"
+import { PeopleHandlers } from "./PeopleHandlers.ts"
 import { PluginsHandlers } from "./PluginsHandlers.ts"
 import { pluginRoutes } from "./PluginRoutes.ts"
 import { ContactsHandlers, ConversationsHandlers } from "./ReadHandlers.ts"
@@ -46,7 +47,7 @@ export const ApiLive = HttpApiBuilder.api(ChorusApi).pipe(
   Layer.provide([InboundHandlers, ConversationsHandlers, ContactsHandlers, RepliesHandlers]),
   Layer.provide([PluginsHandlers, AttachmentsUploadHandlers, AttachmentsReadHandlers]),
   Layer.provide([AuthLoginHandlers, AuthHandlers]),
-  Layer.provide([InboxHandlers, ConversationActionsHandlers, SupervisionHandlers]),
+  Layer.provide([InboxHandlers, ConversationActionsHandlers, SupervisionHandlers, PeopleHandlers]),
   Layer.provide([AuthenticationLive, AdminAuthenticationLive, SupervisorAuthenticationLive]),
   Layer.provide([ApiTokens.Default, ConversationQueries.layer]),
 )

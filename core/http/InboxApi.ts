@@ -161,6 +161,17 @@ export class ConversationActionsApi extends HttpApiGroup.make("conversationActio
       ),
   )
   .add(
+    HttpApiEndpoint.post("typing", "/conversations/:id/typing")
+      .setPath(ConversationPath)
+      .addSuccess(Schema.Void, { status: 204 })
+      .addError(ConversationNotFound)
+      .annotate(
+        OpenApi.Summary,
+        "I am typing: the customer sees it where their channel can show it (at most one every " +
+          "two seconds is passed on; send while typing).",
+      ),
+  )
+  .add(
     HttpApiEndpoint.post("read", "/conversations/:id/read")
       .setPath(ConversationPath)
       .setPayload(ReadMark)

@@ -14,7 +14,10 @@ import type { OperatorId, TeamId } from "../../schemas/Ids.ts"
 import { operatorOf, seesEverything, supervises, visibilityOf } from "../accounts/Access.ts"
 import { Operators } from "../accounts/Operators.ts"
 import { Teams } from "../accounts/Teams.ts"
+import { Bus } from "../bus/Bus.ts"
 import { CannedResponses } from "../inbox/CannedResponses.ts"
+import { customerRouteOf, publishTyping, typingLimiter } from "../inbox/Typing.ts"
+import { Database } from "../storage/Database.ts"
 import { ChorusApi } from "./Api.ts"
 import { CurrentPrincipal, Forbidden } from "./Authentication.ts"
 import { CannedResponseNotFound, ChangeRejected, ShortCodeTaken } from "./InboxApi.ts"
@@ -162,6 +165,9 @@ export const ConversationActionsHandlers = HttpApiBuilder.group(
       const operators = yield* Operators
       const teams = yield* Teams
       const router = yield* Router
+      const bus = yield* Bus
+      const database = yield* Database
+      const operatorTyping = typingLimiter()
 
       const changed = (result: { readonly conversation: Conversation }) => result.conversation
 
@@ -232,6 +238,16 @@ export const ConversationActionsHandlers = HttpApiBuilder.group(
               clientId: payload.clientId,
             }))
             return result.message
+          }))
+        .handle("typing", ({ path }) =>
+          Effect.gen(function* () {
+            yield* visibleConversation(store, path.id)
+            const principal = yield* CurrentPrincipal
+            const operatorId = operatorOf(principal)?.id ?? null
+            if (!operatorTyping(`${path.id}\u0000${operatorId}`)) return
+            const to = yield* customerRouteOf(database, path.id).pipe(Effect.orDie)
+            yield* publishTyping(bus, { conversationId: path.id, by: "operator", operatorId, to })
+              .pipe(Effect.catchAll(() => Effect.void)) // a lost typing signal is harmless
           }))
         .handle("read", ({ path, payload }) =>
           Effect.gen(function* () {

@@ -46,6 +46,13 @@ import {
 } from "effect"
 import { InboundMessage, inboundMessageId } from "../../schemas/Inbound.ts"
 import { MANIFEST_FILE, type PluginManifest } from "../../schemas/PluginManifest.ts"
+import { onlineOperatorsFor } from "../accounts/Availability.ts"
+import {
+  openConversationOf,
+  publishTyping,
+  typingLimiter,
+  type TypingRoute,
+} from "../inbox/Typing.ts"
 import { AttachmentStore } from "../attachments/AttachmentStore.ts"
 import { Bus, type ConsumerSpec, Disposition } from "../bus/Bus.ts"
 import { describeIssues } from "../http/DecodeErrors.ts"
@@ -201,8 +208,19 @@ export interface PluginHostShape {
     channel: string,
     message: PluginOutgoing,
   ) => Effect.Effect<PluginSendResult, PluginUnavailable>
+  /**
+   * Show the customer on `channel` that an operator is typing, through the channel plugin's
+   * `typing` handler; best effort (nothing when the plugin has none or is changing version).
+   */
+  readonly typing: (channel: string, to: PluginTypingTarget) => Effect.Effect<void>
   /** Prometheus text of every plugin's metrics. */
   readonly prometheus: () => string
+}
+
+export interface PluginTypingTarget {
+  readonly account: string
+  readonly externalId: string
+  readonly conversationId: string
 }
 
 /** No running version of the plugin could take the call. */
@@ -268,6 +286,8 @@ interface Generation {
 interface Binding {
   readonly gen: Generation
   readonly handler: number
+  /** A channel's `typing` handler (operator typing shown to the customer), if it has one. */
+  readonly typing?: number
 }
 
 interface ConsumerEntry {
@@ -499,6 +519,8 @@ const asRecord = (value: unknown): Record<string, unknown> =>
 export const make = (discovered: DiscoveryResult, options: PluginHostOptions = {}) =>
   Effect.gen(function* () {
     const database = yield* Database
+    /** Customers' typing signals: one every two seconds per person. */
+    const customerTyping = typingLimiter()
     yield* Bus // the host API reaches it; fail early if missing
     const runtime = yield* Effect.runtime<Bus | Database | HttpClient.HttpClient>()
     const hostScope = yield* Effect.scope
@@ -879,6 +901,27 @@ export const make = (discovered: DiscoveryResult, options: PluginHostOptions = {
             }
             return yield* attachments.value.get(String(key))
           }),
+        "attachments.link": (key: string, ttlSeconds?: number) =>
+          Effect.gen(function* () {
+            const problem = checkAttachments(grants, "link")
+            if (problem !== undefined) return yield* problem
+            if (Option.isNone(attachments)) {
+              return yield* Effect.fail(new Error("this host has no attachment store"))
+            }
+            const ttl = ttlSeconds === undefined || ttlSeconds === null
+              ? 86_400
+              : Number(ttlSeconds)
+            if (!Number.isInteger(ttl) || ttl < 1 || ttl > 604_800) {
+              return yield* Effect.fail(
+                new RangeError(
+                  "link(key, ttlSeconds): ttlSeconds must be an integer from 1 to 604800",
+                ),
+              )
+            }
+            // Only a file that exists: a link to nothing would 404 in the customer's browser.
+            yield* attachments.value.get(String(key))
+            return attachments.value.signedPath(String(key), ttl)
+          }),
         "channels.receive": (channel: string, raw: unknown) =>
           Effect.gen(function* () {
             const problem = checkChannel(grants, String(channel))
@@ -961,12 +1004,48 @@ export const make = (discovered: DiscoveryResult, options: PluginHostOptions = {
             )
               .pipe(Effect.ignore)
           }),
-        "channels.register": (channel: string, handler: number) =>
+        "channels.availability": (channel: string, account: string) =>
+          Effect.gen(function* () {
+            const problem = checkChannel(grants, String(channel))
+            if (problem !== undefined) return yield* problem
+            const online = yield* onlineOperatorsFor(database, String(channel), String(account))
+            return { online, available: online > 0 }
+          }),
+        "channels.register": (channel: string, handler: number, typing?: number) =>
           Effect.suspend(() => {
             const problem = checkChannel(grants, String(channel))
             if (problem !== undefined) return Effect.fail(problem)
-            slot.channels.set(String(channel), { gen, handler })
+            slot.channels.set(String(channel), {
+              gen,
+              handler,
+              ...(typeof typing === "number" ? { typing } : {}),
+            })
             return Effect.void
+          }),
+        "channels.typing": (channel: string, raw: unknown) =>
+          Effect.gen(function* () {
+            const problem = checkChannel(grants, String(channel))
+            if (problem !== undefined) return yield* problem
+            const r = asRecord(raw)
+            const route = {
+              channel: String(channel),
+              account: String(r["account"] ?? ""),
+              externalId: String(r["externalId"] ?? ""),
+            }
+            if (
+              !customerTyping(`${route.channel}\u0000${route.account}\u0000${route.externalId}`)
+            ) {
+              return false
+            }
+            const conversation = yield* openConversationOf(database, route)
+            if (Option.isNone(conversation)) return false
+            yield* publishTyping(yield* Bus, {
+              conversationId: conversation.value,
+              by: "customer",
+              operatorId: null,
+              to: route as TypingRoute,
+            })
+            return true
           }),
       }
       return (op: string, args: ReadonlyArray<any>): Promise<unknown> => {
@@ -1696,6 +1775,21 @@ export const make = (discovered: DiscoveryResult, options: PluginHostOptions = {
       }
     }
 
+    const typing = (channel: string, to: PluginTypingTarget) =>
+      Effect.gen(function* () {
+        const owner = channelOwners().find((c) => c.channel === channel)
+        const slot = owner === undefined ? undefined : slots.get(owner.plugin)
+        if (slot === undefined || isDown(slot) || !slot.open) return
+        const binding = slot.channels.get(channel)
+        if (binding?.typing === undefined || binding.gen !== slot.gen) return
+        const result = yield* callInHand(slot, binding, "typing", [binding.typing, to], "5 seconds")
+        if (Either.isLeft(result) && result.left._tag !== "GuestGone") {
+          yield* Effect.logDebug("typing indicator not shown").pipe(
+            Effect.annotateLogs({ plugin: slot.id, error: GuestRpc.describe(result.left) }),
+          )
+        }
+      })
+
     return {
       list: Effect.sync(() =>
         [...slots.values()].sort((a, b) => (a.id < b.id ? -1 : 1)).map(statusOf)
@@ -1709,6 +1803,7 @@ export const make = (discovered: DiscoveryResult, options: PluginHostOptions = {
       openSocket,
       channels: channelOwners,
       send,
+      typing,
       prometheus: () => [...slots.values()].map((s) => s.metrics.prometheus()).join(""),
     } satisfies PluginHostShape
   })

@@ -233,6 +233,12 @@ export default {
 
     // -- outbound ----------------------------------------------------------------------------------
     await chorus.channels.register("telegram", {
+      /** An operator is typing: Telegram shows "typing…" in the chat for about five seconds. */
+      async typing(to) {
+        const account = accounts.get(to.account)
+        if (account === undefined) return
+        await account.api.sendChatAction(to.externalId, "typing")
+      },
       async send(message) {
         const account = accounts.get(message.account)
         if (account === undefined) {

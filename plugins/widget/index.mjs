@@ -22,6 +22,7 @@ import * as NodePath from "node:path"
 
 const VISITOR = /^[A-Za-z0-9_-]{16,64}$/
 const SITE = /^[a-z0-9][a-z0-9_-]{0,31}$/
+const EMAIL = /^[^\s@]{1,64}@[^\s@]{1,255}\.[^\s@]{1,63}$/
 const CLIENT_ID = /^[A-Za-z0-9_-]{1,64}$/
 
 const hex = (bytes) =>
@@ -67,6 +68,28 @@ export default {
     /** Open windows by `<site>|<sender>`. */
     const windows = new Map()
     const windowsOf = (site, sender) => windows.get(`${site}|${sender}`) ?? new Set()
+    /**
+     * A history entry as a frame: each kept file gets a fresh signed link (history keeps the
+     * storage key, not the link, which expires).
+     */
+    const asFrame = async (key, entry) => {
+      if (!Array.isArray(entry.files) || entry.files.length === 0) {
+        return { type: "message", key, ...entry }
+      }
+      const files = []
+      for (const f of entry.files) {
+        const url = f.storageKey === undefined
+          ? undefined
+          : await chorus.attachments.link(f.storageKey).catch(() => undefined)
+        files.push({
+          name: f.name,
+          mimeType: f.mimeType,
+          size: f.size,
+          ...(url !== undefined ? { url } : {}),
+        })
+      }
+      return { type: "message", key, ...entry, files }
+    }
     const push = async (site, sender, frame) => {
       for (const socket of windowsOf(site, sender)) {
         await socket.send(JSON.stringify(frame)).catch(() => {})
@@ -108,7 +131,12 @@ export default {
         })),
       })
       if (!duplicate) {
-        const files = attachments.map((a) => ({ name: a.name, mimeType: a.mimeType, size: a.size }))
+        const files = attachments.map((a) => ({
+          name: a.name,
+          mimeType: a.mimeType,
+          size: a.size,
+          storageKey: a.storageKey,
+        }))
         const entry = {
           id,
           from: "visitor",
@@ -120,7 +148,7 @@ export default {
         const key = historyKey(site, sender.externalId, now, clientId)
         await chorus.storage.kv.set(key, entry)
         received.inc(1, { site })
-        await push(site, sender.externalId, { type: "message", key, ...entry })
+        await push(site, sender.externalId, await asFrame(key, entry))
       }
       await socket.send(JSON.stringify({ type: "ack", clientId, id, duplicate }))
     }
@@ -156,15 +184,18 @@ export default {
         const key = `${site}|${sender.externalId}`
         if (!windows.has(key)) windows.set(key, new Set())
         windows.get(key).add(socket)
-        await socket.send(JSON.stringify({ type: "welcome", site, verified: sender.verified }))
+        // Nobody online for this site: the window offers to leave a message and an address.
+        const { available } = await chorus.channels.availability("widget", site)
+          .catch(() => ({ available: true }))
+        await socket.send(
+          JSON.stringify({ type: "welcome", site, verified: sender.verified, available }),
+        )
         // The conversation since the last message this browser saw.
         const keys = await chorus.storage.kv.list(historyPrefix(site, sender.externalId))
         const since = typeof q.since === "string" ? q.since : ""
         for (const k of keys.filter((k) => k > since).slice(-historyLimit)) {
           const entry = await chorus.storage.kv.get(k)
-          if (entry !== null) {
-            await socket.send(JSON.stringify({ type: "message", key: k, ...entry }))
-          }
+          if (entry !== null) await socket.send(JSON.stringify(await asFrame(k, entry)))
         }
       },
       async message(socket, data) {
@@ -201,6 +232,14 @@ export default {
         } catch {
           return fail("bad_frame", "not JSON")
         }
+        if (frame.type === "typing") {
+          // Passed on to the inbox (the host keeps one every two seconds per visitor).
+          await chorus.channels.typing("widget", {
+            account: connection.site,
+            externalId: connection.sender.externalId,
+          }).catch(() => false)
+          return
+        }
         if (frame.type !== "message" && frame.type !== "file") return
         const now = Date.now()
         connection.sent = connection.sent.filter((t) => now - t < 60_000)
@@ -227,6 +266,14 @@ export default {
           return
         }
         if (text === "") return fail("bad_message", "a message needs some text", frame.clientId)
+        // The offline form's address: the visitor's claim (a signed user's own stays).
+        if (typeof frame.email === "string" && !connection.sender.verified) {
+          const email = frame.email.trim().toLowerCase()
+          if (!EMAIL.test(email)) {
+            return fail("bad_email", "that does not look like an e-mail address", frame.clientId)
+          }
+          connection.sender = { ...connection.sender, email }
+        }
         return deliver(socket, connection, frame.clientId, text, [])
       },
       close(socket) {
@@ -239,6 +286,10 @@ export default {
     })
 
     await chorus.channels.register("widget", {
+      /** An operator is typing: every open window of the visitor shows it for a few seconds. */
+      async typing(to) {
+        await push(to.account, to.externalId, { type: "typing", from: "operator" })
+      },
       async send(message) {
         const site = message.account
         const sender = message.recipient.externalId
@@ -247,12 +298,27 @@ export default {
           return { ok: true, externalId: message.id }
         }
         const at = Date.now()
-        const entry = { id: message.id, from: "operator", text: message.text, at }
+        // An operator's files: kept by their storage key; the visitor gets signed links.
+        const files = message.attachments
+          .filter((a) => typeof a?.storageKey === "string")
+          .map((a) => ({
+            name: a.name,
+            mimeType: a.mimeType,
+            size: a.size,
+            storageKey: a.storageKey,
+          }))
+        const entry = {
+          id: message.id,
+          from: "operator",
+          text: message.text ?? "",
+          at,
+          ...(files.length > 0 ? { files } : {}),
+        }
         const key = historyKey(site, sender, at, message.id)
         // Kept first, then shown: a visitor who is away sees it on the next visit.
         await chorus.storage.kv.set(key, entry)
         await chorus.storage.kv.set(`sent:${message.id}`, key)
-        await push(site, sender, { type: "message", key, ...entry })
+        await push(site, sender, await asFrame(key, entry))
         return { ok: true, externalId: message.id }
       },
     })

@@ -77,6 +77,15 @@ describe.skipIf(!NodeFs.existsSync(CHROMIUM))("widget in Chromium", () => {
 
         yield* Effect.promise(() => page.goto(shop.url))
         yield* Effect.promise(() => page.click("[data-chorus-widget] [data-open]"))
+        // Nobody is online (no operator at all here): the offline form asks for an address.
+        yield* Effect.promise(() =>
+          page.waitForSelector("[data-chorus-widget] [data-offline]:not([hidden])", {
+            timeout: 10_000,
+          })
+        )
+        yield* Effect.promise(() =>
+          page.fill("[data-chorus-widget] [data-email]", "Visitor@Example.com")
+        )
         yield* Effect.promise(() =>
           page.fill("[data-chorus-widget] [data-input]", "Do you ship to Lisbon?")
         )
@@ -97,6 +106,17 @@ describe.skipIf(!NodeFs.existsSync(CHROMIUM))("widget in Chromium", () => {
             m.text
           ),
           ["Do you ship to Lisbon?"],
+        )
+        // The address left in the offline form is the visitor's claim on their identity.
+        const withContact = (yield* api("GET", `/conversations/${conversation}`)).body as {
+          contactId: string
+        }
+        const contact = (yield* api("GET", `/contacts/${withContact.contactId}`)).body as {
+          identities: Array<{ email: string | null; verification: string }>
+        }
+        assert.deepStrictEqual(
+          contact.identities.map((i) => [i.email, i.verification]),
+          [["visitor@example.com", "claimed"]],
         )
 
         const reply = yield* api("POST", `/conversations/${conversation}/messages`, {

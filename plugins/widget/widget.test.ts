@@ -12,7 +12,8 @@ import { Effect } from "effect"
 // @ts-expect-error -- ws ships no types of its own (and @types/ws is not installed)
 import WebSocket from "ws"
 import { request } from "../../tests/api/ApiServer.ts"
-import { eventually, startReplyServer } from "../../tests/api/ReplyServer.ts"
+import { eventually, recordEvents, startReplyServer } from "../../tests/api/ReplyServer.ts"
+import { addOperator } from "../../tests/inbox/InboxClient.ts"
 import { installRepoPlugins } from "../../tests/support/PluginFixtures.ts"
 import { tempDir } from "../../tests/support/TestDatabase.ts"
 
@@ -69,11 +70,30 @@ describe("widget channel", () => {
     "messages in, acknowledged once stored; replies live to every window and kept for the next visit",
     () =>
       Effect.gen(function* () {
-        const { ws, api } = yield* setup()
+        const { ws, api, server } = yield* setup()
         const one = yield* open(ws(`visitor=${visitor}&name=Ann`))
         const two = yield* open(ws(`visitor=${visitor}`))
         yield* eventually("welcomes", () => one.frames.length >= 1 && two.frames.length >= 1)
-        assert.deepStrictEqual(one.frames[0], { type: "welcome", site: "shop", verified: false })
+        // Nobody online for the site yet: the window is told, and shows its offline form.
+        assert.deepStrictEqual(one.frames[0], {
+          type: "welcome",
+          site: "shop",
+          verified: false,
+          available: false,
+        })
+        const team = yield* server.teams.add("Web").pipe(Effect.orDie)
+        yield* server.teams.claimInbox(team.id, { channel: "widget", account: "shop" }).pipe(
+          Effect.orDie,
+        )
+        const ann = yield* addOperator(server, {
+          email: "ann@shop.example",
+          teamIds: [team.id],
+          presence: "online",
+        })
+        const three = yield* open(ws(`visitor=${visitor}`))
+        yield* eventually("third welcome", () => three.frames.length >= 1)
+        assert.strictEqual(three.frames[0].available, true)
+        yield* server.operators.update(ann.id, { presence: "away" }).pipe(Effect.orDie)
 
         one.ws.send(
           JSON.stringify({ type: "message", clientId: "c1", text: "Is my order shipped?" }),
@@ -111,6 +131,33 @@ describe("widget channel", () => {
           ["Is my order shipped?"],
         )
 
+        // Typing, both ways: the visitor's reaches the inbox (an event on the conversation),
+        // at most one per two seconds; an operator's reaches every window of the visitor.
+        const events = yield* recordEvents(server.bus)
+        one.ws.send(JSON.stringify({ type: "typing" }))
+        one.ws.send(JSON.stringify({ type: "typing" }))
+        yield* eventually("the visitor's typing", () =>
+          events.some((e) =>
+            e.type === "conversation.typing" && e.by === "customer" &&
+            e.conversationId === conversation
+          ))
+        yield* Effect.sleep("300 millis")
+        assert.strictEqual(
+          events.filter((e) =>
+            e.type === "conversation.typing"
+          ).length,
+          1,
+          "the second signal within two seconds is not passed on",
+        )
+        const typing = yield* api("POST", `/conversations/${conversation}/typing`)
+        assert.strictEqual(typing.status, 204)
+        yield* eventually("the operator's typing in both windows", () =>
+          [one, two].every((w) =>
+            w.frames.some((f) =>
+              f.type === "typing"
+            )
+          ))
+
         const reply = yield* api("POST", `/conversations/${conversation}/messages`, {
           text: "Yes, this morning.",
         })
@@ -147,8 +194,7 @@ describe("widget channel", () => {
         const since = yield* open(
           ws(`visitor=${visitor}&since=${encodeURIComponent(history[0].key)}`),
         )
-        yield* eventually("newer only", () =>
-          since.frames.length >= 2)
+        yield* eventually("newer only", () => since.frames.length >= 2)
         yield* Effect.sleep("200 millis")
         assert.deepStrictEqual(
           since.frames.filter((f) => f.type === "message").map((f) => f.text),
@@ -197,6 +243,49 @@ describe("widget channel", () => {
           since.frames.some((f) =>
             f.type === "error" && f.code === "bad_frame"
           ))
+
+        // The operator answers with a file: the visitor gets a signed link that opens it with
+        // no token, and a window opened later gets a fresh one from the history.
+        const storedFile = fileMessage.attachments[0]!
+        const withAttachment = yield* api("POST", `/conversations/${conversation}/messages`, {
+          text: "Here is your invoice",
+          attachments: [{
+            name: "invoice.png",
+            mimeType: "image/png",
+            size: png.length,
+            storageKey: storedFile.storageKey,
+          }],
+        })
+        assert.strictEqual(withAttachment.status, 202, JSON.stringify(withAttachment.body))
+        yield* eventually("the file reaches the visitor", () =>
+          since.frames.some((f) =>
+            f.text === "Here is your invoice"
+          ))
+        const linked = since.frames.find((f) =>
+          f.text === "Here is your invoice"
+        )! as unknown as {
+          files: Array<{ name: string; url: string }>
+        }
+        assert.strictEqual(linked.files[0]!.name, "invoice.png")
+        assert.match(
+          linked.files[0]!.url,
+          /^\/api\/v1\/attachments\/sha256-[0-9a-f]+\?expires=\d+&signature=/,
+        )
+        const fetched = yield* Effect.promise(() =>
+          fetch(`${server.url}${linked.files[0]!.url}`).then(async (r) => ({
+            status: r.status,
+            bytes: new Uint8Array(await r.arrayBuffer()),
+          }))
+        )
+        assert.strictEqual(fetched.status, 200)
+        assert.deepStrictEqual([...fetched.bytes], [...png])
+        const tampered = yield* Effect.promise(() =>
+          fetch(`${server.url}${linked.files[0]!.url.replace(/signature=./, "signature=x")}`)
+            .then((r) =>
+              r.status
+            )
+        )
+        assert.strictEqual(tampered, 401)
       }),
     60_000,
   )

@@ -207,12 +207,26 @@ describe("telegram channel", () => {
         const parts = fake.sent(TOKEN).filter((s) => /^[AB]+$/.test(s.text ?? ""))
         assert.deepStrictEqual(parts.map((p) => p.text!.length), [3000, 3000])
 
+        // An operator typing: Telegram's "typing…" in the customer's chat.
+        assert.strictEqual(
+          (yield* api("POST", `/conversations/${conversation}/typing`)).status,
+          204,
+        )
+        yield* eventually("sendChatAction", () =>
+          fake.calls(TOKEN).some((c) =>
+            c.method === "sendChatAction" && c.params["action"] === "typing" &&
+            String(c.params["chat_id"]) === String(CHAT)
+          ))
+
         // 429 with retry_after: waited, then sent.
         fake.failNext(TOKEN, "sendMessage", { kind: "tooManyRequests", retryAfter: 1 })
         const paced = yield* reply("after the pause")
         yield* eventually(
           "paced sent",
-          () => deliveryOf(paced).pipe(Effect.map((m) => m?.delivery.state === "sent")),
+          () =>
+            deliveryOf(paced).pipe(Effect.map((m) =>
+              m?.delivery.state === "sent"
+            )),
         )
         const calls = fake.calls(TOKEN).filter((c) =>
           c.method === "sendMessage" && c.params["text"] === "after the pause"
@@ -236,6 +250,24 @@ describe("telegram channel", () => {
           identities: Array<{ reachable: boolean }>
         }
         assert.deepStrictEqual(contact.identities.map((i) => i.reachable), [false])
+
+        // The customer unblocks the bot and writes again: reachable again.
+        fake.pushUpdate(TOKEN, {
+          message: {
+            message_id: 504,
+            date: Math.floor(Date.now() / 1000),
+            chat: { id: CHAT, type: "private", first_name: "FirstName" },
+            from: { id: CHAT, is_bot: false, first_name: "FirstName", last_name: "LastName" },
+            text: "sorry, I am back",
+          },
+        } as never)
+        yield* eventually("reachable again", () =>
+          api("GET", `/contacts/${contactId}`).pipe(
+            Effect.map((r) =>
+              (r.body as { identities: Array<{ reachable: boolean }> }).identities[0]?.reachable ===
+                true
+            ),
+          ))
       }),
     90_000,
   )

@@ -77,6 +77,12 @@ export interface GuestAttachments {
   readonly get: (
     storageKey: string,
   ) => Promise<{ readonly bytes: Uint8Array; readonly mimeType: string; readonly size: number }>
+  /**
+   * A link anyone holding it may fetch the file with, until it expires: a path on this server
+   * (`/api/v1/attachments/<key>?expires=…&signature=…`), for a customer's browser (the web chat
+   * shows an operator's file with it). `ttlSeconds` default 86400 (one day), at most 604800.
+   */
+  readonly link: (storageKey: string, ttlSeconds?: number) => Promise<string>
 }
 
 export type PluginMode = "inprocess" | "worker" | "deno"
@@ -348,9 +354,40 @@ export interface GuestChannels {
     channel: string,
     message: GuestInbound,
   ) => Promise<{ readonly id: string; readonly duplicate: boolean }>
-  /** Send replies of a channel declared in `contributes.channels`. One provider call per `send`. */
+  /**
+   * Whether someone can answer this channel account now: the online operators of the team that
+   * owns it (the online admins when no team does). A chat window shows its offline form when
+   * `available` is false.
+   */
+  readonly availability: (
+    channel: string,
+    account: string,
+  ) => Promise<{ readonly online: number; readonly available: boolean }>
+  /**
+   * Send replies of a channel declared in `contributes.channels`. One provider call per `send`.
+   * `typing` (optional) shows the customer that an operator is typing (a chat window's
+   * indicator, Telegram's `sendChatAction`); best effort, called at most every two seconds.
+   */
   readonly register: (
     channel: string,
-    adapter: { readonly send: (message: GuestOutgoing) => Promise<GuestSendResult> },
+    adapter: {
+      readonly send: (message: GuestOutgoing) => Promise<GuestSendResult>
+      readonly typing?: (to: GuestTypingTarget) => Promise<void>
+    },
   ) => Promise<void>
+  /**
+   * The customer is typing (a chat window's keystrokes): the inbox shows it. At most one every
+   * two seconds per person is passed on; resolves whether it was.
+   */
+  readonly typing: (
+    channel: string,
+    from: { readonly account: string; readonly externalId: string },
+  ) => Promise<boolean>
+}
+
+/** Whom an operator's typing is shown to. */
+export interface GuestTypingTarget {
+  readonly account: string
+  readonly externalId: string
+  readonly conversationId: string
 }

@@ -22,6 +22,7 @@ import type {
   GuestSocket,
   GuestSocketHandlers,
   GuestStreamSpec,
+  GuestTypingTarget,
   MetricLabels,
   PluginDefinition,
 } from "./Api.ts"
@@ -188,9 +189,12 @@ export const runGuest = (link: Link): void => {
       attachments: {
         put: (bytes: Uint8Array, file) => call("attachments.put", bytes, file),
         get: (key: string) => call("attachments.get", key),
+        link: (key: string, ttlSeconds?: number) => call("attachments.link", key, ttlSeconds),
       },
       channels: {
         receive: (channel: string, message) => call("channels.receive", channel, message),
+        availability: (channel: string, account: string) =>
+          call("channels.availability", channel, account),
         register: (channel: string, adapter) => {
           if (typeof adapter?.send !== "function") {
             return Promise.reject(new TypeError("a channel adapter needs a send(message) function"))
@@ -199,8 +203,12 @@ export const runGuest = (link: Link): void => {
             "channels.register",
             channel,
             handlerId((m: GuestOutgoing) => adapter.send(m)),
+            ...(typeof adapter.typing === "function"
+              ? [handlerId((to: GuestTypingTarget) => adapter.typing!(to))]
+              : []),
           )
         },
+        typing: (channel: string, from) => call("channels.typing", channel, from),
       },
     }
   }
@@ -253,6 +261,10 @@ export const runGuest = (link: Link): void => {
     },
     send: async (id: number, message: GuestOutgoing) =>
       (await handler(id)(message)) as GuestSendResult,
+    typing: async (id: number, to: GuestTypingTarget) => {
+      await handler(id)(to)
+      return null
+    },
     ping: () => Promise.resolve("pong"),
     "ws.open": async (
       id: number,

@@ -9,7 +9,7 @@
  * `route` (handler, request), `send` (handler, outgoing), `ping`.
  * Guest → host calls: `secrets.get`, `bus.ensureStream`, `bus.publish`, `bus.consume`,
  * `http.fetch`, `storage.execute`, `storage.kv.get|set|delete|list`, `routes.handle`,
- * `channels.receive`, `channels.register`, `attachments.put|get`. Guest → host events: `log`, `metric`.
+ * `channels.receive`, `channels.register`, `attachments.put|get|link`. Guest → host events: `log`, `metric`.
  */
 import type { GuestMessage, PluginMode, SettingValue } from "./Api.ts"
 

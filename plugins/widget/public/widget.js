@@ -34,7 +34,11 @@
     '<button type="button" data-open style="border-radius:24px;padding:10px 16px;border:0;background:#2563eb;color:#fff;cursor:pointer">Chat</button>' +
     '<div data-panel hidden style="width:320px;height:420px;background:#fff;border:1px solid #ddd;border-radius:12px;box-shadow:0 8px 24px rgba(0,0,0,.15);display:flex;flex-direction:column">' +
     '<div data-log style="flex:1;overflow-y:auto;padding:8px"></div>' +
+    '<div data-typing hidden style="font-size:12px;color:#888;padding:0 8px">The operator is typing…</div>' +
     '<div data-status style="font-size:12px;color:#888;padding:0 8px"></div>' +
+    '<div data-offline hidden style="padding:8px;border-top:1px solid #eee;font-size:13px;color:#444">' +
+    "<div>Nobody is online right now. Leave a message (and your e-mail, to get the answer there too); we will answer here.</div>" +
+    '<input data-email type="email" autocomplete="email" placeholder="Your e-mail" style="width:100%;box-sizing:border-box;margin-top:6px;padding:6px;border:1px solid #ddd;border-radius:6px"></div>' +
     '<form data-form style="display:flex;border-top:1px solid #eee">' +
     '<label title="Send a file" style="padding:10px;cursor:pointer">&#128206;<input data-file type="file" hidden></label>' +
     '<input data-input autocomplete="off" placeholder="Type a message" style="flex:1;border:0;padding:10px">' +
@@ -44,6 +48,11 @@
   const log = root.querySelector("[data-log]")
   const status = root.querySelector("[data-status]")
   const input = root.querySelector("[data-input]")
+  const typingNote = root.querySelector("[data-typing]")
+  let typingTimer = 0
+  let typingSent = 0
+  const offline = root.querySelector("[data-offline]")
+  const emailInput = root.querySelector("[data-email]")
   root.querySelector("[data-open]").addEventListener("click", function () {
     panel.hidden = !panel.hidden
     if (!panel.hidden) input.focus()
@@ -96,16 +105,34 @@
           log.querySelector('[data-client-id="' + frame.clientId + '"]')
         if (local) local.removeAttribute("data-client-id")
         else {
-          const names = (frame.files || []).map(function (f) {
-            return "\u{1F4CE} " + f.name
+          const row = bubble(frame.from, frame.text || "", frame.id) // Files: a link (a signed one from Chorus, valid a day) or, while none, the name.
+          ;(frame.files || []).forEach(function (f) {
+            const item = document.createElement(f.url ? "a" : "span")
+            item.textContent = "\u{1F4CE} " + f.name
+            item.setAttribute("data-file-name", f.name)
+            if (f.url) {
+              item.href = new URL(f.url, base).toString()
+              item.target = "_blank"
+              item.rel = "noopener"
+            }
+            item.style.cssText = "display:block"
+            row.firstChild.appendChild(item)
           })
-          bubble(frame.from, [frame.text].concat(names).filter(Boolean).join("\n"), frame.id)
         }
         if (frame.key && frame.key > lastSeen) {
           lastSeen = frame.key
         }
       } else if (frame.type === "ack") {
         delete pending[frame.clientId]
+      } else if (frame.type === "typing") {
+        typingNote.hidden = false
+        clearTimeout(typingTimer)
+        typingTimer = setTimeout(function () {
+          typingNote.hidden = true
+        }, 4000)
+      } else if (frame.type === "welcome") {
+        // Nobody can answer now: the offline form asks for an address to answer to.
+        offline.hidden = frame.available !== false || frame.verified === true
       } else if (frame.type === "error") {
         status.textContent = frame.message
       }
@@ -132,7 +159,13 @@
         text: item.text,
       }))
       socket.send(item.bytes)
-    } else socket.send(JSON.stringify({ type: "message", clientId: clientId, text: item.text }))
+    } else {
+      socket.send(JSON.stringify(
+        item.email
+          ? { type: "message", clientId: clientId, text: item.text, email: item.email }
+          : { type: "message", clientId: clientId, text: item.text },
+      ))
+    }
   }
 
   root.querySelector("[data-file]").addEventListener("change", function (event) {
@@ -147,13 +180,23 @@
     })
   })
 
+  // The visitor is typing: said at most every two seconds (the inbox shows it).
+  input.addEventListener("input", function () {
+    const now = Date.now()
+    if (now - typingSent < 2000 || !socket || socket.readyState !== 1) return
+    typingSent = now
+    socket.send(JSON.stringify({ type: "typing" }))
+  })
+
   root.querySelector("[data-form]").addEventListener("submit", function (event) {
     event.preventDefault()
     const text = input.value.trim()
     if (!text) return
     input.value = ""
+    // Offline: the address is asked for, not required (the reply also waits here).
+    const email = offline.hidden ? "" : emailInput.value.trim()
     const clientId = newClientId()
-    pending[clientId] = { text: text }
+    pending[clientId] = email ? { text: text, email: email } : { text: text }
     bubble("visitor", text).setAttribute("data-client-id", clientId)
     if (socket && socket.readyState === 1) {
       sendPending(clientId)

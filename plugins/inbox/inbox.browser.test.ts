@@ -554,6 +554,41 @@ describe.skipIf(!NodeFs.existsSync(CHROMIUM))("inbox UI against the API contract
     assert.deepStrictEqual(bob.errors, [])
   })
 
+  it("shows who is typing, and tells others when I type a reply (not a note)", async () => {
+    const { conversationId: id } = server.customerWrites("Question coming", {
+      name: "Typist",
+      assigneeId: BOB.id,
+    })
+    const bob = await newPage()
+    await signIn(bob.page, server.url, BOB)
+    await bob.page.click(`.list-pane [data-conversation="${id}"]`)
+    await bob.page.waitForSelector(".timeline >> text=Question coming")
+    server.customerTypes(id)
+    await bob.page.waitForSelector("[data-testid=typing] >> text=Typist is typing…")
+    // Their message ends it.
+    server.customerWrites("Here it is", { conversationId: id })
+    await bob.page.waitForSelector("[data-testid=typing]", { state: "detached" })
+
+    // A colleague with the conversation open sees Bob typing a reply; a note is not told.
+    const ann = await newPage()
+    await signIn(ann.page, server.url, ANN)
+    await ann.page.click("[data-testid=view-all]")
+    await ann.page.click(`.list-pane [data-conversation="${id}"]`)
+    await ann.page.waitForSelector(".timeline >> text=Here it is")
+    const typed = () =>
+      server.requests.filter((r) => r.path === `/api/v1/conversations/${id}/typing`).length
+    await bob.page.type("[data-testid=reply-text]", "Let me see")
+    await ann.page.waitForSelector("[data-testid=typing] >> text=Bob Operator is typing…")
+    assert.strictEqual(typed(), 1, "at most one every two seconds")
+    await bob.page.fill("[data-testid=reply-text]", "")
+    await bob.page.click("[data-testid=mode-note]")
+    await new Promise((resolve) => setTimeout(resolve, 2100))
+    await bob.page.type("[data-testid=reply-text]", "private")
+    assert.strictEqual(typed(), 1)
+    // It goes after a few seconds.
+    await ann.page.waitForSelector("[data-testid=typing]", { state: "detached", timeout: 8000 })
+  })
+
   it("signs out, here and everywhere", async () => {
     const one = await newPage()
     await signIn(one.page, server.url, BOB)

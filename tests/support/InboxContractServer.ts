@@ -246,6 +246,10 @@ export const startInboxContractServer = async (options: {
     c.lastMessageAt = list[list.length - 1]!.createdAt
   }
 
+  /** The customer is typing (their channel told us). */
+  const customerTypes = (conversationId: string) =>
+    publish("conversation.typing", { conversationId, by: "customer", operatorId: null, to: null })
+
   /** End every open event stream (the browser reconnects with Last-Event-ID). */
   const dropStreams = () => {
     for (const res of streams) res.destroy()
@@ -458,7 +462,7 @@ export const startInboxContractServer = async (options: {
         identities: [...identities.values()].filter((i) => i.contactId === contact.id),
       })
     }
-    m = /^\/conversations\/([^/]+)(?:\/(messages|notes|status|assignment|read))?$/.exec(path)
+    m = /^\/conversations\/([^/]+)(?:\/(messages|notes|status|assignment|read|typing))?$/.exec(path)
     const c = m === null ? undefined : conversations.get(m[1]!)
     if (m === null || c === undefined) return fail(res, 404, "NotFound")
     const list = messages.get(c.id)!
@@ -564,6 +568,15 @@ export const startInboxContractServer = async (options: {
       conversationUpdated(c, ["assigneeId", "teamId"])
       return send(res, 200, { ...c })
     }
+    if (method === "POST" && action === "typing") {
+      publish("conversation.typing", {
+        conversationId: c.id,
+        by: "operator",
+        operatorId: me.id,
+        to: null,
+      })
+      return send(res, 204)
+    }
     if (method === "POST" && action === "read") {
       c.unreadCount = 0
       conversationUpdated(c, ["unreadCount"])
@@ -619,6 +632,7 @@ export const startInboxContractServer = async (options: {
     requests,
     operators,
     customerWrites,
+    customerTypes,
     seedHistory,
     dropStreams,
     /** The next `n` requests for the event stream are answered 503. */

@@ -543,7 +543,32 @@ const alert = (title: string, body: string, conversationId: string) => {
   systemNotification(title, body, () => void openConversation(conversationId))
 }
 
+/** How long "… is typing" stays after the event (the sender repeats it while typing). */
+const TYPING_SHOWN_MS = 5000
+
+const setTyping = (conversationId: string, who: string, until: number | null) =>
+  setState((s) => {
+    const current = { ...s.typing[conversationId] }
+    if (until === null) {
+      if (current[who] === undefined) return {}
+      delete current[who]
+    } else current[who] = until
+    return { typing: { ...s.typing, [conversationId]: current } }
+  })
+
+let lastTypingSent = 0
+
+/** Tell the others (and the customer's channel) I am typing: at most once every two seconds. */
+export const typing = (conversationId: string) => {
+  const now = Date.now()
+  if (now - lastTypingSent < 2000) return
+  lastTypingSent = now
+  api.typing(conversationId).catch(() => {})
+}
+
 const applyMessage = (m: Message) => {
+  // Whoever wrote it has stopped typing.
+  setTyping(m.conversationId, m.direction === "in" ? "customer" : m.authorId ?? "", null)
   setState((s) => {
     const tl = s.timelines[m.conversationId]
     if (tl === undefined || !tl.loaded) return {}
@@ -621,6 +646,14 @@ export const applyEvent = (event: InboxEvent) => {
         }
       })
       return
+    case "conversation.typing": {
+      // A replayed (caught-up) one is old news.
+      const age = Date.now() - Date.parse(event.occurredAt)
+      const who = event.by === "customer" ? "customer" : event.operatorId ?? ""
+      if (age > TYPING_SHOWN_MS || who === "" || who === me) return
+      setTyping(event.conversationId, who, Date.now() + TYPING_SHOWN_MS)
+      return
+    }
     case "operator.updated": {
       const o = event.operator
       setState((st) => ({

@@ -179,6 +179,8 @@ export const api = {
     request<Conversation>("POST", `/conversations/${id(conversationId)}/status`, { body }),
   assign: (conversationId: string, body: AssignmentChange) =>
     request<Conversation>("POST", `/conversations/${id(conversationId)}/assignment`, { body }),
+  typing: (conversationId: string) =>
+    request<void>("POST", `/conversations/${id(conversationId)}/typing`),
   markRead: (conversationId: string, seq: number) =>
     request<void>("POST", `/conversations/${id(conversationId)}/read`, { body: { seq } }),
   contact: (contactId: string) =>

@@ -20,6 +20,7 @@ export const EVENT_TYPES = [
   "message.delivery_changed",
   "contact.created",
   "operator.updated",
+  "conversation.typing",
 ] as const
 
 export interface EventHandlers {

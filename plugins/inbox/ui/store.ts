@@ -82,6 +82,11 @@ export interface State {
   /** The stream was open once: the banner shows only for a lost connection. */
   readonly everLive: boolean
   readonly toasts: ReadonlyArray<Toast>
+  /**
+   * Who is typing where, until when (ms): by conversation, `customer` or an operator's id.
+   * Ephemeral: shown a few seconds after the event, cleared by that party's message.
+   */
+  readonly typing: Readonly<Record<string, Readonly<Record<string, number>>>>
   readonly notificationPermission: NotificationPermission | "unsupported"
 }
 
@@ -108,6 +113,7 @@ const initial: State = {
   live: false,
   everLive: false,
   toasts: [],
+  typing: {},
   notificationPermission: typeof Notification === "undefined"
     ? "unsupported"
     : Notification.permission,

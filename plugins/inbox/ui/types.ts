@@ -62,3 +62,10 @@ export type InboxEvent =
   }
   | { readonly type: "contact.created"; readonly contact: ContactWithIdentities }
   | { readonly type: "operator.updated"; readonly operator: OperatorLoad }
+  | {
+    readonly type: "conversation.typing"
+    readonly conversationId: string
+    readonly by: "customer" | "operator"
+    readonly operatorId: string | null
+    readonly occurredAt: string
+  }

@@ -13,6 +13,7 @@ import { ChannelBadge } from "./ChannelBadge.tsx"
 import { ConversationActions } from "./ConversationActions.tsx"
 import { MessageItem, PendingItem } from "./MessageItem.tsx"
 import { ReplyBox } from "./ReplyBox.tsx"
+import { Typing } from "./Typing.tsx"
 
 export function ConversationView() {
   const id = useStore((s) => s.selectedId)
@@ -95,6 +96,7 @@ function OpenConversation({ id }: { readonly id: string }) {
             role="log"
           />
         )}
+      <Typing conversationId={id} customerName={contactName} />
       {conversation !== undefined ? <ReplyBox conversation={conversation} /> : null}
     </section>
   )

@@ -8,7 +8,7 @@
  * - Enter sends, Shift+Enter is a new line; each send gets a fresh clientId (actions.send).
  */
 import { useMemo, useRef, useState } from "preact/hooks"
-import { send, toast } from "../actions.ts"
+import { send, toast, typing } from "../actions.ts"
 import { api, ApiError } from "../api.ts"
 import { t } from "../i18n.ts"
 import { useStore } from "../store.ts"
@@ -79,6 +79,8 @@ export function ReplyBox({ conversation: c }: { readonly conversation: Conversat
 
   const track = (value: string, caret: number) => {
     setText(value)
+    // Notes are private: only a reply's typing is told.
+    if (mode === "reply" && value.trim() !== "") typing(c.id)
     const next = pickerAt(value, caret, mode)
     setPicker(next)
     if (next?.query !== picker?.query) setChoice(0)

@@ -822,6 +822,14 @@ describe.skipIf(!NodeFs.existsSync(CHROMIUM))("inbox with the real server", () =
           await bob.page.waitForSelector("[data-testid=reconnecting]", { state: "detached" })
         })
 
+        // Ann, still looking at it, starts a reply: Bob sees her typing.
+        yield* step("typing", async () => {
+          await ann.page.click("[data-testid=mode-reply]")
+          await ann.page.type("[data-testid=reply-text]", "Bob, I can take")
+          await bob.page.waitForSelector("[data-testid=typing] >> text=ann is typing…")
+          await ann.page.fill("[data-testid=reply-text]", "")
+        })
+
         // Bob resolves; it leaves Ann's open list.
         yield* step("resolve", async () => {
           await ann.page.click("[data-testid=view-all]")

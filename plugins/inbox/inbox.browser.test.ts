@@ -15,7 +15,7 @@ import * as NodeFs from "node:fs"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
 import * as NodeNet from "node:net"
-import { pathToFileURL } from "node:url"
+import { fileURLToPath, pathToFileURL } from "node:url"
 import { afterAll, afterEach, assert, beforeAll, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core"
@@ -30,13 +30,14 @@ import {
 import { installRepoPlugins } from "../../tests/support/PluginFixtures.ts"
 import { tempDir } from "../../tests/support/TestDatabase.ts"
 
+const HERE = NodePath.dirname(fileURLToPath(import.meta.url))
 const CHROMIUM = "/usr/bin/chromium"
 /** A 1×1 PNG (the attachment store checks the type from the content). */
 const PNG_1X1 = Buffer.from(
   "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==",
   "base64",
 )
-const ARTIFACTS = NodePath.resolve(import.meta.dirname, "../../test-artifacts/inbox")
+const ARTIFACTS = NodePath.resolve(HERE, "../../test-artifacts/inbox")
 
 const launch = () =>
   chromium.launch({
@@ -79,7 +80,7 @@ describe("inbox plugin", () => {
     const dir = NodeFs.mkdtempSync(NodePath.join(NodeOs.tmpdir(), "chorus-inbox-"))
     try {
       NodeFs.copyFileSync(
-        NodePath.join(import.meta.dirname, "index.mjs"),
+        NodePath.join(HERE, "index.mjs"),
         NodePath.join(dir, "index.mjs"),
       )
       const routes = new Map<string, (r: unknown) => any>()

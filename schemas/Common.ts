@@ -74,3 +74,50 @@ export const ChannelRoute = Schema.Struct({
   identityId: ChannelIdentityId,
 }).annotations({ identifier: "ChannelRoute" })
 export type ChannelRoute = typeof ChannelRoute.Type
+
+export const MAX_PAYLOAD = 1024
+
+/**
+ * Machine-readable data that came with a customer's message: a pressed button's `payload`, a
+ * Telegram `/start` deep link's parameter. Bots branch on it; the text stays what the customer
+ * saw or typed.
+ */
+export const MessagePayload = Schema.String.pipe(
+  Schema.minLength(1),
+  Schema.maxLength(MAX_PAYLOAD),
+).annotations({ identifier: "MessagePayload" })
+
+/** A button under a reply: it sends `payload` back when pressed, or opens `url`. */
+export const ReplyButton = Schema.Struct({
+  text: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(64)),
+  /** Comes back as the customer's message's `payload` when pressed (at most 64 bytes). */
+  payload: Schema.optionalWith(
+    Schema.String.pipe(
+      Schema.minLength(1),
+      Schema.filter((p) =>
+        new TextEncoder().encode(p).length <= 64 || "expected at most 64 bytes (Telegram's limit)"
+      ),
+    ),
+    { exact: true },
+  ),
+  url: Schema.optionalWith(
+    Schema.String.pipe(
+      Schema.pattern(/^https?:\/\/\S+$/, { message: () => "expected an http(s) URL" }),
+    ),
+    { exact: true },
+  ),
+}).pipe(
+  Schema.filter((b) =>
+    (b.payload === undefined) !== (b.url === undefined) ||
+    "expected exactly one of payload (a button that answers) or url (a link)"
+  ),
+).annotations({ identifier: "ReplyButton" })
+export type ReplyButton = typeof ReplyButton.Type
+
+/** Rows of buttons, as a chat shows them under a message (at most 10 rows of 8). */
+export const ReplyButtons = Schema.Array(
+  Schema.Array(ReplyButton).pipe(Schema.minItems(1), Schema.maxItems(8)),
+)
+  .pipe(Schema.minItems(1), Schema.maxItems(10))
+  .annotations({ identifier: "ReplyButtons" })
+export type ReplyButtons = typeof ReplyButtons.Type

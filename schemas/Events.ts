@@ -133,7 +133,9 @@ export const ConversationTypingV1 = event(
     /** The operator typing; null when the customer is. */
     operatorId: Schema.NullOr(OperatorId),
     /** Where the customer is (the conversation's last channel), to show it to them there. */
-    to: Schema.NullOr(Schema.Struct({ channel: ChannelName, account: AccountId, externalId: ExternalId })),
+    to: Schema.NullOr(
+      Schema.Struct({ channel: ChannelName, account: AccountId, externalId: ExternalId }),
+    ),
   },
 )
 

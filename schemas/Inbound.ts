@@ -7,7 +7,7 @@
  * redelivers a webhook produces one stored message, not two.
  */
 import { Schema } from "effect"
-import { Email, InboundAttachment, Phone, Timestamp } from "./Common.ts"
+import { Email, InboundAttachment, MessagePayload, Phone, Timestamp } from "./Common.ts"
 import { AccountId, ChannelName, ExternalId } from "./Ids.ts"
 
 /** Who wrote, as the channel knows them. Only `externalId` is always known. */
@@ -37,6 +37,8 @@ export const InboundMessage = Schema.Struct({
   sentAt: Timestamp,
   /** When the channel plugin received it. */
   receivedAt: Timestamp,
+  /** A pressed button's payload, a deep link's parameter. */
+  payload: Schema.optionalWith(MessagePayload, { exact: true }),
 }).annotations({
   identifier: "InboundMessage",
   description: "A customer's message as a channel publishes it on the bus.",

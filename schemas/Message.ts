@@ -5,7 +5,7 @@
  * state; only `in` and `out` have a channel.
  */
 import { Schema } from "effect"
-import { Attachment, Timestamp } from "./Common.ts"
+import { Attachment, MessagePayload, ReplyButtons, Timestamp } from "./Common.ts"
 import {
   AccountId,
   ChannelIdentityId,
@@ -69,6 +69,8 @@ export const IncomingMessage = Schema.Struct({
   sentAt: Timestamp,
   /** When the channel plugin received it. */
   receivedAt: Timestamp,
+  /** A pressed button's payload, a deep link's parameter (see `MessagePayload`). */
+  payload: Schema.optionalWith(MessagePayload, { exact: true }),
 }).annotations({ identifier: "IncomingMessage" })
 export type IncomingMessage = typeof IncomingMessage.Type
 
@@ -83,6 +85,8 @@ export const OutgoingMessage = Schema.Struct({
   /** The operator who wrote it; null for a bot or an API client. */
   authorId: Schema.NullOr(OperatorId),
   delivery: DeliveryState,
+  /** Buttons shown under it (channels that declare `buttons`). */
+  buttons: Schema.optionalWith(ReplyButtons, { exact: true }),
 }).annotations({ identifier: "OutgoingMessage" })
 export type OutgoingMessage = typeof OutgoingMessage.Type
 

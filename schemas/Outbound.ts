@@ -3,7 +3,7 @@
  * on the `outbound` stream to the channel that sends it.
  */
 import { Schema } from "effect"
-import { InboundAttachment } from "./Common.ts"
+import { InboundAttachment, ReplyButtons } from "./Common.ts"
 import { ChannelIdentityId } from "./Ids.ts"
 import { OutgoingMessage } from "./Message.ts"
 
@@ -25,6 +25,8 @@ export const ReplyRequest = Schema.Struct({
     }),
   ),
   attachments: Schema.optionalWith(Schema.Array(InboundAttachment), { exact: true }),
+  /** Buttons under the reply, for channels that show them (Telegram's inline keyboard). */
+  buttons: Schema.optionalWith(ReplyButtons, { exact: true }),
   /**
    * Which of the contact's channel identities to answer on. Default: the one the customer wrote
    * from last (the conversation's `lastChannel`).

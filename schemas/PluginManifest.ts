@@ -173,6 +173,8 @@ const list = <A, I>(item: Schema.Schema<A, I>) =>
 export const ChannelCapabilitiesSchema = Schema.Struct({
   maxTextLength: Schema.Int.pipe(Schema.positive()),
   attachments: Schema.Boolean,
+  /** Whether replies may carry buttons (an inline keyboard). Default false. */
+  buttons: Schema.optionalWith(Schema.Boolean, { default: () => false }),
 }).annotations({ identifier: "ChannelCapabilities" })
 
 export const ChannelContribution = Schema.Struct({

@@ -196,6 +196,8 @@ export const make: Effect.Effect<ConversationChangesShape, never, Database> = Ef
           client_id: input.clientId ?? null,
           delivery_attempts: 0,
           mentions: JSON.stringify(input.mentions),
+          buttons: null,
+          payload: null,
         }
         await trx.insertInto("messages").values(row).execute()
         await trx.updateTable("conversations").set({ last_seq: input.seq, updated_at: now })

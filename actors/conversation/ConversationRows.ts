@@ -116,6 +116,7 @@ export const toMessage = (row: MessageRow): Message => {
       externalId: row.external_id as ExternalId,
       sentAt: date(row.sent_at ?? row.created_at),
       receivedAt: date(row.received_at ?? row.created_at),
+      ...(row.payload != null ? { payload: row.payload } : {}),
     }
   }
   if (row.direction === "out") {
@@ -134,6 +135,7 @@ export const toMessage = (row: MessageRow): Message => {
           state: (row.delivery_state ?? "queued") as "queued" | "sent" | "delivered" | "read",
           at,
         },
+      ...(row.buttons != null ? { buttons: JSON.parse(row.buttons) } : {}),
     }
   }
   return {

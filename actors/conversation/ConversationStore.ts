@@ -183,6 +183,7 @@ const appendKind: GroupCommit.WriteKind<AppendInbound, AppendResult, never> = {
         sent_at: m.sentAt.getTime(),
         received_at: m.receivedAt.getTime(),
         created_at: now,
+        ...(m.payload !== undefined ? { payload: m.payload } : {}),
       }
       // The same message twice in one batch: the second is a duplicate of the first.
       stored.set(key, row as MessageRow)

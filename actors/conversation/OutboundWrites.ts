@@ -10,7 +10,7 @@
  */
 import { Context, Effect, Either, Layer, Option, type Scope } from "effect"
 import type { ChannelIdentity } from "../../schemas/Contact.ts"
-import type { InboundAttachment } from "../../schemas/Common.ts"
+import type { InboundAttachment, ReplyButtons } from "../../schemas/Common.ts"
 import type { ChannelIdentityId, ConversationId, MessageId, OperatorId } from "../../schemas/Ids.ts"
 import type { OutgoingMessage, ProviderError } from "../../schemas/Message.ts"
 import { newId } from "../../core/ids.ts"
@@ -30,6 +30,8 @@ export interface AppendOutbound {
   /** The client's idempotency key, if it sent one. */
   readonly clientId: string | undefined
   readonly authorId: OperatorId | null
+  /** Buttons under the reply (channels that show them). */
+  readonly buttons?: ReplyButtons | undefined
 }
 
 export type AppendOutboundResult =
@@ -139,6 +141,7 @@ const appendKind: GroupCommit.WriteKind<AppendOutbound, AppendOutboundResult, ne
         created_at: now,
         client_id: input.clientId ?? null,
         delivery_attempts: 0,
+        buttons: input.buttons === undefined ? null : JSON.stringify(input.buttons),
       }
       if (key !== undefined) stored.set(key, row as MessageRow)
       rows.push(row)

@@ -21,7 +21,7 @@ import { ChannelAdapters } from "../../core/channels/ChannelAdapter.ts"
 import { newId } from "../../core/ids.ts"
 import { outboundKey, OutboundStream, outboundSubject } from "../../core/pipeline/Streams.ts"
 import type { DatabaseError } from "../../core/storage/Database.ts"
-import type { InboundAttachment } from "../../schemas/Common.ts"
+import type { InboundAttachment, ReplyButtons } from "../../schemas/Common.ts"
 import type { ChannelIdentityId, ConversationId, OperatorId } from "../../schemas/Ids.ts"
 import type { OutgoingMessage } from "../../schemas/Message.ts"
 import { OutboundDelivery } from "../../schemas/Outbound.ts"
@@ -37,6 +37,8 @@ export interface ReplyInput {
   readonly identityId: ChannelIdentityId | undefined
   readonly clientId: string | undefined
   readonly authorId: OperatorId | null
+  /** Buttons under the reply; only on channels that declare `buttons`. */
+  readonly buttons?: ReplyButtons | undefined
 }
 
 export interface ReplyResult {
@@ -185,6 +187,12 @@ export const make: Effect.Effect<
             `characters`,
         })
       }
+      if (input.buttons !== undefined && capabilities.buttons !== true) {
+        return yield* new ReplyNotSendable({
+          field: "buttons",
+          reason: `channel ${recipient.value.channel} cannot show buttons`,
+        })
+      }
       if (input.attachments.length > 0 && !capabilities.attachments) {
         return yield* new ReplyNotSendable({
           field: "attachments",
@@ -200,6 +208,7 @@ export const make: Effect.Effect<
         attachments: input.attachments,
         clientId: input.clientId,
         authorId: input.authorId,
+        ...(input.buttons !== undefined ? { buttons: input.buttons } : {}),
       },
     }).pipe(
       Effect.catchTag(

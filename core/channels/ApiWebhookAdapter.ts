@@ -136,7 +136,7 @@ export const make = (
     return {
       channel: API_CHANNEL,
       // The client's systems decide what they can show; Chorus's own limit applies.
-      capabilities: { maxTextLength: MAX_REPLY_TEXT, attachments: true },
+      capabilities: { maxTextLength: MAX_REPLY_TEXT, attachments: true, buttons: true },
       send,
     } satisfies ChannelAdapter
   })

@@ -35,6 +35,8 @@ export interface ChannelCapabilities {
   readonly maxTextLength: number
   /** Whether replies may carry attachments. */
   readonly attachments: boolean
+  /** Whether replies may carry buttons (an inline keyboard). */
+  readonly buttons: boolean
 }
 
 /** The provider accepted the message. */

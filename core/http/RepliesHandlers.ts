@@ -74,6 +74,7 @@ export const RepliesHandlers = HttpApiBuilder.group(
             clientId: headerKey ?? body.clientId,
             // API tokens are clients, not operators: their replies have no author.
             authorId: principal.kind === "operator" ? principal.operator.id : null,
+            ...(body.buttons !== undefined ? { buttons: body.buttons } : {}),
           }).pipe(
             Effect.catchTags({
               ReplyConversationNotFound: (e) =>

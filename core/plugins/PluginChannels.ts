@@ -32,6 +32,7 @@ const adapterOf = (
       account: message.account,
       text: message.text,
       attachments: message.attachments,
+      ...(message.buttons !== undefined ? { buttons: message.buttons } : {}),
       recipient: { externalId: recipient.externalId, displayName: recipient.name ?? undefined },
     }).pipe(
       Effect.catchTag("PluginUnavailable", (e) =>

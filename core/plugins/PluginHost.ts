@@ -201,7 +201,11 @@ export interface PluginHostShape {
   readonly channels: () => ReadonlyArray<{
     readonly plugin: string
     readonly channel: string
-    readonly capabilities: { readonly maxTextLength: number; readonly attachments: boolean }
+    readonly capabilities: {
+      readonly maxTextLength: number
+      readonly attachments: boolean
+      readonly buttons: boolean
+    }
   }>
   /** Send through the plugin that registered `channel`; waits while the plugin changes version. */
   readonly send: (
@@ -1630,7 +1634,7 @@ export const make = (discovered: DiscoveryResult, options: PluginHostOptions = {
         {
           plugin: string
           channel: string
-          capabilities: { maxTextLength: number; attachments: boolean }
+          capabilities: { maxTextLength: number; attachments: boolean; buttons: boolean }
         }
       > = []
       for (const slot of slots.values()) {

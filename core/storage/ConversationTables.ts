@@ -90,6 +90,10 @@ export interface MessagesTable {
   client_id: ColumnType<string | null, string | null | undefined, string | null>
   /** Outgoing only: send attempts so far (retries included). Default 0. */
   delivery_attempts: ColumnType<number, number | undefined, number>
+  /** Outgoing only: JSON rows of buttons shown under it. */
+  buttons: ColumnType<string | null, string | null | undefined, string | null>
+  /** Incoming only: a pressed button's payload, a deep link's parameter. */
+  payload: ColumnType<string | null, string | null | undefined, string | null>
   /** Notes only: JSON array of the operator ids the note mentions. */
   mentions: ColumnType<string | null, string | null | undefined, string | null>
 }

@@ -21,7 +21,7 @@ import { Api, InputFile } from "grammy"
 import { CAPTION_LIMIT, failureOf, splitText } from "./send.mjs"
 import { toInbound } from "./updates.mjs"
 
-const ALLOWED_UPDATES = ["message", "edited_message"]
+const ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
 const ACCOUNT = /^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$/
 const PHOTO = /^image\/(jpeg|png|webp|gif)$/
 
@@ -150,6 +150,10 @@ export default {
       const text = [converted.inbound.text, ...notes].filter((t) => t !== "").join("\n")
       await chorus.channels.receive("telegram", { ...converted.inbound, text, attachments })
       received.inc(1, { account: account.name })
+      // The button's spinner stops once Chorus holds the press (best effort: it expires anyway).
+      if (converted.callbackQueryId !== undefined) {
+        await account.api.answerCallbackQuery(converted.callbackQueryId).catch(() => {})
+      }
     }
 
     // -- inbound: long polling -----------------------------------------------------------------
@@ -253,13 +257,25 @@ export default {
         const text = message.text ?? ""
         const files = message.attachments.filter((a) => typeof a.storageKey === "string")
         const captioned = files.length === 1 && text.length > 0 && text.length <= CAPTION_LIMIT
-        /** @type {Array<() => Promise<{ message_id: number }>>} */
+        // Buttons go under the last part, as an inline keyboard: a pressed one comes back as a
+        // callback query (its payload), a link one opens its URL.
+        const markup = message.buttons === undefined ? undefined : {
+          inline_keyboard: message.buttons.map((row) =>
+            row.map((b) =>
+              b.url !== undefined ? { text: b.text, url: b.url } : {
+                text: b.text,
+                callback_data: b.payload,
+              }
+            )
+          ),
+        }
+        /** @type {Array<(extra: object) => Promise<{ message_id: number }>>} */
         const steps = []
         for (const file of files) {
-          steps.push(async () => {
+          steps.push(async (extra) => {
             const stored = await chorus.attachments.get(file.storageKey)
             const input = new InputFile(stored.bytes, file.name)
-            const options = captioned ? { caption: text } : {}
+            const options = captioned ? { caption: text, ...extra } : extra
             return PHOTO.test(stored.mimeType)
               ? account.api.sendPhoto(chatId, input, options)
               : account.api.sendDocument(chatId, input, options)
@@ -267,7 +283,7 @@ export default {
         }
         if (!captioned && text.length > 0) {
           for (const part of splitText(text)) {
-            steps.push(() => account.api.sendMessage(chatId, part))
+            steps.push((extra) => account.api.sendMessage(chatId, part, extra))
           }
         }
         // Parts already sent (a retry after a partial failure) are not sent again.
@@ -275,7 +291,8 @@ export default {
         const progress = (await chorus.storage.kv.get(progressKey)) ?? { parts: 0, ids: [] }
         for (let i = progress.parts; i < steps.length; i++) {
           try {
-            const sent = await steps[i]()
+            const last = i === steps.length - 1 && markup !== undefined
+            const sent = await steps[i](last ? { reply_markup: markup } : {})
             progress.parts = i + 1
             progress.ids.push(sent.message_id)
             await chorus.storage.kv.set(progressKey, progress)

@@ -12,8 +12,12 @@ export interface Converted {
     externalId: string
     text: string
     sentAt: number
+    /** A deep link's parameter, a pressed button's callback data. */
+    payload?: string
   }
   files: Array<FileToFetch>
+  /** For a pressed button: answered once the press is stored. */
+  callbackQueryId?: string
   skip?: undefined
 }
 export declare const e164: (phone: unknown) => string | undefined

@@ -116,6 +116,7 @@ const textOf = (message) => {
  * the reason.
  */
 export const toInbound = (account, update) => {
+  if (update.callback_query !== undefined) return fromButton(account, update)
   const edited = update.edited_message !== undefined
   const message = update.message ?? update.edited_message
   if (message === undefined) {
@@ -146,8 +147,52 @@ export const toInbound = (account, update) => {
     ? `${message.chat.id}:${message.message_id}:edit:${message.edit_date ?? update.update_id}`
     : `${message.chat.id}:${message.message_id}`
   const sentAt = ((edited ? message.edit_date : undefined) ?? message.date) * 1000
+  const text = textOf(message)
+  // A deep link (t.me/<bot>?start=<parameter>) arrives as "/start <parameter>": the parameter
+  // is the message's payload (a campaign, an order number), the text stays as written.
+  const start = /^\/start(?:@\w+)?\s+(\S{1,64})\s*$/.exec(text)
   return {
-    inbound: { account, sender, externalId, text: textOf(message), sentAt },
+    inbound: {
+      account,
+      sender,
+      externalId,
+      text,
+      sentAt,
+      ...(start !== null && !edited ? { payload: start[1] } : {}),
+    },
     files: filesOf(message),
+  }
+}
+
+/**
+ * A pressed inline button: a message with the button's text (as the customer saw it) and its
+ * payload (the callback data). The callback query's id makes it unique: a redelivered update is
+ * the same message.
+ */
+const fromButton = (account, update) => {
+  const query = update.callback_query
+  if (query.message?.chat !== undefined && query.message.chat.type !== "private") {
+    return { skip: `callback query ${query.id} is from a ${query.message.chat.type} chat` }
+  }
+  if (typeof query.data !== "string" || query.data === "") {
+    return { skip: `callback query ${query.id} has no data (a game button)` }
+  }
+  const from = query.from
+  const sender = { externalId: String(from.id) }
+  const name = nameOf(from)
+  if (name !== undefined) sender.name = name
+  const pressed = (query.message?.reply_markup?.inline_keyboard ?? []).flat()
+    .find((b) => b.callback_data === query.data)
+  return {
+    inbound: {
+      account,
+      sender,
+      externalId: `callback:${query.id}`,
+      text: pressed?.text ?? query.data,
+      sentAt: Date.now(),
+      payload: query.data,
+    },
+    files: [],
+    callbackQueryId: query.id,
   }
 }

@@ -3,7 +3,8 @@
  * talks to this plugin over a WebSocket (`/plugins/widget/ws/<site>`).
  *
  * - A visitor is anonymous (a random id the browser keeps) unless the site signs who they are:
- *   `userId` with `userHash` = hex HMAC-SHA256(site secret, userId), or of `<userId>:<email>`
+ *   `userId` with `userHash` = hex HMAC-SHA256(site secret, userId), or of `<userId>:<email>`,
+ *   or of `<userId>:<email or nothing>:<phone>` when a phone (E.164) is given
  *   when it also passes the e-mail (then a verified address), the secret in
  *   `SITE_SECRET_<SITE>` (env `CHORUS_PLUGIN_WIDGET_SITE_SECRET_<SITE>`). A wrong or missing hash
  *   means anonymous, never the claimed user.
@@ -22,6 +23,7 @@ import * as NodePath from "node:path"
 
 const VISITOR = /^[A-Za-z0-9_-]{16,64}$/
 const SITE = /^[a-z0-9][a-z0-9_-]{0,31}$/
+const E164 = /^\+[1-9]\d{6,14}$/
 const EMAIL = /^[^\s@]{1,64}@[^\s@]{1,255}\.[^\s@]{1,63}$/
 const CLIENT_ID = /^[A-Za-z0-9_-]{1,64}$/
 
@@ -169,7 +171,12 @@ export default {
         if (q.userId && q.userHash) {
           // The hash covers the user id, and the e-mail when one is given: `<userId>` or
           // `<userId>:<email>`. An e-mail outside the signature would be the visitor's claim.
-          const signed = q.email ? `${q.userId}:${q.email}` : q.userId
+          // With a phone: `<userId>:<email or nothing>:<phone>`.
+          const signed = q.phone
+            ? `${q.userId}:${q.email ?? ""}:${q.phone}`
+            : q.email
+            ? `${q.userId}:${q.email}`
+            : q.userId
           const secret = await secretOf(site)
           if (
             secret !== undefined &&
@@ -177,6 +184,8 @@ export default {
           ) {
             sender = { externalId: `user:${q.userId}`, verified: true }
             if (q.email) sender.email = String(q.email).toLowerCase()
+            // Your server vouches for it: a verified phone (E.164), the profile's strongest signal.
+            if (q.phone && E164.test(String(q.phone))) sender.phone = String(q.phone)
           }
         }
         if (q.name) sender.name = String(q.name).slice(0, 100)

@@ -158,6 +158,16 @@ describe("widget channel", () => {
             )
           ))
 
+        // The web chat shows no buttons: a reply with some is refused, naming the field.
+        const buttons = yield* api("POST", `/conversations/${conversation}/messages`, {
+          text: "Choose",
+          buttons: [[{ text: "Yes", payload: "yes" }]],
+        })
+        assert.deepStrictEqual([buttons.status, (buttons.body as { field: string }).field], [
+          422,
+          "buttons",
+        ])
+
         const reply = yield* api("POST", `/conversations/${conversation}/messages`, {
           text: "Yes, this morning.",
         })
@@ -349,6 +359,48 @@ describe("widget channel", () => {
           ["user:customer-7", "verified", "ann@example.com"],
           ["visitor:v_forged_000000000000", "unverified", null],
         ])
+
+        // A phone, signed with the user id (and no e-mail): a verified phone on the identity.
+        const phoneHash = createHmac("sha256", SECRET).update("customer-9::+4915123456789")
+          .digest("hex")
+        const withPhone = yield* open(
+          ws(
+            `visitor=v_phone_0000000000000&userId=customer-9&userHash=${phoneHash}&phone=%2B4915123456789`,
+          ),
+        )
+        yield* eventually("welcome", () =>
+          withPhone.frames.length >= 1)
+        assert.isTrue(withPhone.frames[0].verified)
+        // A phone added to a signature that does not cover it is not vouched for.
+        const unsignedPhone = yield* open(
+          ws(
+            `visitor=v_phone_1111111111111&userId=customer-9&userHash=${
+              createHmac("sha256", SECRET).update("customer-9").digest("hex")
+            }&phone=%2B4915100000000`,
+          ),
+        )
+        yield* eventually("welcome", () =>
+          unsignedPhone.frames.length >= 1)
+        assert.isFalse(unsignedPhone.frames[0].verified)
+        withPhone.ws.send(JSON.stringify({ type: "message", clientId: "p1", text: "hi" }))
+        yield* eventually("the phone on the identity", () =>
+          api("GET", "/conversations?channel=widget").pipe(
+            Effect.flatMap((r) =>
+              Effect.forEach(
+                (r.body as { conversations: Array<{ contactId: string }> }).conversations,
+                (c) =>
+                  api("GET", `/contacts/${c.contactId}`),
+              )
+            ),
+            Effect.map((all) =>
+              all.some((x) =>
+                (x.body as { identities: Array<{ phone: string | null; verification: string }> })
+                  .identities.some((i) =>
+                    i.phone === "+4915123456789" && i.verification === "verified"
+                  )
+              )
+            ),
+          ))
 
         const elsewhere = yield* open(ws(`visitor=${visitor}`), "https://evil.example.net")
         assert.strictEqual(

@@ -207,6 +207,70 @@ describe("telegram channel", () => {
         const parts = fake.sent(TOKEN).filter((s) => /^[AB]+$/.test(s.text ?? ""))
         assert.deepStrictEqual(parts.map((p) => p.text!.length), [3000, 3000])
 
+        // Buttons: an inline keyboard under the reply; a press comes back as the customer's
+        // message with the button's text and its payload, and the press is answered.
+        const keyboard = [[{ text: "Track my parcel", payload: "track" }, {
+          text: "Our site",
+          url: "https://shop.example.com/",
+        }]]
+        const withButtons = yield* api("POST", `/conversations/${conversation}/messages`, {
+          text: "What next?",
+          buttons: keyboard,
+        })
+        assert.strictEqual(withButtons.status, 202, JSON.stringify(withButtons.body))
+        yield* eventually("the keyboard sent", () =>
+          fake.sent(TOKEN).some((m) => m.text === "What next?"))
+        const sentKeyboard = fake.sent(TOKEN).find((m) =>
+          m.text === "What next?"
+        )!
+        assert.deepStrictEqual(sentKeyboard.reply_markup, {
+          inline_keyboard: [[{ text: "Track my parcel", callback_data: "track" }, {
+            text: "Our site",
+            url: "https://shop.example.com/",
+          }]],
+        })
+        fake.pushUpdate(TOKEN, {
+          callback_query: {
+            id: "4382bfdwdsb323b2d9",
+            from: { id: CHAT, is_bot: false, first_name: "FirstName", last_name: "LastName" },
+            chat_instance: "-1234",
+            data: "track",
+            message: {
+              message_id: sentKeyboard.message.message_id,
+              date: Math.floor(Date.now() / 1000),
+              chat: { id: CHAT, type: "private", first_name: "FirstName" },
+              text: "What next?",
+              reply_markup: sentKeyboard.reply_markup,
+            },
+          },
+        } as never)
+        // A deep link's parameter: t.me/<bot>?start=order-42.
+        fake.pushUpdate(TOKEN, {
+          message: {
+            message_id: 601,
+            date: Math.floor(Date.now() / 1000),
+            chat: { id: CHAT, type: "private", first_name: "FirstName" },
+            from: { id: CHAT, is_bot: false, first_name: "FirstName", last_name: "LastName" },
+            text: "/start order-42",
+          },
+        } as never)
+        yield* eventually("the press and the deep link stored", () =>
+          messagesOf(api, conversation).pipe(
+            Effect.map((m) =>
+              m.some((x) => x.text === "/start order-42")
+            ),
+          ))
+        const latest = (yield* messagesOf(api, conversation)) as unknown as ReadonlyArray<
+          { text: string; payload?: string }
+        >
+        assert.strictEqual(latest.find((m) => m.text === "Track my parcel")?.payload, "track")
+        assert.strictEqual(latest.find((m) => m.text === "/start order-42")!.payload, "order-42")
+        yield* eventually("the press answered", () =>
+          fake.calls(TOKEN).some((c) =>
+            c.method === "answerCallbackQuery" &&
+            c.params["callback_query_id"] === "4382bfdwdsb323b2d9"
+          ))
+
         // An operator typing: Telegram's "typing…" in the customer's chat.
         assert.strictEqual(
           (yield* api("POST", `/conversations/${conversation}/typing`)).status,
@@ -231,14 +295,20 @@ describe("telegram channel", () => {
         const calls = fake.calls(TOKEN).filter((c) =>
           c.method === "sendMessage" && c.params["text"] === "after the pause"
         )
-        assert.deepStrictEqual(calls.map((c) => c.status), [429, 200])
+        assert.deepStrictEqual(
+          calls.map((c) =>
+            c.status
+          ),
+          [429, 200],
+        )
 
         // Blocked: failed with Telegram's reason, the identity unreachable.
         fake.blockChat(TOKEN, CHAT)
         const blocked = yield* reply("are you there?")
         yield* eventually(
           "blocked failed",
-          () => deliveryOf(blocked).pipe(Effect.map((m) => m?.delivery.state === "failed")),
+          () =>
+            deliveryOf(blocked).pipe(Effect.map((m) => m?.delivery.state === "failed")),
         )
         const failed = (yield* deliveryOf(blocked))!
         assert.strictEqual(failed.delivery.error.code, "blocked")

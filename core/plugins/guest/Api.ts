@@ -304,6 +304,10 @@ export interface GuestOutgoing {
   readonly account: string
   readonly text: string | undefined
   readonly attachments: ReadonlyArray<unknown>
+  /** Rows of buttons to show under it (channels declaring `buttons`): `{ text, payload | url }`. */
+  readonly buttons?: ReadonlyArray<
+    ReadonlyArray<{ readonly text: string; readonly payload?: string; readonly url?: string }>
+  >
   readonly recipient: { readonly externalId: string; readonly displayName?: string | undefined }
 }
 
@@ -340,6 +344,8 @@ export interface GuestInbound {
   readonly attachments?: ReadonlyArray<unknown>
   /** When the customer sent it (ISO 8601 or epoch ms); default now. */
   readonly sentAt?: string | number
+  /** A pressed button's payload, a deep link's parameter (at most 1,024 characters). */
+  readonly payload?: string
 }
 
 export interface GuestChannels {

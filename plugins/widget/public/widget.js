@@ -2,8 +2,9 @@
  * Chorus web chat widget. On a page:
  *   <script src="https://chat.example.com/plugins/widget/widget.js" data-site="shop" async></script>
  * Optional: data-user-id and data-user-hash (hex HMAC-SHA256, with the site's secret, of the user
- * id, or of "<user id>:<email>" when data-email is given; made by your server), data-name,
- * data-email. No framework needed; everything is in this file.
+ * id, or of "<user id>:<email>" when data-email is given, or of "<user id>:<email or
+ * nothing>:<phone>" when data-phone (E.164) is given; made by your server), data-name, data-email,
+ * data-phone. No framework needed; everything is in this file.
  */
 ;(function () {
   "use strict"
@@ -79,11 +80,13 @@
   let attempt = 0
   const connect = () => {
     const params = new URLSearchParams({ visitor: visitor, since: lastSeen })
-    ;["user-id:userId", "user-hash:userHash", "name:name", "email:email"].forEach(function (pair) {
-      const p = pair.split(":")
-      const v = script.getAttribute("data-" + p[0])
-      if (v) params.set(p[1], v)
-    })
+    ;["user-id:userId", "user-hash:userHash", "name:name", "email:email", "phone:phone"].forEach(
+      function (pair) {
+        const p = pair.split(":")
+        const v = script.getAttribute("data-" + p[0])
+        if (v) params.set(p[1], v)
+      },
+    )
     const url = (base.protocol === "https:" ? "wss:" : "ws:") + "//" + base.host +
       "/plugins/widget/ws/" +
       encodeURIComponent(site) + "?" + params

@@ -768,6 +768,14 @@ class FakeServer {
       case "sendchataction":
         this.targetChat(bot, params)
         return true
+      case "answercallbackquery":
+        // Any id the fake gave out in a pushed callback query; real Telegram checks it too.
+        if (stringParam(params, "callback_query_id") === undefined) {
+          throw badRequest(
+            "Bad Request: query is too old and response timeout expired or query ID is invalid",
+          )
+        }
+        return true
       case "getfile":
         return this.getFile(params)
       default:

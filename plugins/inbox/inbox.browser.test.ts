@@ -555,7 +555,7 @@ describe.skipIf(!NodeFs.existsSync(CHROMIUM))("inbox UI against the API contract
     assert.deepStrictEqual(bob.errors, [])
   })
 
-  it("shows who is typing, and tells others when I type a reply (not a note)", async () => {
+  it("shows a bot's buttons and who is typing, and tells others when I type a reply (not a note)", async () => {
     const { conversationId: id } = server.customerWrites("Question coming", {
       name: "Typist",
       assigneeId: BOB.id,
@@ -564,6 +564,15 @@ describe.skipIf(!NodeFs.existsSync(CHROMIUM))("inbox UI against the API contract
     await signIn(bob.page, server.url, BOB)
     await bob.page.click(`.list-pane [data-conversation="${id}"]`)
     await bob.page.waitForSelector(".timeline >> text=Question coming")
+    // A bot's reply shows its buttons.
+    server.botReplies(id, "How can we help?", [[{ text: "Track my parcel", payload: "track" }], [
+      { text: "Our site", url: "https://shop.example.com/help" },
+    ]])
+    await bob.page.waitForSelector("[data-testid=buttons] >> text=Track my parcel")
+    assert.strictEqual(
+      await bob.page.getAttribute("[data-testid=buttons] a", "href"),
+      "https://shop.example.com/help",
+    )
     server.customerTypes(id)
     await bob.page.waitForSelector("[data-testid=typing] >> text=Typist is typing…")
     // Their message ends it.

@@ -246,6 +246,32 @@ export const startInboxContractServer = async (options: {
     c.lastMessageAt = list[list.length - 1]!.createdAt
   }
 
+  /** A bot's reply with buttons under it (as an API client or bot plugin would send). */
+  const botReplies = (conversationId: string, text: string, buttons: Array<Array<Json>>) => {
+    const c = conversations.get(conversationId)!
+    const list = messages.get(conversationId)!
+    const at = iso()
+    const m = {
+      id: ulid(),
+      conversationId,
+      seq: list.length + 1,
+      text,
+      attachments: [],
+      createdAt: at,
+      direction: "out",
+      channel: c.lastChannel.channel,
+      account: c.lastChannel.account,
+      identityId: c.lastChannel.identityId,
+      externalId: null,
+      authorId: null,
+      delivery: { state: "queued", at },
+      buttons,
+    }
+    list.push(m)
+    c.lastSeq = m.seq
+    publish("message.sent", { message: m })
+  }
+
   /** The customer is typing (their channel told us). */
   const customerTypes = (conversationId: string) =>
     publish("conversation.typing", { conversationId, by: "customer", operatorId: null, to: null })
@@ -633,6 +659,7 @@ export const startInboxContractServer = async (options: {
     operators,
     customerWrites,
     customerTypes,
+    botReplies,
     seedHistory,
     dropStreams,
     /** The next `n` requests for the event stream are answered 503. */

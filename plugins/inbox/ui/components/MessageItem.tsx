@@ -121,6 +121,28 @@ export function MessageItem(
       </header>
       {m.text !== "" ? <div class="msg-text">{m.text}</div> : null}
       <Files files={m.attachments} />
+      {m.direction === "in" && m.payload !== undefined
+        ? <div class="msg-payload muted small">{t("msg.pressed", { payload: m.payload })}</div>
+        : null}
+      {m.direction === "out" && m.buttons !== undefined
+        ? (
+          <div class="msg-buttons" data-testid="buttons">
+            {m.buttons.map((row, i) => (
+              <div key={i} class="msg-button-row">
+                {row.map((b, j) =>
+                  b.url !== undefined
+                    ? (
+                      <a key={j} class="msg-button" href={b.url} target="_blank" rel="noopener">
+                        {b.text} ↗
+                      </a>
+                    )
+                    : <span key={j} class="msg-button" title={b.payload}>{b.text}</span>
+                )}
+              </div>
+            ))}
+          </div>
+        )
+        : null}
     </article>
   )
 }

@@ -14,6 +14,7 @@ import * as fs from "node:fs"
 import { isBuiltin } from "node:module"
 import * as path from "node:path"
 import { fileURLToPath, pathToFileURL } from "node:url"
+import { buildInbox, inboxUiDir } from "./build-inbox.mjs"
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
 export const distDir = path.join(root, "dist")
@@ -82,6 +83,8 @@ const guestSource = () =>
 
 /** Bundle `entry` (relative to the repo root) into dist/chorus.cjs; returns esbuild's metafile. */
 export const build = async ({ entry = defaultEntry } = {}) => {
+  // The web inbox's page and bundle (plugins/inbox/public), which the binary packs with its plugin.
+  await buildInbox()
   const entryFile = path.resolve(root, entry)
   if (!fs.existsSync(entryFile)) throw new BuildError(`build: entry ${entry} does not exist`)
   fs.mkdirSync(distDir, { recursive: true })
@@ -164,6 +167,8 @@ export const buildPlugins = async () => {
         const source = path.join(from, entry.name)
         const target = path.join(relative, entry.name)
         if (entry.name === "node_modules" || /\.test\.|\.d\.m?ts$/.test(entry.name)) continue
+        // The inbox's sources: public/ holds their bundle.
+        if (source === inboxUiDir) continue
         if (entry.isDirectory()) copy(source, target)
         else if (!bundled.has(source)) {
           fs.mkdirSync(path.dirname(path.join(out, target)), { recursive: true })

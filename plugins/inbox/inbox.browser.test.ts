@@ -21,7 +21,7 @@ import { Effect } from "effect"
 import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core"
 import { buildInbox } from "../../scripts/build-inbox.mjs"
 import { request } from "../../tests/api/ApiServer.ts"
-import { startReplyServer } from "../../tests/api/ReplyServer.ts"
+import { eventually, startReplyServer } from "../../tests/api/ReplyServer.ts"
 import { addOperator, addTeam, PASSWORD } from "../../tests/inbox/InboxClient.ts"
 import {
   type InboxContractServer,
@@ -856,5 +856,72 @@ describe.skipIf(!NodeFs.existsSync(CHROMIUM))("inbox with the real server", () =
         assert.deepStrictEqual(bob.errors.filter((e) => !dropped(e)), [])
       }),
     120_000,
+  )
+
+  it.scopedLive(
+    "an operator of another team neither lists nor opens a conversation, even by its link",
+    () =>
+      Effect.gen(function* () {
+        const plugins = yield* tempDir("chorus-plugins-")
+        installRepoPlugins(plugins, ["inbox"])
+        const server = yield* startReplyServer({
+          dataDir: yield* tempDir(),
+          pluginsDir: plugins,
+          routing: { autoAssign: false },
+        })
+        const support = yield* addTeam(server.teams, "Support", "shop-a")
+        const billing = yield* addTeam(server.teams, "Billing", "shop-b")
+        yield* addOperator(server, { email: "ann@example.com", teamIds: [support.id] })
+        yield* addOperator(server, { email: "bob@example.com", teamIds: [billing.id] })
+        const sent = yield* request(`${server.url}/api/v1/inbound`, {
+          token: server.token,
+          body: {
+            account: "shop-a",
+            sender: { id: "eve", name: "Customer eve" },
+            externalId: "eve-1",
+            text: "My card number is private",
+          },
+        })
+        assert.strictEqual(sent.status, 202)
+        let id = ""
+        yield* eventually("eve's conversation", () =>
+          request(`${server.url}/api/v1/inbox/conversations`, { token: server.token }).pipe(
+            Effect.map((r) => {
+              const rows = (r.body as { conversations: Array<{ id: string }> }).conversations
+              id = rows[0]?.id ?? ""
+              return rows.length === 1
+            }),
+          ))
+        const browser = yield* Effect.acquireRelease(
+          Effect.promise(launch),
+          (b) =>
+            Effect.promise(() =>
+              b.close()
+            ),
+        )
+        const page = yield* Effect.promise(async () => {
+          const context = await browser.newContext({ viewport: { width: 1400, height: 860 } })
+          const page = await context.newPage()
+          await page.goto(`${server.url}/plugins/inbox/`)
+          await page.fill("input[name=email]", "bob@example.com")
+          await page.fill("input[name=password]", PASSWORD)
+          await page.click("button[type=submit]")
+          await page.waitForSelector("header.topbar")
+          await page.click("[data-testid=view-all]")
+          return page
+        })
+        // Bob's list holds nothing of Support's; the link to Eve's conversation opens nothing.
+        const listed = yield* Effect.promise(() => page.textContent(".list-pane"))
+        assert.notInclude(listed ?? "", "Customer eve")
+        yield* Effect.promise(async () => {
+          await page.goto(`${server.url}/plugins/inbox/#/c/${id}`)
+          await page.waitForSelector("text=This conversation cannot be opened")
+        })
+        const shown = yield* Effect.promise(() => page.textContent("body"))
+        assert.notInclude(shown ?? "", "My card number is private")
+        assert.notInclude(shown ?? "", "Customer eve")
+        yield* Effect.promise(() => shot(page, "other-team-refused"))
+      }),
+    60_000,
   )
 })

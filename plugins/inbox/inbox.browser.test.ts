@@ -766,7 +766,8 @@ describe.skipIf(!NodeFs.existsSync(CHROMIUM))("inbox with the real server", () =
             mimeType: "image/png",
             buffer: PNG_1X1,
           })
-          await ann.page.waitForSelector(".chip >> text=label.png")
+          // Uploaded (not the muted "uploading" chip): only then does Enter send.
+          await ann.page.waitForSelector(".chip:not(.muted) >> text=label.png")
           await ann.page.fill("[data-testid=reply-text]", "Here is the label.")
           await ann.page.press("[data-testid=reply-text]", "Enter")
           await ann.page.waitForSelector(
@@ -921,6 +922,85 @@ describe.skipIf(!NodeFs.existsSync(CHROMIUM))("inbox with the real server", () =
         assert.notInclude(shown ?? "", "My card number is private")
         assert.notInclude(shown ?? "", "Customer eve")
         yield* Effect.promise(() => shot(page, "other-team-refused"))
+      }),
+    60_000,
+  )
+
+  it.scopedLive(
+    "an admin adds an operator, a team with an inbox and a canned answer in the People page; the new operator works there",
+    () =>
+      Effect.gen(function* () {
+        const plugins = yield* tempDir("chorus-plugins-")
+        installRepoPlugins(plugins, ["inbox"])
+        const server = yield* startReplyServer({
+          dataDir: yield* tempDir(),
+          pluginsDir: plugins,
+          routing: { autoAssign: false },
+        })
+        yield* addOperator(server, { email: "root@example.com", role: "admin" })
+        const browser = yield* Effect.acquireRelease(
+          Effect.promise(launch),
+          (b) => Effect.promise(() => b.close()),
+        )
+        const signInAs = (email: string, password: string) =>
+          Effect.promise(async () => {
+            const context = await browser.newContext({ viewport: { width: 1400, height: 860 } })
+            const page = await context.newPage()
+            const errors = watchErrors(page)
+            await page.goto(`${server.url}/plugins/inbox/`)
+            await page.fill("input[name=email]", email)
+            await page.fill("input[name=password]", password)
+            await page.click("button[type=submit]")
+            await page.waitForSelector("header.topbar")
+            return { page, errors }
+          })
+        const root = yield* signInAs("root@example.com", PASSWORD)
+        const page = root.page
+        yield* Effect.promise(async () => {
+          await page.click("[data-testid=people-tab]")
+          await page.waitForSelector("[data-testid=people]")
+          await page.fill("[data-testid=add-operator] input[name=name]", "Carl")
+          await page.fill("[data-testid=add-operator] input[name=email]", "carl@example.com")
+          await page.fill("[data-testid=add-operator] input[name=password]", "a new hire's secret")
+          await page.click("[data-testid=add-operator] button[type=submit]")
+          await page.waitForSelector('tr[data-operator="carl@example.com"]')
+          await page.fill("[data-testid=add-team] input[name=team]", "Sales")
+          await page.click("[data-testid=add-team] button[type=submit]")
+          await page.waitForSelector('[data-team="Sales"]')
+          const carlId = await page.evaluate(async () => {
+            const r = await fetch("/api/v1/operators")
+            const body = await r.json() as { operators: Array<{ id: string; email: string }> }
+            return body.operators.find((o) => o.email === "carl@example.com")!.id
+          })
+          await page.selectOption('[data-team="Sales"] [data-testid=add-member]', carlId)
+          await page.waitForSelector('[data-team="Sales"] .chip >> text=Carl')
+          await page.fill('[data-team="Sales"] [data-testid=claim-inbox] input', "api:shop-c")
+          await page.click('[data-team="Sales"] [data-testid=claim-inbox] button')
+          await page.waitForSelector('[data-team="Sales"] .chip >> text=api:shop-c')
+          await page.fill("[data-testid=add-canned] input[name=shortCode]", "hello")
+          await page.fill("[data-testid=add-canned] input[name=text]", "Hello! How can I help?")
+          await page.click("[data-testid=add-canned] button[type=submit]")
+          await page.waitForSelector('tr[data-canned="hello"]')
+        })
+        yield* Effect.promise(() => shot(page, "people"))
+        // The customer writes to Sales' inbox; Carl signs in and sees it.
+        const sent = yield* request(`${server.url}/api/v1/inbound`, {
+          token: server.token,
+          body: {
+            account: "shop-c",
+            sender: { id: "fay", name: "Customer fay" },
+            externalId: "fay-1",
+            text: "Do you deliver on Sundays?",
+          },
+        })
+        assert.strictEqual(sent.status, 202)
+        const carl = yield* signInAs("carl@example.com", "a new hire's secret")
+        yield* Effect.promise(async () => {
+          await carl.page.click("[data-testid=view-all]")
+          await carl.page.waitForSelector(".list-pane >> text=Customer fay")
+        })
+        assert.deepStrictEqual(root.errors, [])
+        assert.deepStrictEqual(carl.errors, [])
       }),
     60_000,
   )

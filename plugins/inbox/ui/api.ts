@@ -21,6 +21,7 @@ import type {
   OutgoingMessage,
   Presence,
   QueueView,
+  Role,
   SessionInfo,
   StatusChange,
   StoredFile,
@@ -191,6 +192,27 @@ export const api = {
   teams: () => request<{ teams: Team[] }>("GET", "/teams"),
   cannedResponses: () => request<{ cannedResponses: CannedResponse[] }>("GET", "/canned-responses"),
   queue: () => request<QueueView>("GET", "/queue"),
+  // People and teams (admins), canned answers (supervisors for everyone's, members for a team's).
+  addOperator: (body: { email: string; name: string; role: Role; password: string }) =>
+    request<Operator>("POST", "/operators", { body }),
+  changeOperator: (
+    operatorId: string,
+    body: { role?: Role; capacity?: number; disabled?: boolean; name?: string },
+  ) => request<Operator>("PATCH", `/operators/${id(operatorId)}`, { body }),
+  signOutOperator: (operatorId: string) =>
+    request<void>("POST", `/operators/${id(operatorId)}/logout-everywhere`),
+  addTeam: (name: string) => request<Team>("POST", "/teams", { body: { name } }),
+  addMember: (teamId: string, operatorId: string) =>
+    request<Team>("PUT", `/teams/${id(teamId)}/members/${id(operatorId)}`),
+  removeMember: (teamId: string, operatorId: string) =>
+    request<Team>("DELETE", `/teams/${id(teamId)}/members/${id(operatorId)}`),
+  claimInbox: (teamId: string, inbox: { channel: string; account: string }) =>
+    request<Team>("POST", `/teams/${id(teamId)}/inboxes`, { body: inbox }),
+  releaseInbox: (teamId: string, inbox: { channel: string; account: string }) =>
+    request<Team>("POST", `/teams/${id(teamId)}/inboxes/release`, { body: inbox }),
+  addCanned: (body: { shortCode: string; text: string; teamId: string | null }) =>
+    request<CannedResponse>("POST", "/canned-responses", { body }),
+  deleteCanned: (cannedId: string) => request<void>("DELETE", `/canned-responses/${id(cannedId)}`),
   upload: (file: File) =>
     request<StoredFile>("POST", `/attachments${query({ name: file.name })}`, { raw: file }),
 }

@@ -52,7 +52,7 @@ export interface Toast {
   readonly kind: "info" | "error"
 }
 
-export type Page = "inbox" | "queue"
+export type Page = "inbox" | "queue" | "people"
 
 export interface State {
   readonly phase: "booting" | "signedOut" | "signedIn"

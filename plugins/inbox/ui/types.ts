@@ -15,6 +15,7 @@ export type Operator = typeof OperatorS.Operator.Encoded
 export type Team = typeof OperatorS.Team.Encoded
 export type Presence = typeof OperatorS.Presence.Type
 export type Locale = typeof OperatorS.Locale.Type
+export type Role = typeof OperatorS.Role.Type
 export type Conversation = typeof ConversationS.Conversation.Encoded
 export type InboxConversation = typeof InboxS.InboxConversation.Encoded
 export type InboxList = typeof InboxS.InboxList.Encoded

@@ -7,6 +7,7 @@ import { ConversationList } from "./ConversationList.tsx"
 import { ConversationView } from "./ConversationView.tsx"
 import { CustomerCard } from "./CustomerCard.tsx"
 import { Header } from "./Header.tsx"
+import { PeoplePage } from "./PeoplePage.tsx"
 import { QueuePage } from "./QueuePage.tsx"
 import { SignIn } from "./SignIn.tsx"
 import { Toasts } from "./Toasts.tsx"
@@ -51,7 +52,7 @@ function Inbox() {
           </div>
         )
         : null}
-      {page === "queue" ? <QueuePage /> : (
+      {page === "queue" ? <QueuePage /> : page === "people" ? <PeoplePage /> : (
         <main class="panes">
           <ConversationList />
           <ConversationView />

@@ -35,6 +35,18 @@ export function Header() {
             </button>
           )
           : null}
+        {supervisor
+          ? (
+            <button
+              type="button"
+              class={page === "people" ? "tab active" : "tab"}
+              data-testid="people-tab"
+              onClick={() => setState({ page: "people" })}
+            >
+              {t("header.people")}
+            </button>
+          )
+          : null}
       </nav>
       <span class="spacer" />
       <span class="me" title={operator.email}>{operator.name}</span>

@@ -22,6 +22,7 @@ import { type Browser, type BrowserContext, chromium, type Page } from "playwrig
 import { buildInbox } from "../../scripts/build-inbox.mjs"
 import { request } from "../../tests/api/ApiServer.ts"
 import { eventually, startReplyServer } from "../../tests/api/ReplyServer.ts"
+import { telegramFake } from "../../tests/support/fakes/TelegramFake.ts"
 import { addOperator, addTeam, PASSWORD } from "../../tests/inbox/InboxClient.ts"
 import {
   type InboxContractServer,
@@ -1001,6 +1002,77 @@ describe.skipIf(!NodeFs.existsSync(CHROMIUM))("inbox with the real server", () =
         })
         assert.deepStrictEqual(root.errors, [])
         assert.deepStrictEqual(carl.errors, [])
+      }),
+    60_000,
+  )
+
+  it.scopedLive(
+    "a customer writes to the Telegram bot (fake Bot API): live in the inbox; the reply reaches the chat, marked sent",
+    () =>
+      Effect.gen(function* () {
+        const token = "7004:inbox-telegram-token"
+        const chatId = 5151
+        const fake = yield* telegramFake({ bots: [token] })
+        const plugins = yield* tempDir("chorus-plugins-")
+        installRepoPlugins(plugins, ["inbox", "telegram"], {
+          net: { telegram: [new URL(fake.apiRoot).host] },
+        })
+        process.env["CHORUS_PLUGIN_TELEGRAM_BOT_TOKEN_MAIN"] = token
+        yield* Effect.addFinalizer(() =>
+          Effect.sync(() => delete process.env["CHORUS_PLUGIN_TELEGRAM_BOT_TOKEN_MAIN"])
+        )
+        const server = yield* startReplyServer({
+          dataDir: yield* tempDir(),
+          pluginsDir: plugins,
+          pluginSettings: { telegram: { accounts: "main", apiRoot: fake.apiRoot, pollTimeout: 1 } },
+          routing: { autoAssign: false },
+        })
+        const team = yield* server.teams.add("Support").pipe(Effect.orDie)
+        yield* server.teams.claimInbox(team.id, { channel: "telegram", account: "*" }).pipe(
+          Effect.orDie,
+        )
+        yield* addOperator(server, { email: "ann@example.com", teamIds: [team.id] })
+        const browser = yield* Effect.acquireRelease(
+          Effect.promise(launch),
+          (b) => Effect.promise(() => b.close()),
+        )
+        const page = yield* Effect.promise(async () => {
+          const context = await browser.newContext({ viewport: { width: 1400, height: 860 } })
+          const page = await context.newPage()
+          await page.goto(`${server.url}/plugins/inbox/`)
+          await page.fill("input[name=email]", "ann@example.com")
+          await page.fill("input[name=password]", PASSWORD)
+          await page.click("button[type=submit]")
+          await page.waitForSelector("header.topbar")
+          await page.click("[data-testid=view-all]")
+          return page
+        })
+        fake.pushUpdate(token, {
+          message: {
+            message_id: 1,
+            date: Math.floor(Date.now() / 1000),
+            chat: { id: chatId, type: "private", first_name: "Maria" },
+            from: { id: chatId, is_bot: false, first_name: "Maria" },
+            text: "Привет! Where is my order?",
+          },
+        } as never)
+        yield* Effect.promise(async () => {
+          await page.waitForSelector(".list-pane >> text=Привет! Where is my order?")
+          await page.click(".list-pane >> text=Maria")
+          await page.waitForSelector(".timeline >> text=Привет! Where is my order?")
+          await page.fill("[data-testid=reply-text]", "It ships today.")
+          await page.press("[data-testid=reply-text]", "Enter")
+          await page.waitForSelector(
+            '.timeline [data-message="out"] [data-delivery="sent"]',
+            { timeout: 15_000 },
+          )
+        })
+        assert.isTrue(
+          fake.sent(token).some((m) =>
+            m.text === "It ships today." && String(m.chat_id) === String(chatId)
+          ),
+        )
+        yield* Effect.promise(() => shot(page, "telegram-in-inbox"))
       }),
     60_000,
   )

@@ -759,16 +759,27 @@ describe.skipIf(!NodeFs.existsSync(CHROMIUM))("inbox with the real server", () =
           await ann.page.waitForSelector(
             '.timeline [data-message="out"]:not(.pending) >> text=Let me check, one moment.',
           )
+          // Answered: in Bob's list the customer no longer waits, and nothing is unread.
+          await bob.page.waitForSelector(".list-pane >> text=Let me check, one moment.")
+          await bob.page.waitForFunction(() =>
+            document.querySelector(".list-pane [data-testid=waiting]") === null
+          )
         })
         // A file: uploaded when picked, sent with the reply, shown as a preview from the store.
         yield* step("attachment", async () => {
+          // A slow upload (held 800 ms), so Enter comes while the file still uploads.
+          await ann.page.route("**/api/v1/attachments?name=*", async (route) => {
+            await new Promise((resolve) => setTimeout(resolve, 800))
+            await route.continue()
+          })
           await ann.page.setInputFiles("[data-testid=reply-files]", {
             name: "label.png",
             mimeType: "image/png",
             buffer: PNG_1X1,
           })
-          // Uploaded (not the muted "uploading" chip): only then does Enter send.
-          await ann.page.waitForSelector(".chip:not(.muted) >> text=label.png")
+          // Enter as soon as the file is picked: a reply pressed while its file still uploads is
+          // sent once the upload is done, not dropped.
+          await ann.page.waitForSelector(".chip.muted >> text=label.png")
           await ann.page.fill("[data-testid=reply-text]", "Here is the label.")
           await ann.page.press("[data-testid=reply-text]", "Enter")
           await ann.page.waitForSelector(

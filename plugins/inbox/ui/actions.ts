@@ -479,7 +479,25 @@ const touchRow = (conversationId: string, m: Message) =>
     const row = s.rows.find((r) => r.id === conversationId)
     if (row === undefined || (row.preview !== null && row.preview.at > m.createdAt)) return {}
     const updatedAt = row.updatedAt > m.createdAt ? row.updatedAt : m.createdAt
-    const next = { ...row, preview: previewOf(m), lastSeq: Math.max(row.lastSeq, m.seq), updatedAt }
+    // As the server counts them: a customer's message is unread and makes them wait (and opens
+    // a pending or snoozed conversation); an answer ends both.
+    const counters = m.direction === "in"
+      ? {
+        unreadCount: (row.unreadCount ?? 0) + 1,
+        waitingSince: row.waitingSince ?? m.createdAt,
+        status: "open" as const,
+        snoozedUntil: null,
+      }
+      : m.direction === "out"
+      ? { unreadCount: 0, waitingSince: null }
+      : {}
+    const next = {
+      ...row,
+      ...counters,
+      preview: previewOf(m),
+      lastSeq: Math.max(row.lastSeq, m.seq),
+      updatedAt,
+    }
     return { rows: upsertRow(s.rows, next, true) }
   })
 

@@ -7,7 +7,7 @@
  * - `/code` shows canned answers starting with it; Enter (or a click) puts the text in.
  * - Enter sends, Shift+Enter is a new line; each send gets a fresh clientId (actions.send).
  */
-import { useMemo, useRef, useState } from "preact/hooks"
+import { useEffect, useMemo, useRef, useState } from "preact/hooks"
 import { send, toast, typing } from "../actions.ts"
 import { api, ApiError } from "../api.ts"
 import { t } from "../i18n.ts"
@@ -105,6 +105,15 @@ export function ReplyBox({ conversation: c }: { readonly conversation: Conversat
     setPicker(null)
   }
 
+  // Enter pressed while files were still uploading: send once they are all in.
+  const [sendAfterUpload, setSendAfterUpload] = useState(false)
+  useEffect(() => {
+    if (sendAfterUpload && uploading.length === 0) {
+      setSendAfterUpload(false)
+      submit()
+    }
+  }, [sendAfterUpload, uploading])
+
   const upload = async (list: FileList | null) => {
     for (const file of Array.from(list ?? [])) {
       setUploading((u) => [...u, file.name])
@@ -141,7 +150,12 @@ export function ReplyBox({ conversation: c }: { readonly conversation: Conversat
         mentions: mentions.filter((o) => body.includes(`@${o.name}`)).map((o) => o.id),
       })
     } else {
-      if ((body === "" && files.length === 0) || uploading.length > 0) return
+      if (uploading.length > 0) {
+        // Sent as soon as the files are in the store (the effect below), not dropped.
+        if (body !== "" || files.length > 0 || uploading.length > 0) setSendAfterUpload(true)
+        return
+      }
+      if (body === "" && files.length === 0) return
       void send(c.id, {
         direction: "out",
         text: body,

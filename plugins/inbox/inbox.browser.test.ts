@@ -769,7 +769,9 @@ describe.skipIf(!NodeFs.existsSync(CHROMIUM))("inbox with the real server", () =
         yield* step("attachment", async () => {
           // A slow upload (held 800 ms), so Enter comes while the file still uploads.
           await ann.page.route("**/api/v1/attachments?name=*", async (route) => {
-            await new Promise((resolve) => setTimeout(resolve, 800))
+            await new Promise((resolve) =>
+              setTimeout(resolve, 800)
+            )
             await route.continue()
           })
           await ann.page.setInputFiles("[data-testid=reply-files]", {
@@ -834,8 +836,7 @@ describe.skipIf(!NodeFs.existsSync(CHROMIUM))("inbox with the real server", () =
 
         // The connection drops; a message meanwhile is there once it is back.
         proxy.cut()
-        yield* step("reconnecting", () =>
-          bob.page.waitForSelector("[data-testid=reconnecting]"))
+        yield* step("reconnecting", () => bob.page.waitForSelector("[data-testid=reconnecting]"))
         yield* customerWrites("dina", "Written while Bob was offline")
         yield* step("caught up", async () => {
           await bob.page.click(`.list-pane [data-conversation="${id}"]`)
@@ -862,8 +863,7 @@ describe.skipIf(!NodeFs.existsSync(CHROMIUM))("inbox with the real server", () =
             state: "detached",
           })
         })
-        yield* step("screenshot", () =>
-          shot(bob.page, "real-colleague"))
+        yield* step("screenshot", () => shot(bob.page, "real-colleague"))
         const dropped = (e: string) => /ERR_|\/api\/v1\/events/.test(e)
         assert.deepStrictEqual(ann.errors.filter((e) => !dropped(e)), [])
         assert.deepStrictEqual(bob.errors.filter((e) => !dropped(e)), [])

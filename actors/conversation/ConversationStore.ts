@@ -32,6 +32,7 @@ import type {
   MessageRow,
   NewMessage,
 } from "../../core/storage/ConversationTables.ts"
+import { inboxOwner } from "../../core/accounts/InboxOwner.ts"
 import { Database, type DatabaseError, type DatabaseShape } from "../../core/storage/Database.ts"
 import * as GroupCommit from "../../core/storage/GroupCommit.ts"
 import {
@@ -395,11 +396,7 @@ export const make = (
         }
         const now = Date.now()
         // The inbox's team owns the conversation: the account's own entry, else the channel's `*`.
-        const owners = await trx.selectFrom("chorus_team_inboxes").select(["account", "team_id"])
-          .where("channel", "=", identity.channel)
-          .where("account", "in", [identity.account, "*"])
-          .execute()
-        const owner = owners.find((o) => o.account === identity.account) ?? owners[0]
+        const owner = await inboxOwner(trx, identity.channel, identity.account)
         const row: ConversationRow = {
           id: newId.conversation(),
           contact_id: contactId,
@@ -413,7 +410,7 @@ export const make = (
           updated_at: now,
           last_message_at: null,
           resolved_at: null,
-          team_id: owner?.team_id ?? null,
+          team_id: owner ?? null,
           assigned_at: null,
           waiting_since: null,
           snoozed_until: null,

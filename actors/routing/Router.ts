@@ -21,6 +21,7 @@ import type { ConversationId, OperatorId } from "../../schemas/Ids.ts"
 import { type CommandError, ConversationCommands } from "../conversation/ConversationCommands.ts"
 import { millis } from "../conversation/ConversationRows.ts"
 import { Replies } from "../conversation/Replies.ts"
+import { InboxQueries } from "../conversation/InboxQueries.ts"
 
 export interface RouterOptions {
   /** Assign queued conversations automatically. Default true. */
@@ -84,6 +85,7 @@ export const make = (options: RouterOptions = {}) =>
     const database = yield* Database
     const commands = yield* ConversationCommands
     const replies = yield* Replies
+    const queries = yield* InboxQueries
     const autoAssign = options.autoAssign ?? true
     const answerTimeoutMs = Duration.toMillis(options.answerTimeout ?? "5 minutes")
     const wakeups = yield* Queue.sliding<void>(1)
@@ -139,7 +141,7 @@ export const make = (options: RouterOptions = {}) =>
       })
 
     const candidates = Effect.gen(function* () {
-      const [operators, members, loads] = yield* Effect.all([
+      const [operators, members, loadOf] = yield* Effect.all([
         database.query("routable operators", (db) =>
           db.selectFrom("chorus_operators")
             .select(["id", "role", "capacity", "last_assigned_at"])
@@ -148,13 +150,7 @@ export const make = (options: RouterOptions = {}) =>
             .execute()),
         database.query("team members", (db) =>
           db.selectFrom("chorus_team_members").select(["team_id", "operator_id"]).execute()),
-        database.query("loads", (db) =>
-          db.selectFrom("conversations")
-            .select((eb) => ["assignee_id", eb.fn.countAll<number | string>().as("load")])
-            .where("status", "=", "open")
-            .where("assignee_id", "is not", null)
-            .groupBy("assignee_id")
-            .execute()),
+        queries.loads(),
       ])
       const teamsOf = new Map<string, Set<string>>()
       for (const m of members) {
@@ -162,12 +158,11 @@ export const make = (options: RouterOptions = {}) =>
         set.add(m.team_id)
         teamsOf.set(m.operator_id, set)
       }
-      const loadOf = new Map(loads.map((l) => [l.assignee_id, Number(l.load)]))
       return operators.map((o): Candidate => ({
         id: o.id as OperatorId,
         role: o.role,
         capacity: Number(o.capacity),
-        load: loadOf.get(o.id) ?? 0,
+        load: loadOf.get(o.id as OperatorId) ?? 0,
         lastAssignedAt: o.last_assigned_at === null ? 0 : millis(o.last_assigned_at),
         teams: teamsOf.get(o.id) ?? new Set(),
       }))
@@ -245,39 +240,41 @@ export const make = (options: RouterOptions = {}) =>
       if (template.trim() === "") {
         return 0
       }
-      const queued = yield* database.query("queue to announce", (db) =>
-        db.selectFrom("conversations")
-          .select(["id", "team_id", "waiting_since", "created_at", "queue_announced_at"])
-          .where("status", "=", "open")
-          .where("assignee_id", "is", null)
-          .where("waiting_since", "is not", null)
-          .execute())
-      const ordered = [...queued].sort((a, b) =>
-        millis(a.waiting_since!) - millis(b.waiting_since!) ||
-        millis(a.created_at) - millis(b.created_at)
+      // The places as supervisors see them (InboxQueries.queue); only customers who wrote.
+      const queue = (yield* queries.queue({ all: true })).filter((q) =>
+        q.waitingSince !== null
       )
-      const places = new Map<string | null, number>()
+      if (queue.length === 0) return 0
+      const untold = new Set(
+        (yield* database.query("queue to announce", (db) =>
+          db.selectFrom("conversations").select("id")
+            .where(
+              "id",
+              "in",
+              queue.map((q) =>
+                q.conversationId
+              ),
+            )
+            .where("queue_announced_at", "is", null)
+            .execute())).map((r) => r.id),
+      )
       let announced = 0
-      for (const conversation of ordered) {
-        const position = (places.get(conversation.team_id) ?? 0) + 1
-        places.set(conversation.team_id, position)
-        if (conversation.queue_announced_at !== null) {
-          continue
-        }
+      for (const { conversationId, position } of queue) {
+        if (!untold.has(conversationId)) continue
         // Marked first: a crash between the two loses one notice, never sends two.
         const marked = yield* database.query("mark queue announced", (db) =>
           db.updateTable("conversations").set({ queue_announced_at: Date.now() })
-            .where("id", "=", conversation.id).where("queue_announced_at", "is", null)
+            .where("id", "=", conversationId).where("queue_announced_at", "is", null)
             .executeTakeFirst())
         if (Number(marked.numUpdatedRows) === 0) {
           continue
         }
         yield* replies.send({
-          conversationId: conversation.id as ConversationId,
+          conversationId,
           text: template.replaceAll("{position}", String(position)),
           attachments: [],
           identityId: undefined,
-          clientId: `queue-place:${conversation.id}`,
+          clientId: `queue-place:${conversationId}`,
           authorId: null,
         }).pipe(
           Effect.tap(() => {
@@ -285,7 +282,7 @@ export const make = (options: RouterOptions = {}) =>
           }),
           Effect.catchAll((error) =>
             Effect.logWarning("could not tell the customer their place in line").pipe(
-              Effect.annotateLogs({ conversationId: conversation.id, error: error.message }),
+              Effect.annotateLogs({ conversationId, error: error.message }),
             )
           ),
         )

@@ -6,18 +6,11 @@
  */
 import { Effect } from "effect"
 import type { DatabaseShape } from "../storage/Database.ts"
+import { inboxOwner } from "./InboxOwner.ts"
 
 export const onlineOperatorsFor = (database: DatabaseShape, channel: string, account: string) =>
   Effect.gen(function* () {
-    const owners = yield* database.query(
-      "inbox owner",
-      (db) =>
-        db.selectFrom("chorus_team_inboxes").select(["account", "team_id"])
-          .where("channel", "=", channel)
-          .where("account", "in", [account, "*"])
-          .execute(),
-    )
-    const owner = owners.find((o) => o.account === account) ?? owners[0]
+    const owner = yield* database.query("inbox owner", (db) => inboxOwner(db, channel, account))
     const row = yield* database.query("online operators", (db) => {
       const online = db.selectFrom("chorus_operators")
         .select((eb) => eb.fn.countAll<number | string>().as("n"))
@@ -27,7 +20,7 @@ export const onlineOperatorsFor = (database: DatabaseShape, channel: string, acc
         "id",
         "in",
         db.selectFrom("chorus_team_members").select("operator_id")
-          .where("team_id", "=", owner.team_id),
+          .where("team_id", "=", owner),
       )).executeTakeFirstOrThrow()
     })
     return Number(row.n)

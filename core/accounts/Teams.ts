@@ -16,6 +16,7 @@ import { Clock, Context, Effect, Layer, Option } from "effect"
 import type { OperatorId, TeamId } from "../../schemas/Ids.ts"
 import { Inbox, type Team, TeamName } from "../../schemas/Operator.ts"
 import { newId } from "../ids.ts"
+import { inboxOwner } from "./InboxOwner.ts"
 import { Database, type DatabaseError } from "../storage/Database.ts"
 import {
   type InvalidAccountInput,
@@ -249,15 +250,11 @@ export const make = Effect.gen(function* () {
 
   const teamForInbox = Effect.fn("Teams.teamForInbox")(
     function* (channel: string, account: string) {
-      const rows = yield* database.query(
+      const owner = yield* database.query(
         "teams.for_inbox",
-        (db) =>
-          db.selectFrom("chorus_team_inboxes").select(["account", "team_id"])
-            .where("channel", "=", channel).where("account", "in", [account, "*"]).execute(),
+        (db) => inboxOwner(db, channel, account),
       )
-      const exact = rows.find((r) => r.account === account)
-      const wildcard = rows.find((r) => r.account === "*")
-      return Option.fromNullable((exact ?? wildcard)?.team_id as TeamId | undefined)
+      return Option.fromNullable(owner as TeamId | undefined)
     },
   )
 

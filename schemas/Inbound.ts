@@ -39,6 +39,14 @@ export const InboundMessage = Schema.Struct({
   receivedAt: Timestamp,
   /** A pressed button's payload, a deep link's parameter. */
   payload: Schema.optionalWith(MessagePayload, { exact: true }),
+  /**
+   * The provider ids of earlier messages (on the same channel account) this one answers, nearest
+   * first: an e-mail's In-Reply-To then References, a quoted Telegram or WhatsApp message. The
+   * core keeps a thread in the conversation of the message it answers.
+   */
+  inReplyTo: Schema.optionalWith(Schema.Array(ExternalId).pipe(Schema.maxItems(50)), {
+    exact: true,
+  }),
 }).annotations({
   identifier: "InboundMessage",
   description: "A customer's message as a channel publishes it on the bus.",

@@ -346,6 +346,28 @@ export interface GuestInbound {
   readonly sentAt?: string | number
   /** A pressed button's payload, a deep link's parameter (at most 1,024 characters). */
   readonly payload?: string
+  /**
+   * Provider ids of earlier messages this one answers, nearest first (e-mail In-Reply-To then
+   * References, a quoted message): the core keeps the thread in its conversation. At most 50.
+   */
+  readonly inReplyTo?: ReadonlyArray<string>
+}
+
+/**
+ * What became of a reply after the provider took it (a status webhook, a read receipt, a
+ * bounce), by the provider's id of the sent message (`externalId` of the send result).
+ */
+export interface GuestDeliveryStatus {
+  readonly account: string
+  /** The provider's id of the sent message, as the send result returned it. */
+  readonly externalId: string
+  readonly state: "delivered" | "read" | "failed"
+  /** For `failed`: the provider's code and words. */
+  readonly error?: { readonly code: string; readonly reason: string }
+  /** For `failed`: nothing sent to this recipient can arrive (a hard bounce, blocked). */
+  readonly unreachable?: boolean
+  /** When it happened, by the provider's clock (ISO 8601 or epoch ms); default now. */
+  readonly at?: string | number
 }
 
 export interface GuestChannels {
@@ -389,6 +411,16 @@ export interface GuestChannels {
     channel: string,
     from: { readonly account: string; readonly externalId: string },
   ) => Promise<boolean>
+  /**
+   * Report what became of a sent reply (`delivered`, `read`, `failed`). States only move
+   * forward (a late `delivered` after `read` changes nothing); an unknown `externalId` resolves
+   * `{ found: false }` (a status for a message sent before Chorus, or by another system).
+   * `failed` with `unreachable` marks the identity unreachable.
+   */
+  readonly status: (
+    channel: string,
+    update: GuestDeliveryStatus,
+  ) => Promise<{ readonly found: boolean; readonly changed: boolean }>
 }
 
 /** Whom an operator's typing is shown to. */

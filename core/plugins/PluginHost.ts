@@ -46,6 +46,7 @@ import {
 } from "effect"
 import { InboundMessage, inboundMessageId } from "../../schemas/Inbound.ts"
 import { DeliveryReceipt } from "../../schemas/Outbound.ts"
+import type { DeliverySettings } from "../../schemas/DeliverySettings.ts"
 import * as Receipts from "../../actors/channel/Receipts.ts"
 import { MANIFEST_FILE, type PluginManifest } from "../../schemas/PluginManifest.ts"
 import { onlineOperatorsFor } from "../accounts/Availability.ts"
@@ -219,6 +220,8 @@ export interface PluginHostShape {
       readonly attachments: boolean
       readonly buttons: boolean
     }
+    /** The channel's delivery defaults (its provider's limits), if it declares them. */
+    readonly delivery?: DeliverySettings | undefined
   }>
   /** Send through the plugin that registered `channel`; waits while the plugin changes version. */
   readonly send: (
@@ -1671,11 +1674,17 @@ export const make = (discovered: DiscoveryResult, options: PluginHostOptions = {
           plugin: string
           channel: string
           capabilities: { maxTextLength: number; attachments: boolean; buttons: boolean }
+          delivery?: DeliverySettings | undefined
         }
       > = []
       for (const slot of slots.values()) {
         for (const c of slot.loaded?.manifest.contributes.channels ?? []) {
-          out.push({ plugin: slot.id, channel: c.name, capabilities: c.capabilities })
+          out.push({
+            plugin: slot.id,
+            channel: c.name,
+            capabilities: c.capabilities,
+            ...(c.delivery !== undefined ? { delivery: c.delivery } : {}),
+          })
         }
       }
       return out

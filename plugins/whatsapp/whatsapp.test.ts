@@ -232,7 +232,7 @@ describe("replies → WhatsApp", () => {
     const list = interactiveOf("Pick one", five, "Options")
     assert.strictEqual(list.interactive?.type, "list")
     assert.strictEqual(list.interactive?.action.button, "Options")
-    assert.lengthOf(list.interactive?.action.sections[0]!.rows, 5)
+    assert.lengthOf(list.interactive?.action.sections[0].rows, 5)
     const long = interactiveOf("Pick", [[{ text: "A title of 22 letters!", payload: "a" }]])
     assert.strictEqual(long.interactive?.type, "list")
   })

@@ -433,6 +433,9 @@ class FakeGraph {
       const armed = this.armed(phone, endpoint)
       if (armed !== undefined) throw new GraphFailure(armed.code)
       if (endpoint === "media") return answer(200, this.upload(phone, req, raw))
+      if (!/^application\/json\b/i.test(req.headers["content-type"] ?? "")) {
+        throw new GraphFailure(100, "expected a JSON body (Content-Type: application/json)")
+      }
       return answer(200, this.message(phone, JSON.parse(raw.toString("utf8"))))
     } catch (error) {
       if (error instanceof GraphFailure) return fail(error)

@@ -370,6 +370,27 @@ describe("whatsapp channel", () => {
   )
 
   it.scopedLive(
+    "media endpoint down: the webhook answered 500 and nothing stored; Meta's redelivery stored once",
+    () =>
+      Effect.gen(function* () {
+        const { fake, api, webhook } = yield* setup
+        fake.addMedia(jpeg, "image/jpeg", "1003383421387256")
+        fake.failNext(PHONE, { code: 500, endpoint: "mediaInfo", times: 2 })
+        const image = fake.fixture("image_message")
+        assert.strictEqual((yield* webhook(image)).status, 500)
+        assert.strictEqual((yield* webhook(image)).status, 500)
+        assert.lengthOf(yield* conversations(api), 0)
+        assert.strictEqual((yield* webhook(image)).status, 200)
+        assert.strictEqual((yield* webhook(image)).status, 200)
+        const conversation = yield* conversationOf(api)
+        const messages = yield* messagesOf(api, conversation)
+        assert.lengthOf(messages, 1)
+        assert.lengthOf(messages[0].attachments, 1)
+      }),
+    60_000,
+  )
+
+  it.scopedLive(
     "templates: sent through the plugin's route with its token",
     () =>
       Effect.gen(function* () {

@@ -81,8 +81,8 @@ export interface InjectedFailure {
   readonly code: number
   /** Default 1. */
   readonly times?: number
-  /** `messages` (default) or `media`. */
-  readonly endpoint?: "messages" | "media"
+  /** `messages` (default), `media` (uploads) or `mediaInfo` (`GET /{media-id}`). */
+  readonly endpoint?: "messages" | "media" | "mediaInfo"
 }
 
 export interface MediaFile {
@@ -371,7 +371,10 @@ class FakeGraph {
     return undefined
   }
 
-  private armed(phone: string, endpoint: "messages" | "media"): InjectedFailure | undefined {
+  private armed(
+    phone: string,
+    endpoint: "messages" | "media" | "mediaInfo",
+  ): InjectedFailure | undefined {
     const list = this.failures.get(phone) ?? []
     const at = list.findIndex((f) => (f.endpoint ?? "messages") === endpoint)
     if (at === -1) return undefined
@@ -411,6 +414,8 @@ class FakeGraph {
       const owner = this.owner(req)
       if (owner === undefined) throw new GraphFailure(190)
       if (method === "GET" && parts.length === 2) {
+        const armed = this.armed(owner, "mediaInfo")
+        if (armed !== undefined) throw new GraphFailure(armed.code)
         const file = this.mediaFiles.get(parts[1] ?? "")
         if (file === undefined) throw new GraphFailure(100, `media ${parts[1]} not found`)
         return answer(200, {

@@ -150,6 +150,7 @@ export default {
     }
 
     const windowKey = (account, waId) => `window:${account}:${waId}`
+    const latestKey = (account, waId) => `latest:${account}:${waId}`
 
     // -- inbound -----------------------------------------------------------------------------------
 
@@ -217,7 +218,14 @@ export default {
       const key = windowKey(account.name, item.inbound.sender.externalId)
       const at = Math.min(item.inbound.sentAt ?? Date.now(), Date.now())
       const before = await chorus.storage.kv.get(key)
-      if (typeof before !== "number" || before < at) await chorus.storage.kv.set(key, at)
+      if (typeof before !== "number" || before <= at) {
+        await chorus.storage.kv.set(key, at)
+        // The message an operator's typing marks read (WhatsApp's typing indicator needs one).
+        await chorus.storage.kv.set(
+          latestKey(account.name, item.inbound.sender.externalId),
+          item.inbound.externalId,
+        )
+      }
     }
 
     await chorus.routes.handle("GET", "/plugins/whatsapp/webhook", (request) => {
@@ -328,6 +336,32 @@ export default {
     }
 
     await chorus.channels.register("whatsapp", {
+      /**
+       * An operator is typing: the customer's latest message is marked read and WhatsApp shows
+       * "typing…" for up to 25 seconds (or until the reply). Only within the reply window.
+       */
+      async typing(to) {
+        const account = accounts.get(to.account)
+        if (account === undefined) return
+        const last = await chorus.storage.kv.get(windowKey(account.name, to.externalId))
+        const wamid = await chorus.storage.kv.get(latestKey(account.name, to.externalId))
+        if (typeof wamid !== "string" || windowClosed(last, Date.now()) !== undefined) return
+        await account.pace()
+        const answer = await graph(account, "POST", `${account.phoneNumberId}/messages`, {
+          json: {
+            messaging_product: "whatsapp",
+            status: "read",
+            message_id: wamid,
+            typing_indicator: { type: "text" },
+          },
+        })
+        if (answer.status !== 200) {
+          chorus.log.debug("whatsapp typing indicator refused", {
+            status: answer.status,
+            error: answer.body?.error?.message ?? String(answer.error ?? ""),
+          })
+        }
+      },
       async send(message) {
         const account = accounts.get(message.account)
         if (account === undefined) {

@@ -199,6 +199,14 @@ describe("whatsapp channel", () => {
           ["GET /1003383421387256 200", "GET /whatsapp_business/attachments/ 200"],
         )
 
+        // An operator typing: the latest message marked read, WhatsApp's "typing…" shown.
+        assert.strictEqual(
+          (yield* api("POST", `/conversations/${conversation}/typing`)).status,
+          204,
+        )
+        yield* eventually("the typing indicator", () =>
+          fake.reads(PHONE).some((r) => r.messageId === second.externalId && r.typing))
+
         const reply = replyIn(api, conversation)
         const short = yield* reply({ text: "We are on it." })
         yield* deliveryState(api, conversation, short, "sent")
@@ -219,9 +227,9 @@ describe("whatsapp channel", () => {
         const long = yield* reply({ text: "A".repeat(3000) + "\n" + "B".repeat(3000) })
         yield* deliveryState(api, conversation, long, "sent")
         assert.deepStrictEqual(
-          fake.sent(PHONE).filter((s) => /^[AB]+$/.test(s.body.text?.body ?? "")).map((s) =>
-            s.body.text.body.length
-          ),
+          fake.sent(PHONE).filter((s) =>
+            /^[AB]+$/.test(s.body.text?.body ?? "")
+          ).map((s) => s.body.text.body.length),
           [3000, 3000],
         )
 
@@ -253,7 +261,9 @@ describe("whatsapp channel", () => {
         )
         yield* eventually("the press stored", () =>
           messagesOf(api, conversation).pipe(
-            Effect.map((m) => m.some((x) => x.text === "Track my parcel")),
+            Effect.map((m) =>
+              m.some((x) => x.text === "Track my parcel")
+            ),
           ))
         const press = (yield* messagesOf(api, conversation)).find((x) =>
           x.text === "Track my parcel"

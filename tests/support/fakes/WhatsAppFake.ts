@@ -63,6 +63,12 @@ export interface Upload {
   readonly bytes: Uint8Array
 }
 
+export interface MarkedRead {
+  readonly messageId: string
+  /** With `typing_indicator: { type: "text" }`. */
+  readonly typing: boolean
+}
+
 /** One request to the fake, answered or failed. */
 export interface GraphCall {
   readonly method: string
@@ -102,6 +108,8 @@ export interface WhatsAppFake {
   readonly media: (id: string) => MediaFile | undefined
   readonly sent: (phoneNumberId: string) => ReadonlyArray<SentMessage>
   readonly uploads: (phoneNumberId: string) => ReadonlyArray<Upload>
+  /** Received messages the number marked read (`status: "read"`), and whether with typing. */
+  readonly reads: (phoneNumberId: string) => ReadonlyArray<MarkedRead>
   readonly calls: () => ReadonlyArray<GraphCall>
   readonly failNext: (phoneNumberId: string, failure: InjectedFailure) => void
   /** Free-form messages to `to` fail with 131047 until `openWindow`. */
@@ -274,6 +282,7 @@ class FakeGraph {
   private readonly mediaFiles = new Map<string, MediaFile & { owner?: string }>()
   private readonly sentBy = new Map<string, Array<SentMessage>>()
   private readonly uploadsBy = new Map<string, Array<Upload>>()
+  private readonly readsBy = new Map<string, Array<MarkedRead>>()
   private readonly callLog: Array<GraphCall> = []
   private readonly failures = new Map<string, Array<InjectedFailure & { left: number }>>()
   private readonly closed = new Set<string>()
@@ -326,6 +335,7 @@ class FakeGraph {
       media: (id) => this.mediaFiles.get(id),
       sent: (p) => [...(this.sentBy.get(p) ?? [])],
       uploads: (p) => [...(this.uploadsBy.get(p) ?? [])],
+      reads: (p) => [...(this.readsBy.get(p) ?? [])],
       calls: () => [...this.callLog],
       failNext: (p, failure) => {
         const list = this.failures.get(p) ?? []
@@ -475,6 +485,16 @@ class FakeGraph {
   private message(phone: string, body: Record<string, any>) {
     if (body.messaging_product !== "whatsapp") {
       throw new GraphFailure(100, "messaging_product must be whatsapp")
+    }
+    if (body.status === "read") {
+      // Mark a received message read, with or without the typing indicator.
+      if (typeof body.message_id !== "string" || !body.message_id.startsWith("wamid.")) {
+        throw new GraphFailure(100, "message_id: expected a wamid")
+      }
+      const list = this.readsBy.get(phone) ?? []
+      list.push({ messageId: body.message_id, typing: body.typing_indicator?.type === "text" })
+      this.readsBy.set(phone, list)
+      return { success: true }
     }
     const to = String(body.to ?? "")
     if (!/^\+?\d{7,15}$/.test(to)) throw new GraphFailure(100, `to: invalid number ${to}`)

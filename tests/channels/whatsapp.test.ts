@@ -162,6 +162,12 @@ describe("whatsapp channel", () => {
         )
         assert.strictEqual(forged.status, 401)
         assert.strictEqual((yield* webhook(text, null)).status, 401)
+        // A number no account names (another system's, on the same Meta app): answered, not
+        // stored (and logged).
+        const stranger = fake.fixture("text_message", {
+          edit: (b) => (b.entry[0].changes[0].value.metadata.phone_number_id = "999000111"),
+        })
+        assert.strictEqual((yield* webhook(stranger)).status, 200)
         assert.lengthOf(yield* conversations(api), 0)
 
         // The real delivery, twice (Meta redelivers when unsure): stored once.
@@ -305,6 +311,12 @@ describe("whatsapp channel", () => {
           type: "image",
           image: { id: uploaded!.id, caption: "Your label" },
         })
+
+        // By now everything handed in is stored: the forged, unsigned and stranger's deliveries
+        // made no conversation of their own.
+        assert.lengthOf(yield* conversations(api), 1)
+        const texts = (yield* messagesOf(api, conversation)).map((m) => m.text)
+        assert.lengthOf(texts.filter((t) => t === "Does it come in another color?"), 1)
       }),
     120_000,
   )
@@ -330,6 +342,15 @@ describe("whatsapp channel", () => {
         fake.failNext(PHONE, { code: 130429 })
         const paced = yield* reply({ text: "after the pause" })
         yield* deliveryState(api, conversation, paced, "sent")
+
+        // Pair rate limit (131056): retried after Meta's pause, sent once.
+        fake.failNext(PHONE, { code: 131056 })
+        const pair = yield* reply({ text: "after the pair limit" })
+        yield* deliveryState(api, conversation, pair, "sent")
+        assert.deepStrictEqual(
+          fake.calls().filter((c) => c.code === 131056 || c.code === 130429).map((c) => c.code),
+          [130429, 131056],
+        )
 
         // Meta says the window is closed (131047): failed, not retried, with the reason.
         fake.failNext(PHONE, { code: 131047, times: 5 })

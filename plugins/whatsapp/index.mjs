@@ -31,7 +31,7 @@ import {
   splitText,
   windowClosed,
 } from "./send.mjs"
-import { e164, parseWebhook, signatureValid } from "./webhook.mjs"
+import { BSUID, e164, parseWebhook, signatureValid } from "./webhook.mjs"
 
 const ACCOUNT = /^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$/
 const PHONE_NUMBER_ID = /^\d{1,30}$/
@@ -259,7 +259,10 @@ export default {
         return { status: 400, body: { error: String(error.message ?? error) } }
       }
       for (const reason of parsed.skipped) {
-        chorus.log.debug("whatsapp webhook item skipped", { reason })
+        // A message nobody can be named for is the only message skipped: say it loudly.
+        if (reason.startsWith("message ")) {
+          chorus.log.error("whatsapp message not stored", { reason })
+        } else chorus.log.debug("whatsapp webhook item skipped", { reason })
       }
       for (const item of parsed.messages) {
         const account = byPhone.get(item.phoneNumberId)
@@ -301,8 +304,15 @@ export default {
     /** POST /{phone-number-id}/messages, paced; the wamid, or a failure result. */
     const post = async (account, to, content) => {
       await account.pace()
+      // A customer known only by a business-scoped user id (a username) is sent to by it.
+      const address = BSUID.test(to) ? { recipient: to } : { to }
       const answer = await graph(account, "POST", `${account.phoneNumberId}/messages`, {
-        json: { messaging_product: "whatsapp", recipient_type: "individual", to, ...content },
+        json: {
+          messaging_product: "whatsapp",
+          recipient_type: "individual",
+          ...address,
+          ...content,
+        },
       })
       const wamid = answer.body?.messages?.[0]?.id
       if (answer.status === 200 && typeof wamid === "string") return { wamid }
@@ -477,8 +487,13 @@ export default {
       if (account === undefined) {
         problems.push(`account: no WhatsApp account ${JSON.stringify(input?.account)}`)
       }
-      const phone = e164(typeof input?.to === "string" ? input.to : "")
-      if (phone === undefined) problems.push("to: expected the customer's number (E.164 or wa_id)")
+      const given = typeof input?.to === "string" ? input.to : ""
+      const to = BSUID.test(given) ? given : e164(given)?.slice(1)
+      if (to === undefined) {
+        problems.push(
+          "to: expected the customer's number (E.164 or wa_id) or business-scoped user id",
+        )
+      }
       const template = input?.template
       if (!TEMPLATE_NAME.test(String(template?.name ?? ""))) {
         problems.push("template.name: expected the approved template's name (a-z, 0-9, _)")
@@ -490,7 +505,7 @@ export default {
         problems.push("template.components: expected a list (Meta's template components)")
       }
       if (problems.length > 0) return { status: 400, body: { error: "invalid request", problems } }
-      const sent = await post(account, phone.slice(1), {
+      const sent = await post(account, to, {
         type: "template",
         template: {
           name: template.name,

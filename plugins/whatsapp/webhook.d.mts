@@ -31,6 +31,8 @@ export declare const signatureValid: (
   header: unknown,
 ) => Promise<boolean>
 export declare const signatureOf: (appSecret: string, body: Uint8Array) => Promise<string>
+/** A business-scoped user id (WhatsApp usernames): `US.13491208655302741918`. */
+export declare const BSUID: RegExp
 export declare const e164: (waId: unknown) => string | undefined
 export declare const mediaOf: (message: unknown) => Array<MediaToFetch>
 export declare const contactCardText: (card: unknown) => string

@@ -193,13 +193,33 @@ const inReplyToOf = (message) => {
   return ids
 }
 
+/** A business-scoped user id (WhatsApp usernames, 2026): `US.13491208655302741918`. */
+export const BSUID = /^[A-Z]{2}\.(ENT\.)?[A-Za-z0-9]{1,128}$/
+
+/**
+ * Who wrote: the `wa_id` (their number) when Meta gives it, else the business-scoped user id of
+ * a customer who hides their number behind a username (`from_user_id`, `contacts[].user_id`).
+ */
+const senderIdOf = (value, message) => {
+  const contacts = value.contacts ?? []
+  const byNumber = message.from !== undefined
+    ? contacts.find((c) => String(c.wa_id) === String(message.from))
+    : undefined
+  const byUser = message.from_user_id !== undefined
+    ? contacts.find((c) => String(c.user_id) === String(message.from_user_id))
+    : undefined
+  const profile = byNumber ?? byUser ?? (contacts.length === 1 ? contacts[0] : undefined)
+  const waId = message.from ?? profile?.wa_id
+  const userId = message.from_user_id ?? profile?.user_id
+  return { waId: waId === undefined ? undefined : String(waId), userId, profile }
+}
+
 /** One customer message of a `messages` change as an inbound message (without its account). */
 export const inboundOf = (value, message) => {
-  const waId = String(message.from ?? "")
-  const profile = (value.contacts ?? []).find((c) => String(c.wa_id) === waId) ??
-    (value.contacts?.length === 1 ? value.contacts[0] : undefined)
-  const sender = { externalId: waId }
-  const name = profile?.profile?.name
+  const { waId, userId, profile } = senderIdOf(value, message)
+  const externalId = waId ?? (typeof userId === "string" && BSUID.test(userId) ? userId : "")
+  const sender = { externalId }
+  const name = profile?.profile?.name ?? profile?.profile?.username
   if (typeof name === "string" && name !== "") sender.name = name
   const phone = e164(waId)
   // The number is the account WhatsApp delivered from: Meta vouches for it.
@@ -268,7 +288,12 @@ export const parseWebhook = (body) => {
       const value = change.value ?? {}
       const phoneNumberId = String(value.metadata?.phone_number_id ?? "")
       for (const message of value.messages ?? []) {
-        messages.push({ phoneNumberId, ...inboundOf(value, message) })
+        const converted = inboundOf(value, message)
+        if (converted.inbound.sender.externalId === "") {
+          skipped.push(`message ${message?.id} names no sender (no from, wa_id or user_id)`)
+          continue
+        }
+        messages.push({ phoneNumberId, ...converted })
       }
       for (const status of value.statuses ?? []) {
         const converted = statusOf(status)

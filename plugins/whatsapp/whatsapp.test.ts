@@ -147,6 +147,27 @@ describe("whatsapp messages → inbound", () => {
     )
   })
 
+  it("a customer behind a username: the business-scoped user id, no phone", () => {
+    // Meta's business-scoped user IDs page: contacts[].user_id, profile.username, no wa_id/from.
+    const body = fixture("text_message")
+    const value = body.entry[0].changes[0].value
+    value.contacts = [{
+      profile: { name: "Sheena", username: "sheena.n" },
+      user_id: "US.13491208655302741918",
+    }]
+    delete value.messages[0].from
+    value.messages[0].from_user_id = "US.13491208655302741918"
+    assert.deepStrictEqual(parseWebhook(body).messages[0]!.inbound.sender, {
+      externalId: "US.13491208655302741918",
+      name: "Sheena",
+    })
+    delete value.messages[0].from_user_id
+    value.contacts = []
+    const parsed = parseWebhook(body)
+    assert.lengthOf(parsed.messages, 0)
+    assert.match(parsed.skipped[0]!, /names no sender/)
+  })
+
   it("refuses a body that is not a WhatsApp Business webhook", () => {
     assert.throws(() => parseWebhook({ object: "page", entry: [] }), /not a WhatsApp/)
   })

@@ -422,6 +422,35 @@ describe("whatsapp channel", () => {
   )
 
   it.scopedLive(
+    "a customer behind a WhatsApp username: known by the business-scoped user id, answered by it",
+    () =>
+      Effect.gen(function* () {
+        const { fake, api, webhook } = yield* setup
+        const bsuid = "US.13491208655302741918"
+        const hidden = fake.fixture("text_message", {
+          edit: (b) => {
+            const value = b.entry[0].changes[0].value
+            value.contacts = [{ profile: { name: "Sheena", username: "sheena.n" }, user_id: bsuid }]
+            delete value.messages[0].from
+            value.messages[0].from_user_id = bsuid
+          },
+        })
+        assert.strictEqual((yield* webhook(hidden)).status, 200)
+        const conversation = yield* conversationOf(api)
+        const id = yield* replyIn(api, conversation)({ text: "Hello Sheena" })
+        yield* deliveryState(api, conversation, id, "sent")
+        assert.deepStrictEqual(fake.sent(PHONE).at(-1)!.body, {
+          messaging_product: "whatsapp",
+          recipient_type: "individual",
+          recipient: bsuid,
+          type: "text",
+          text: { body: "Hello Sheena" },
+        })
+      }),
+    60_000,
+  )
+
+  it.scopedLive(
     "templates: sent through the plugin's route with its token",
     () =>
       Effect.gen(function* () {

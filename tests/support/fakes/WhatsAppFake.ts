@@ -496,8 +496,13 @@ class FakeGraph {
       this.readsBy.set(phone, list)
       return { success: true }
     }
-    const to = String(body.to ?? "")
-    if (!/^\+?\d{7,15}$/.test(to)) throw new GraphFailure(100, `to: invalid number ${to}`)
+    // `to` a phone number, or `recipient` a business-scoped user id (`to` wins when both).
+    const to = String(body.to ?? body.recipient ?? "")
+    if (
+      body.to !== undefined
+        ? !/^\+?\d{7,15}$/.test(to)
+        : !/^[A-Z]{2}\.(ENT\.)?[A-Za-z0-9]+$/.test(to)
+    ) throw new GraphFailure(100, `to: invalid recipient ${to}`)
     const type = String(body.type ?? "text")
     if (type !== "template" && this.closed.has(to.replace(/^\+/, ""))) {
       throw new GraphFailure(131047)
@@ -509,7 +514,11 @@ class FakeGraph {
     this.sentBy.set(phone, list)
     return {
       messaging_product: "whatsapp",
-      contacts: [{ input: to, wa_id: to.replace(/^\+/, "") }],
+      contacts: [
+        body.to !== undefined
+          ? { input: to, wa_id: to.replace(/^\+/, "") }
+          : { input: to, user_id: to },
+      ],
       messages: [{ id, ...(type === "template" ? { message_status: "accepted" } : {}) }],
     }
   }

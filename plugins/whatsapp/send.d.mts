@@ -12,6 +12,14 @@ export interface Button {
   payload?: string
   url?: string
 }
+/** Meta's published limits as delivery defaults (a manifest's `channels[].delivery`). */
+export declare const DELIVERY: {
+  timeout: string
+  pacing: {
+    account: { limit: number; interval: string }
+    recipient: { limit: number; interval: string }
+  }
+}
 export declare const TEXT_LIMIT: 4096
 export declare const CAPTION_LIMIT: 1024
 export declare const BUTTON_BODY_LIMIT: 1024

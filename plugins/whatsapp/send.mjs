@@ -15,6 +15,20 @@ export const LIST_ROWS_MAX = 10
 export const LIST_ROW_TITLE_LIMIT = 24
 export const WINDOW_MS = 24 * 60 * 60 * 1000
 
+/**
+ * Meta's published limits as the channel's delivery defaults (the shape of a manifest's
+ * `contributes.channels[].delivery`, core/delivery/Policy.ts `DeliverySettings`): 80 messages a
+ * second per business number (Cloud API throughput), and per customer one message every 6
+ * seconds on average (the pair rate limit: 10 a minute, bursts borrowed from later).
+ */
+export const DELIVERY = {
+  timeout: "15 seconds",
+  pacing: {
+    account: { limit: 80, interval: "1 second" },
+    recipient: { limit: 10, interval: "1 minute" },
+  },
+}
+
 /** Split `text` into parts of at most `limit` characters, preferring natural boundaries. */
 export const splitText = (text, limit = TEXT_LIMIT) => {
   const parts = []

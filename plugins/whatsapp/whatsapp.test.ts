@@ -8,7 +8,10 @@ import { createHmac } from "node:crypto"
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
 import { assert, describe, it } from "@effect/vitest"
+import { Schema } from "effect"
+import { DeliverySettings } from "../../core/delivery/Policy.ts"
 import {
+  DELIVERY,
   failureOf,
   interactiveOf,
   mediaKindOf,
@@ -315,6 +318,14 @@ describe("replies → WhatsApp", () => {
       'name="file"; filename="a.png"\r\nContent-Type: image/png\r\n\r\n\x01\x02\x03',
     )
     assert.isTrue(text.endsWith(`--${boundary}--\r\n`))
+  })
+})
+
+describe("delivery defaults", () => {
+  it("Meta's limits are a valid delivery policy: 80/s per number, 10/min per customer", () => {
+    const settings = Schema.decodeUnknownSync(DeliverySettings)(DELIVERY)
+    assert.deepStrictEqual(settings.pacing?.account, { limit: 80, interval: "1 second" })
+    assert.deepStrictEqual(settings.pacing?.recipient, { limit: 10, interval: "1 minute" })
   })
 })
 

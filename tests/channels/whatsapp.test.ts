@@ -330,6 +330,10 @@ describe("whatsapp channel", () => {
         const conversation = yield* conversationOf(api)
         const reply = replyIn(api, conversation)
 
+        // The window is remembered across a restart of the plugin (its key-value store).
+        const reloaded = yield* api("POST", "/plugins/whatsapp/reload")
+        assert.strictEqual(reloaded.status, 200, JSON.stringify(reloaded.body))
+
         // A 500, then Meta is back: retried, sent once.
         fake.failNext(PHONE, { code: 500 })
         const recovered = yield* reply({ text: "after the outage" })

@@ -17,6 +17,9 @@
  * - Outbound: text split at 4,096 characters, media uploaded to `/{phone-number-id}/media` and
  *   sent by id (no public URL of this server needed), buttons as reply buttons or a list,
  *   Graph API errors classified (send.mjs); parts already sent are not repeated on a retry.
+ *   An operator typing marks the customer's latest message read with WhatsApp's typing
+ *   indicator. A customer behind a username is known and answered by their business-scoped
+ *   user id.
  *
  * Every call to Meta goes through `chorus.http`, checked against `permissions.net`.
  */

@@ -816,7 +816,15 @@ export const make = (discovered: DiscoveryResult, options: PluginHostOptions = {
               HttpClientRequest.setHeaders(asRecord(init?.["headers"]) as Record<string, string>),
             )
             if (init?.["body"] instanceof Uint8Array) {
-              request = HttpClientRequest.bodyUint8Array(request, init["body"])
+              // The plugin's Content-Type (JSON, a multipart boundary), not octet-stream.
+              const declared = Object.entries(asRecord(init?.["headers"])).find(([name]) =>
+                name.toLowerCase() === "content-type"
+              )?.[1]
+              request = HttpClientRequest.bodyUint8Array(
+                request,
+                init["body"],
+                typeof declared === "string" ? declared : undefined,
+              )
             }
             const response = yield* host.http.execute(request).pipe(
               Effect.timeout(

@@ -1,0 +1,286 @@
+/**
+ * The e-mail channel plugin (plugins/email) end to end, in a worker thread of a real Chorus
+ * server, against a real IMAP server (Dovecot, tests/support/Dovecot.ts) and a real SMTP server
+ * that keeps what it receives (smtp-server, tests/support/fakes/MailFake.ts).
+ *
+ * Customers' mails are put into the mailbox by IMAP APPEND, as a delivery would, built by
+ * nodemailer's MailComposer as a mail client builds them. The plugin reads them over IMAP (IDLE),
+ * stores them (the sender verified, the attachment, the full text), marks them \Seen only then;
+ * replies go out over SMTP threaded (Re:, In-Reply-To, References) and the customer's answer to
+ * one lands in the same conversation. A 451 is retried and delivered once, a 550 fails the reply
+ * and marks the address unreachable, a bounce fails the reply it names.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import MailComposer from "nodemailer/lib/mail-composer/index.js"
+import { request } from "../api/ApiServer.ts"
+import { eventually, startReplyServer } from "../api/ReplyServer.ts"
+import { dovecot, dovecotPath } from "../support/Dovecot.ts"
+import { mailFake } from "../support/fakes/MailFake.ts"
+import { installRepoPlugins } from "../support/PluginFixtures.ts"
+import { tempDir } from "../support/TestDatabase.ts"
+
+const MAILBOX = "support@example.com"
+const PASSWORD = "imap-secret"
+const CUSTOMER = "Anna.Kowalska@Customer.example"
+
+/** A 1×1 PNG (the attachment store checks the content). */
+const PNG = Buffer.from(
+  "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==",
+  "base64",
+)
+
+const compose = (mail: ConstructorParameters<typeof MailComposer>[0]) =>
+  Effect.promise(() => new MailComposer(mail).compile().build())
+
+const env = {
+  CHORUS_PLUGIN_EMAIL_IMAP_PASSWORD_SUPPORT: PASSWORD,
+  CHORUS_PLUGIN_EMAIL_SMTP_PASSWORD_SUPPORT: "smtp-secret",
+}
+
+const setup = (overrides: { imapHost?: string } = {}) =>
+  Effect.gen(function* () {
+    const imap = yield* dovecot({ users: [{ user: MAILBOX, password: PASSWORD }] })
+    const smtp = yield* mailFake({ user: MAILBOX, password: "smtp-secret" })
+    const plugins = yield* tempDir("chorus-plugins-")
+    installRepoPlugins(plugins, ["email"], { net: { email: ["127.0.0.1"] } })
+    for (const [k, v] of Object.entries(env)) process.env[k] = v
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => Object.keys(env).forEach((k) => delete process.env[k]))
+    )
+    const accounts = [{
+      name: "support",
+      address: MAILBOX,
+      displayName: "Example Support",
+      imap: { host: overrides.imapHost ?? imap.host, port: imap.port, security: "none" },
+      smtp: { host: smtp.host, port: smtp.port, security: "none" },
+    }]
+    const server = yield* startReplyServer({
+      dataDir: yield* tempDir(),
+      pluginsDir: plugins,
+      pluginSettings: { email: { accounts: JSON.stringify(accounts), pollSeconds: 5 } },
+    })
+    const api = (method: string, path: string, body?: unknown) =>
+      request(`${server.url}/api/v1${path}`, {
+        token: server.token,
+        method,
+        ...(body !== undefined ? { body } : {}),
+      })
+    return { imap, smtp, server, api }
+  })
+
+type Api = (method: string, path: string, body?: unknown) => ReturnType<typeof request>
+
+const conversations = (api: Api) =>
+  api("GET", "/conversations?channel=email").pipe(
+    Effect.map((r) => (r.body as { conversations?: Array<{ id: string }> }).conversations ?? []),
+  )
+
+const messagesOf = (api: Api, conversation: string) =>
+  api("GET", `/conversations/${conversation}/messages`).pipe(
+    Effect.map((r) => (r.body as { messages: Array<any> }).messages),
+  )
+
+const describeImap = dovecotPath() !== undefined ? describe : describe.skip
+if (dovecotPath() === undefined) {
+  console.warn(
+    "tests/channels/email.test.ts: skipped, Dovecot is not installed " +
+      "(apt-get install -y dovecot-imapd; CI installs it)",
+  )
+}
+
+describeImap("e-mail channel (Dovecot IMAP + SMTP)", () => {
+  it.scopedLive(
+    "a customer's mail in, stored and marked seen; a threaded reply out; their answer in the same conversation; a repeat stored once; 451 retried, 550 unreachable",
+    () =>
+      Effect.gen(function* () {
+        const { imap, smtp, server, api } = yield* setup()
+
+        // 1. A customer writes, with a screenshot and a signature.
+        const first = yield* compose({
+          from: { name: "Anna Kowalska", address: CUSTOMER },
+          to: MAILBOX,
+          subject: "Parcel 4711 arrived broken",
+          messageId: "<first-4711@customer.example>",
+          date: new Date("2026-11-24T08:00:00Z"),
+          text: "Hello,\nthe parcel arrived broken, see the photo.\n\n-- \nAnna Kowalska\n+48 600",
+          attachments: [{ filename: "photo.png", content: PNG, contentType: "image/png" }],
+        })
+        yield* imap.append(MAILBOX, first)
+        let conversation = ""
+        yield* eventually("an e-mail conversation", () =>
+          conversations(api).pipe(Effect.map((list) => {
+            conversation = list[0]?.id ?? ""
+            return list.length === 1
+          })))
+        yield* eventually(
+          "the first mail stored",
+          () => messagesOf(api, conversation).pipe(Effect.map((m) => m.length === 1)),
+        )
+        const [stored] = yield* messagesOf(api, conversation)
+        assert.strictEqual(stored.text, "Hello,\nthe parcel arrived broken, see the photo.")
+        assert.strictEqual(stored.externalId, "<first-4711@customer.example>")
+        const files = stored.attachments as Array<
+          { name: string; mimeType: string; storageKey: string }
+        >
+        assert.deepStrictEqual(files.map((f) => [f.name, f.mimeType]), [
+          ["photo.png", "image/png"],
+          ["original.txt", "text/plain"],
+        ])
+        const download = (key: string) =>
+          Effect.promise(() =>
+            fetch(`${server.url}/api/v1/attachments/${key}`, {
+              headers: { authorization: `Bearer ${server.token}` },
+            }).then(async (r) => Buffer.from(await r.arrayBuffer()))
+          )
+        assert.deepStrictEqual(yield* download(files[0]!.storageKey), PNG)
+        assert.match(
+          (yield* download(files[1]!.storageKey)).toString("utf8"),
+          /-- \nAnna Kowalska\n\+48 600/,
+        )
+        const contactId =
+          ((yield* api("GET", `/conversations/${conversation}`)).body as { contactId: string })
+            .contactId
+        const identityOf = () =>
+          api("GET", `/contacts/${contactId}`).pipe(Effect.map((r) =>
+            (r.body as { identities: Array<any> }).identities[0]
+          ))
+        const identity = yield* identityOf()
+        assert.strictEqual(identity.externalId, CUSTOMER.toLowerCase())
+        assert.strictEqual(identity.email, CUSTOMER.toLowerCase())
+        assert.strictEqual(identity.verification, "verified")
+        assert.strictEqual(identity.name, "Anna Kowalska")
+        // \Seen only once stored.
+        yield* eventually("the mail marked seen", () =>
+          imap.flags(MAILBOX).pipe(Effect.map((f) => f.get(1)?.has("\\Seen") === true)))
+
+        // 2. The same mail again (a second delivery): stored once.
+        yield* imap.append(MAILBOX, first)
+        yield* eventually("the repeat handled", () =>
+          imap.flags(MAILBOX).pipe(Effect.map((f) => f.get(2)?.has("\\Seen") === true)))
+        assert.lengthOf(yield* messagesOf(api, conversation), 1)
+
+        // 3. The operator answers, with the photo back: a threaded mail from the mailbox.
+        const reply = (body: Record<string, unknown>) =>
+          api("POST", `/conversations/${conversation}/messages`, body).pipe(
+            Effect.map((r) => {
+              assert.strictEqual(r.status, 202, JSON.stringify(r.body))
+              return (r.body as { id: string }).id
+            }),
+          )
+        const deliveryOf = (id: string) =>
+          messagesOf(api, conversation).pipe(Effect.map((m) => m.find((x) => x.id === id)))
+        const answered = yield* reply({
+          text: "We are sorry!\n\nA new parcel is on its way: https://shop.example/t/1",
+          attachments: [{ ...files[0], size: PNG.length }],
+        })
+        yield* eventually(
+          "the reply sent",
+          () => deliveryOf(answered).pipe(Effect.map((m) => m?.delivery.state === "sent")),
+        )
+        assert.lengthOf(smtp.received, 1)
+        const out = smtp.received[0]!
+        assert.deepStrictEqual(out.envelope, { from: MAILBOX, to: [CUSTOMER.toLowerCase()] })
+        assert.strictEqual(out.parsed.from?.text, '"Example Support" <support@example.com>')
+        assert.strictEqual(out.parsed.to && !Array.isArray(out.parsed.to) && out.parsed.to.value[0]?.address, CUSTOMER.toLowerCase())
+        assert.strictEqual(out.parsed.subject, "Re: Parcel 4711 arrived broken")
+        assert.strictEqual(out.parsed.inReplyTo, "<first-4711@customer.example>")
+        assert.deepStrictEqual(
+          [out.parsed.references].flat(),
+          ["<first-4711@customer.example>"],
+        )
+        const ourId = (yield* deliveryOf(answered))!.externalId as string
+        assert.strictEqual(out.parsed.messageId, ourId)
+        assert.match(ourId, /^<chorus\..+@example\.com>$/)
+        assert.match(out.parsed.text ?? "", /A new parcel is on its way/)
+        assert.match(
+          String(out.parsed.html),
+          /<a href="https:\/\/shop\.example\/t\/1">/,
+        )
+        assert.deepStrictEqual(
+          out.parsed.attachments.map((a) => [a.filename, a.contentType, a.content.equals(PNG)]),
+          [["photo.png", "image/png", true]],
+        )
+
+        // 4. The customer answers our reply (quoting it): the same conversation.
+        const answer = yield* compose({
+          from: { name: "Anna Kowalska", address: CUSTOMER },
+          to: MAILBOX,
+          subject: "Re: Parcel 4711 arrived broken",
+          messageId: "<second-4711@customer.example>",
+          inReplyTo: ourId,
+          references: ["<first-4711@customer.example>", ourId],
+          text: `Thank you!\n\nOn Tue, 24 Nov 2026 at 09:00, Example Support <${MAILBOX}> wrote:\n> We are sorry!`,
+        })
+        yield* imap.append(MAILBOX, answer)
+        yield* eventually(
+          "the answer stored",
+          () => messagesOf(api, conversation).pipe(Effect.map((m) => m.some((x) => x.text === "Thank you!"))),
+        )
+        assert.lengthOf(yield* conversations(api), 1)
+
+        // The next reply threads on the answer.
+        const second = yield* reply({ text: "Glad to help." })
+        yield* eventually(
+          "the second reply sent",
+          () => deliveryOf(second).pipe(Effect.map((m) => m?.delivery.state === "sent")),
+        )
+        const out2 = smtp.received[1]!
+        assert.strictEqual(out2.parsed.subject, "Re: Parcel 4711 arrived broken")
+        assert.strictEqual(out2.parsed.inReplyTo, "<second-4711@customer.example>")
+        assert.deepStrictEqual([out2.parsed.references].flat(), [
+          "<first-4711@customer.example>",
+          ourId,
+          "<second-4711@customer.example>",
+        ])
+
+        // 5. 451 at RCPT: retried, delivered once.
+        smtp.failNext({ stage: "rcpt", code: 451, message: "4.3.0 Try again later" })
+        const retried = yield* reply({ text: "After a pause." })
+        yield* eventually(
+          "the retried reply sent",
+          () => deliveryOf(retried).pipe(Effect.map((m) => m?.delivery.state === "sent")),
+        )
+        const retriedId = (yield* deliveryOf(retried))!.externalId
+        assert.lengthOf(smtp.received.filter((m) => m.parsed.messageId === retriedId), 1)
+        assert.deepStrictEqual(
+          smtp.attempts.filter((a) => a.stage === "rcpt").slice(-2).map((a) => a.code),
+          [451, 250],
+        )
+
+        // 6. 550: failed, the address unreachable.
+        smtp.failNext({
+          stage: "rcpt",
+          code: 550,
+          message: "5.1.1 <anna.kowalska@customer.example>: Recipient address rejected",
+        })
+        const refused = yield* reply({ text: "Are you there?" })
+        yield* eventually(
+          "the refused reply failed",
+          () => deliveryOf(refused).pipe(Effect.map((m) => m?.delivery.state === "failed")),
+        )
+        const failed = (yield* deliveryOf(refused))!
+        assert.strictEqual(failed.delivery.error.code, "5.1.1")
+        assert.match(failed.delivery.error.message, /Recipient address rejected/)
+        assert.isFalse((yield* identityOf()).reachable)
+        assert.lengthOf(smtp.received, 3)
+      }),
+    120_000,
+  )
+
+  it.scopedLive(
+    "a mail server not in permissions.net: the plugin refuses to start and says which",
+    () =>
+      Effect.gen(function* () {
+        const { api } = yield* setup({ imapHost: "imap.undeclared.example" })
+        yield* eventually("the plugin refused", () =>
+          api("GET", "/plugins/email").pipe(Effect.map((r) =>
+            /imap\.undeclared\.example:\d+ \(support IMAP\).*permissions\.net|permissions\.net.*imap\.undeclared\.example/
+              .test(String((r.body as { lastError?: string }).lastError ?? ""))
+          )))
+        const status = (yield* api("GET", "/plugins/email")).body as { state: string }
+        assert.notStrictEqual(status.state, "active")
+      }),
+    60_000,
+  )
+})

@@ -115,7 +115,10 @@ describeImap("e-mail channel (Dovecot IMAP + SMTP)", () => {
           })))
         yield* eventually(
           "the first mail stored",
-          () => messagesOf(api, conversation).pipe(Effect.map((m) => m.length === 1)),
+          () =>
+            messagesOf(api, conversation).pipe(Effect.map((m) =>
+              m.length === 1
+            )),
         )
         const [stored] = yield* messagesOf(api, conversation)
         assert.strictEqual(stored.text, "Hello,\nthe parcel arrived broken, see the photo.")
@@ -142,9 +145,9 @@ describeImap("e-mail channel (Dovecot IMAP + SMTP)", () => {
           ((yield* api("GET", `/conversations/${conversation}`)).body as { contactId: string })
             .contactId
         const identityOf = () =>
-          api("GET", `/contacts/${contactId}`).pipe(Effect.map((r) =>
-            (r.body as { identities: Array<any> }).identities[0]
-          ))
+          api("GET", `/contacts/${contactId}`).pipe(
+            Effect.map((r) => (r.body as { identities: Array<any> }).identities[0]),
+          )
         const identity = yield* identityOf()
         assert.strictEqual(identity.externalId, CUSTOMER.toLowerCase())
         assert.strictEqual(identity.email, CUSTOMER.toLowerCase())
@@ -157,7 +160,9 @@ describeImap("e-mail channel (Dovecot IMAP + SMTP)", () => {
         // 2. The same mail again (a second delivery): stored once.
         yield* imap.append(MAILBOX, first)
         yield* eventually("the repeat handled", () =>
-          imap.flags(MAILBOX).pipe(Effect.map((f) => f.get(2)?.has("\\Seen") === true)))
+          imap.flags(MAILBOX).pipe(Effect.map((f) =>
+            f.get(2)?.has("\\Seen") === true
+          )))
         assert.lengthOf(yield* messagesOf(api, conversation), 1)
 
         // 3. The operator answers, with the photo back: a threaded mail from the mailbox.
@@ -169,10 +174,17 @@ describeImap("e-mail channel (Dovecot IMAP + SMTP)", () => {
             }),
           )
         const deliveryOf = (id: string) =>
-          messagesOf(api, conversation).pipe(Effect.map((m) => m.find((x) => x.id === id)))
+          messagesOf(api, conversation).pipe(Effect.map((m) =>
+            m.find((x) => x.id === id)
+          ))
         const answered = yield* reply({
           text: "We are sorry!\n\nA new parcel is on its way: https://shop.example/t/1",
-          attachments: [{ ...files[0], size: PNG.length }],
+          attachments: [{
+            name: "photo.png",
+            mimeType: "image/png",
+            size: PNG.length,
+            storageKey: files[0]!.storageKey,
+          }],
         })
         yield* eventually(
           "the reply sent",
@@ -182,7 +194,10 @@ describeImap("e-mail channel (Dovecot IMAP + SMTP)", () => {
         const out = smtp.received[0]!
         assert.deepStrictEqual(out.envelope, { from: MAILBOX, to: [CUSTOMER.toLowerCase()] })
         assert.strictEqual(out.parsed.from?.text, '"Example Support" <support@example.com>')
-        assert.strictEqual(out.parsed.to && !Array.isArray(out.parsed.to) && out.parsed.to.value[0]?.address, CUSTOMER.toLowerCase())
+        assert.strictEqual(
+          out.parsed.to && !Array.isArray(out.parsed.to) && out.parsed.to.value[0]?.address,
+          CUSTOMER.toLowerCase(),
+        )
         assert.strictEqual(out.parsed.subject, "Re: Parcel 4711 arrived broken")
         assert.strictEqual(out.parsed.inReplyTo, "<first-4711@customer.example>")
         assert.deepStrictEqual(
@@ -210,12 +225,16 @@ describeImap("e-mail channel (Dovecot IMAP + SMTP)", () => {
           messageId: "<second-4711@customer.example>",
           inReplyTo: ourId,
           references: ["<first-4711@customer.example>", ourId],
-          text: `Thank you!\n\nOn Tue, 24 Nov 2026 at 09:00, Example Support <${MAILBOX}> wrote:\n> We are sorry!`,
+          text:
+            `Thank you!\n\nOn Tue, 24 Nov 2026 at 09:00, Example Support <${MAILBOX}> wrote:\n> We are sorry!`,
         })
         yield* imap.append(MAILBOX, answer)
         yield* eventually(
           "the answer stored",
-          () => messagesOf(api, conversation).pipe(Effect.map((m) => m.some((x) => x.text === "Thank you!"))),
+          () =>
+            messagesOf(api, conversation).pipe(
+              Effect.map((m) => m.some((x) => x.text === "Thank you!")),
+            ),
         )
         assert.lengthOf(yield* conversations(api), 1)
 
@@ -276,7 +295,9 @@ describeImap("e-mail channel (Dovecot IMAP + SMTP)", () => {
         yield* eventually("the plugin refused", () =>
           api("GET", "/plugins/email").pipe(Effect.map((r) =>
             /imap\.undeclared\.example:\d+ \(support IMAP\).*permissions\.net|permissions\.net.*imap\.undeclared\.example/
-              .test(String((r.body as { lastError?: string }).lastError ?? ""))
+              .test(
+                String((r.body as { lastError?: { message: string } }).lastError?.message ?? ""),
+              )
           )))
         const status = (yield* api("GET", "/plugins/email")).body as { state: string }
         assert.notStrictEqual(status.state, "active")

@@ -249,7 +249,10 @@ export default {
           logger: false,
           connectionTimeout: 30_000,
           greetingTimeout: 16_000,
-          // Where IDLE is missing, imapflow polls with NOOP this often.
+          // IDLE soon after each round (imapflow's default waits 15 s), so a new mail is seen
+          // at once; where IDLE is missing, imapflow polls with NOOP every maxIdleTime.
+          autoIdleDelay: 1_000,
+          // Restart IDLE (or NOOP where it is missing) this often.
           maxIdleTime: pollMs,
         })
         clients.add(client)
@@ -270,27 +273,29 @@ export default {
           }))
         try {
           await client.connect()
-          const lock = await client.getMailboxLock(imap.folder)
-          try {
-            failures = 0
-            while (!stopped && client.usable) {
-              if (pending) {
-                pending = false
+          await client.mailboxOpen(imap.folder)
+          failures = 0
+          while (!stopped && client.usable) {
+            if (pending) {
+              pending = false
+              // The lock only while reading: imapflow starts IDLE only when no lock is held.
+              const lock = await client.getMailboxLock(imap.folder)
+              try {
                 await drain(account, client)
-                continue
+              } finally {
+                lock.release()
               }
-              await new Promise((resolve) => {
-                wake = resolve
-                const timer = setTimeout(() => {
-                  pending = true
-                  resolve()
-                }, pollMs)
-                timer.unref?.()
-              })
-              wake = () => {}
+              continue
             }
-          } finally {
-            lock.release()
+            await new Promise((resolve) => {
+              wake = resolve
+              const timer = setTimeout(() => {
+                pending = true
+                resolve()
+              }, pollMs)
+              timer.unref?.()
+            })
+            wake = () => {}
           }
         } catch (error) {
           if (stopped) break

@@ -58,7 +58,8 @@ const setup = (overrides: { imapHost?: string } = {}) =>
     const server = yield* startReplyServer({
       dataDir: yield* tempDir(),
       pluginsDir: plugins,
-      pluginSettings: { email: { accounts: JSON.stringify(accounts), pollSeconds: 5 } },
+      // Polling only every five minutes: every mail in these tests is seen through IMAP IDLE.
+      pluginSettings: { email: { accounts: JSON.stringify(accounts), pollSeconds: 300 } },
     })
     const api = (method: string, path: string, body?: unknown) =>
       request(`${server.url}/api/v1${path}`, {
@@ -80,6 +81,54 @@ const messagesOf = (api: Api, conversation: string) =>
   api("GET", `/conversations/${conversation}/messages`).pipe(
     Effect.map((r) => (r.body as { messages: Array<any> }).messages),
   )
+
+/** A hard bounce of `messageId` to `recipient`, as Postfix's bounce(8) writes it (RFC 3464). */
+const postfixBounce = (recipient: string, messageId: string) =>
+  `Return-Path: <>
+From: MAILER-DAEMON@mx.customer.example (Mail Delivery System)
+Subject: Undelivered Mail Returned to Sender
+To: ${MAILBOX}
+Date: ${new Date().toUTCString()}
+Message-Id: <bounce-${Date.now()}@mx.customer.example>
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status;
+\tboundary="B1/mx.customer.example"
+
+--B1/mx.customer.example
+Content-Description: Notification
+Content-Type: text/plain; charset=us-ascii
+
+This is the mail system at host mx.customer.example.
+
+I'm sorry to have to inform you that your message could not
+be delivered to one or more recipients.
+
+<${recipient}>: host mx.customer.example said: 550 5.1.1 <${recipient}>:
+    Recipient address rejected: User unknown (in reply to RCPT TO command)
+
+--B1/mx.customer.example
+Content-Description: Delivery report
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.customer.example
+
+Final-Recipient: rfc822; ${recipient}
+Action: failed
+Status: 5.1.1
+Diagnostic-Code: smtp; 550 5.1.1 <${recipient}>: Recipient address rejected:
+    User unknown
+
+--B1/mx.customer.example
+Content-Description: Undelivered Message Headers
+Content-Type: text/rfc822-headers
+
+From: Example Support <${MAILBOX}>
+To: ${recipient}
+Subject: Re: Hello
+Message-ID: ${messageId}
+
+--B1/mx.customer.example--
+`.replace(/\r?\n/g, "\r\n")
 
 const describeImap = dovecotPath() !== undefined ? describe : describe.skip
 if (dovecotPath() === undefined) {
@@ -253,8 +302,9 @@ describeImap("e-mail channel (Dovecot IMAP + SMTP)", () => {
           "<second-4711@customer.example>",
         ])
 
-        // 5. 451 at RCPT: retried, delivered once.
-        smtp.failNext({ stage: "rcpt", code: 451, message: "4.3.0 Try again later" })
+        // 5. 451 at the end of DATA (the server took the bytes, then refused): retried, the
+        // same mail (same Message-ID) sent again, delivered once.
+        smtp.failNext({ stage: "data", code: 451, message: "4.3.0 Try again later" })
         const retried = yield* reply({ text: "After a pause." })
         yield* eventually(
           "the retried reply sent",
@@ -263,8 +313,11 @@ describeImap("e-mail channel (Dovecot IMAP + SMTP)", () => {
         const retriedId = (yield* deliveryOf(retried))!.externalId
         assert.lengthOf(smtp.received.filter((m) => m.parsed.messageId === retriedId), 1)
         assert.deepStrictEqual(
-          smtp.attempts.filter((a) => a.stage === "rcpt").slice(-2).map((a) => a.code),
-          [451, 250],
+          smtp.attempts.filter((a) => a.stage === "data").slice(-2).map((a) => [
+            a.code,
+            a.messageId,
+          ]),
+          [[451, retriedId], [250, retriedId]],
         )
 
         // 6. 550: failed, the address unreachable.
@@ -285,6 +338,86 @@ describeImap("e-mail channel (Dovecot IMAP + SMTP)", () => {
         assert.lengthOf(smtp.received, 3)
       }),
     120_000,
+  )
+
+  it.scopedLive(
+    "a bounce fails the reply it names (a hard one: the address unreachable) and is no customer message; an automatic reply opens no conversation",
+    () =>
+      Effect.gen(function* () {
+        const { imap, smtp, api } = yield* setup()
+        // An out-of-office answering nothing of ours: skipped, marked seen, no conversation.
+        yield* imap.append(
+          MAILBOX,
+          yield* compose({
+            from: "robot@customer.example",
+            to: MAILBOX,
+            subject: "Out of office",
+            messageId: "<ooo-1@customer.example>",
+            headers: { "Auto-Submitted": "auto-replied" },
+            text: "I am away until Monday.",
+          }),
+        )
+        yield* eventually("the auto-reply handled", () =>
+          imap.flags(MAILBOX).pipe(Effect.map((f) => f.get(1)?.has("\\Seen") === true)))
+        assert.lengthOf(yield* conversations(api), 0)
+
+        yield* imap.append(
+          MAILBOX,
+          yield* compose({
+            from: "bob@customer.example",
+            to: MAILBOX,
+            subject: "Hello",
+            messageId: "<bob-1@customer.example>",
+            text: "Is anyone there?",
+          }),
+        )
+        let conversation = ""
+        yield* eventually("Bob's conversation", () =>
+          conversations(api).pipe(Effect.map((list) => {
+            conversation = list[0]?.id ?? ""
+            return list.length === 1
+          })))
+        const posted = yield* api("POST", `/conversations/${conversation}/messages`, {
+          text: "Yes, how can we help?",
+        })
+        const id = (posted.body as { id: string }).id
+        const deliveryOf = () =>
+          messagesOf(api, conversation).pipe(Effect.map((m) =>
+            m.find((x) => x.id === id)
+          ))
+        yield* eventually(
+          "the reply sent",
+          () => deliveryOf().pipe(Effect.map((m) => m?.delivery.state === "sent")),
+        )
+        const sentId = smtp.received[0]!.parsed.messageId!
+        assert.strictEqual((yield* deliveryOf())!.externalId, sentId)
+
+        // Bob's server refuses it later: a DSN as Postfix writes it comes back to the mailbox.
+        yield* imap.append(MAILBOX, postfixBounce("bob@customer.example", sentId))
+        yield* eventually(
+          "the reply failed",
+          () => deliveryOf().pipe(Effect.map((m) => m?.delivery.state === "failed")),
+        )
+        const failed = (yield* deliveryOf())!
+        assert.strictEqual(failed.delivery.error.code, "5.1.1")
+        assert.match(failed.delivery.error.message, /User unknown/)
+        const contactId =
+          ((yield* api("GET", `/conversations/${conversation}`)).body as { contactId: string })
+            .contactId
+        const contact = (yield* api("GET", `/contacts/${contactId}`)).body as {
+          identities: Array<{ reachable: boolean }>
+        }
+        assert.deepStrictEqual(contact.identities.map((i) => i.reachable), [false])
+        // The bounce is not a message of Bob's, nor a conversation of the mailer daemon's.
+        assert.lengthOf(yield* conversations(api), 1)
+        assert.deepStrictEqual(
+          (yield* messagesOf(api, conversation)).map((m) => m.direction),
+          ["out", "in"],
+        )
+        yield* eventually("the bounce marked seen", () =>
+          imap.flags(MAILBOX).pipe(Effect.map((f) => f.get(3)?.has("\\Seen") === true)))
+      }),
+    90_000,
   )
 
   it.scopedLive(

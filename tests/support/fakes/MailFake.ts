@@ -42,6 +42,8 @@ export interface Attempt {
   readonly recipient: string
   /** The reply code sent: 250 for accepted. */
   readonly code: number
+  /** For `data`: the mail's Message-ID header (to tell a resend of the same mail). */
+  readonly messageId?: string
 }
 
 export interface MailFake {
@@ -98,7 +100,13 @@ export const mailFake = (
           const raw = Buffer.concat(chunks)
           const recipient = session.envelope.rcptTo.map((r) => r.address).join(",")
           const failure = take("data")
-          attempts.push({ stage: "data", recipient, code: failure?.code ?? 250 })
+          const messageId = /^Message-ID:\s*(<[^>]+>)/im.exec(raw.toString("latin1"))?.[1]
+          attempts.push({
+            stage: "data",
+            recipient,
+            code: failure?.code ?? 250,
+            ...(messageId !== undefined ? { messageId } : {}),
+          })
           if (failure !== undefined) return callback(smtpError(failure.code, failure.message))
           simpleParser(raw).then(
             (parsed) => {

@@ -45,6 +45,7 @@ export default {
     const settings = chorus.settings
     const accounts = new Map(parseAccounts(settings.accounts).map((a) => [a.name, a]))
     const pollMs = Math.max(5, Number(settings.pollSeconds ?? 60)) * 1000
+    const maxMailBytes = Math.max(1, Number(settings.maxMailMb ?? 30)) * 1024 * 1024
 
     // The host checks chorus.http against permissions.net; IMAP and SMTP sockets it cannot
     // see, so the servers are checked here, against the same list, before any is opened.
@@ -104,7 +105,16 @@ export default {
      * mail may be marked handled in the mailbox; throws when it should be read again.
      */
     const handleMail = async (account, source, internalDate) => {
-      const parsed = await simpleParser(source, { skipImageLinks: true, skipTextToHtml: true })
+      let parsed
+      try {
+        parsed = await simpleParser(source, { skipImageLinks: true, skipTextToHtml: true })
+      } catch (error) {
+        chorus.log.error("a mail mailparser cannot read; left unseen in the mailbox", {
+          account: account.name,
+          error: String(error?.message ?? error),
+        })
+        return { handled: false }
+      }
       const digest = createHash("sha256").update(source).digest("hex").slice(0, 40)
       const result = toInbound(parsed, {
         account: account.name,
@@ -143,7 +153,22 @@ export default {
         else notes.push("[the full mail could not be kept: " + got.note + "]")
       }
       const text = [result.inbound.text, ...notes].filter((t) => t !== "").join("\n")
-      await chorus.channels.receive(CHANNEL, { ...result.inbound, text, attachments })
+      try {
+        await chorus.channels.receive(CHANNEL, { ...result.inbound, text, attachments })
+      } catch (error) {
+        // A mail Chorus refuses as it is will be refused every time: a person must look at it.
+        // Anything else (the bus away) throws, and the mail is read again.
+        if (error?.name !== "InboundInvalid") throw error
+        skipped.inc(1, { account: account.name })
+        chorus.log.error("a mail Chorus refused; left unseen in the mailbox", {
+          account: account.name,
+          messageId: result.inbound.externalId,
+          from: result.inbound.sender.externalId,
+          error: String(error.message),
+          problems: error.problems,
+        })
+        return { handled: false }
+      }
       received.inc(1, { account: account.name })
       // What the next reply to this customer threads on (an automatic reply does not change it).
       if (result.automatic === undefined) {
@@ -207,9 +232,19 @@ export default {
       const uids = (found || []).filter((u) => u > lastUid).sort((a, b) => a - b)
       for (const uid of uids) {
         if (stopped) return
-        const mail = await client.fetchOne(String(uid), { source: true, internalDate: true }, {
-          uid: true,
-        })
+        const head = await client.fetchOne(String(uid), { size: true }, { uid: true })
+        const tooBig = head && typeof head.size === "number" && head.size > maxMailBytes
+        if (tooBig) {
+          skipped.inc(1, { account: account.name })
+          chorus.log.error("a mail over maxMailMb; left unseen in the mailbox", {
+            account: account.name,
+            uid,
+            size: head.size,
+          })
+        }
+        const mail = tooBig
+          ? undefined
+          : await client.fetchOne(String(uid), { source: true, internalDate: true }, { uid: true })
         if (mail && mail.source) {
           const { handled } = await handleMail(account, mail.source, mail.internalDate)
           if (handled) {

@@ -38,7 +38,9 @@ const env = {
   CHORUS_PLUGIN_EMAIL_SMTP_PASSWORD_SUPPORT: "smtp-secret",
 }
 
-const setup = (overrides: { imapHost?: string } = {}) =>
+const setup = (
+  overrides: { imapHost?: string; settings?: Record<string, number> } = {},
+) =>
   Effect.gen(function* () {
     const imap = yield* dovecot({ users: [{ user: MAILBOX, password: PASSWORD }] })
     const smtp = yield* mailFake({ user: MAILBOX, password: "smtp-secret" })
@@ -59,7 +61,9 @@ const setup = (overrides: { imapHost?: string } = {}) =>
       dataDir: yield* tempDir(),
       pluginsDir: plugins,
       // Polling only every five minutes: every mail in these tests is seen through IMAP IDLE.
-      pluginSettings: { email: { accounts: JSON.stringify(accounts), pollSeconds: 300 } },
+      pluginSettings: {
+        email: { accounts: JSON.stringify(accounts), pollSeconds: 300, ...overrides.settings },
+      },
     })
     const api = (method: string, path: string, body?: unknown) =>
       request(`${server.url}/api/v1${path}`, {
@@ -341,10 +345,20 @@ describeImap("e-mail channel (Dovecot IMAP + SMTP)", () => {
   )
 
   it.scopedLive(
-    "a bounce fails the reply it names (a hard one: the address unreachable) and is no customer message; an automatic reply opens no conversation",
+    "a bounce fails the reply it names (a hard one: the address unreachable) and is no customer message; an automatic reply opens no conversation; a mail over maxMailMb is left unseen",
     () =>
       Effect.gen(function* () {
-        const { imap, smtp, api } = yield* setup()
+        const { imap, smtp, api } = yield* setup({ settings: { maxMailMb: 1 } })
+        // A mail over maxMailMb: not read, left unseen for a person; the mailbox goes on.
+        yield* imap.append(
+          MAILBOX,
+          yield* compose({
+            from: "big@customer.example",
+            to: MAILBOX,
+            subject: "Huge",
+            text: "x".repeat(1_200_000),
+          }),
+        )
         // An out-of-office answering nothing of ours: skipped, marked seen, no conversation.
         yield* imap.append(
           MAILBOX,
@@ -358,8 +372,9 @@ describeImap("e-mail channel (Dovecot IMAP + SMTP)", () => {
           }),
         )
         yield* eventually("the auto-reply handled", () =>
-          imap.flags(MAILBOX).pipe(Effect.map((f) => f.get(1)?.has("\\Seen") === true)))
+          imap.flags(MAILBOX).pipe(Effect.map((f) => f.get(2)?.has("\\Seen") === true)))
         assert.lengthOf(yield* conversations(api), 0)
+        assert.isFalse((yield* imap.flags(MAILBOX)).get(1)!.has("\\Seen"))
 
         yield* imap.append(
           MAILBOX,
@@ -415,7 +430,7 @@ describeImap("e-mail channel (Dovecot IMAP + SMTP)", () => {
           ["out", "in"],
         )
         yield* eventually("the bounce marked seen", () =>
-          imap.flags(MAILBOX).pipe(Effect.map((f) => f.get(3)?.has("\\Seen") === true)))
+          imap.flags(MAILBOX).pipe(Effect.map((f) => f.get(4)?.has("\\Seen") === true)))
       }),
     90_000,
   )

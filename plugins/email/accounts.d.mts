@@ -10,7 +10,7 @@ export interface Mailbox {
   address: string
   displayName?: string
   defaultSubject?: string
-  imap: Server & { folder: string; processed: string }
+  imap?: Server & { folder: string; processed: string }
   smtp: Server & { auth: boolean }
 }
 export declare const parseAccounts: (text: unknown) => Array<Mailbox>
@@ -24,3 +24,4 @@ export declare const undeclaredServers: (
   accounts: ReadonlyArray<Mailbox>,
   net: ReadonlyArray<string>,
 ) => Array<string>
+export declare const parseListen: (text: unknown) => { host: string; port: number } | undefined

@@ -43,7 +43,8 @@ const server = (where, raw, defaults) => {
  *     "smtp": { "host": "smtp.example.com", "port": 465, "security": "tls" } }]`.
  * Defaults: `security` "tls" (993 / 465; "starttls": 143 / 587; "none": plain, for a server on
  * loopback), `user` the address, IMAP `folder` "INBOX", `processed` "seen" (or "move:<folder>"),
- * SMTP `auth` true. Throws an Error naming the first problem.
+ * SMTP `auth` true. Without `imap` the mailbox is fed only by the SMTP receiver. Throws an Error
+ * naming the first problem.
  */
 export const parseAccounts = (text) => {
   const source = String(text ?? "").trim()
@@ -69,10 +70,13 @@ export const parseAccounts = (text) => {
     if (!EMAIL.test(address)) {
       throw problem(name, `address ${JSON.stringify(a.address)} is not an e-mail address`)
     }
-    const imap = server(`${name}.imap`, a.imap, { port: 143, tlsPort: 993 })
+    // No `imap`: the mailbox gets its mail only through the SMTP receiver (setting receiver).
+    const imap = a.imap === undefined || a.imap === null
+      ? undefined
+      : server(`${name}.imap`, a.imap, { port: 143, tlsPort: 993 })
     const smtp = server(`${name}.smtp`, a.smtp, { port: 587, tlsPort: 465 })
-    const folder = String(a.imap.folder ?? "INBOX")
-    const processed = String(a.imap.processed ?? "seen")
+    const folder = String(a.imap?.folder ?? "INBOX")
+    const processed = String(a.imap?.processed ?? "seen")
     if (processed !== "seen" && !/^move:.+$/.test(processed)) {
       throw problem(`${name}.imap`, `processed must be "seen" or "move:<folder>", not ${processed}`)
     }
@@ -83,7 +87,9 @@ export const parseAccounts = (text) => {
         ? { displayName: a.displayName.trim() }
         : {}),
       ...(typeof a.defaultSubject === "string" ? { defaultSubject: a.defaultSubject } : {}),
-      imap: { ...imap, user: imap.user ?? address, folder, processed },
+      ...(imap !== undefined
+        ? { imap: { ...imap, user: imap.user ?? address, folder, processed } }
+        : {}),
       smtp: { ...smtp, user: smtp.user ?? address, auth: a.smtp.auth !== false },
     }
   })
@@ -110,6 +116,23 @@ export const hostAllowed = (patterns, host, port) =>
 /** The servers of `accounts` that `permissions.net` does not declare, as "host:port (what)". */
 export const undeclaredServers = (accounts, net) =>
   accounts.flatMap((a) =>
-    [["IMAP", a.imap], ["SMTP", a.smtp]].filter(([, s]) => !hostAllowed(net, s.host, s.port))
+    [["IMAP", a.imap], ["SMTP", a.smtp]].filter(([, s]) =>
+      s !== undefined && !hostAllowed(net, s.host, s.port)
+    )
       .map(([kind, s]) => `${s.host}:${s.port} (${a.name} ${kind})`)
   )
+
+/**
+ * The `receiver` setting: where the SMTP receiver listens, `host:port` (`127.0.0.1:2525`,
+ * `0.0.0.0:25`, `[::]:25`); undefined when empty (no receiver).
+ */
+export const parseListen = (text) => {
+  const source = String(text ?? "").trim()
+  if (source === "") return undefined
+  const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(source)
+  const port = m === null ? NaN : Number(m[2])
+  if (m === null || port < 1 || port > 65535) {
+    throw new Error(`setting receiver: expected host:port (e.g. 127.0.0.1:2525), not ${source}`)
+  }
+  return { host: m[1].replace(/^\[|\]$/g, ""), port }
+}

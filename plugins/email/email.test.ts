@@ -10,7 +10,13 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { simpleParser } from "mailparser"
-import { hostAllowed, parseAccounts, secretName, undeclaredServers } from "./accounts.mjs"
+import {
+  hostAllowed,
+  parseAccounts,
+  parseListen,
+  secretName,
+  undeclaredServers,
+} from "./accounts.mjs"
 import { failureOf, messageIdFor, replySubject, textToHtml, threadHeaders } from "./compose.mjs"
 import {
   autoReplyReason,
@@ -528,6 +534,17 @@ describe("the accounts setting and permissions.net", () => {
       () => parseAccounts(JSON.stringify([{ ...one, imap: { host: "x", processed: "delete" } }])),
       /processed must be/,
     )
+  })
+
+  it("a mailbox without imap is fed by the receiver; the receiver's host:port", () => {
+    const [fed] = parseAccounts(JSON.stringify([{ ...one, imap: undefined }]))
+    assert.notProperty(fed, "imap")
+    assert.deepStrictEqual(undeclaredServers([fed!], ["smtp.example.com"]), [])
+    assert.deepStrictEqual(parseListen("127.0.0.1:2525"), { host: "127.0.0.1", port: 2525 })
+    assert.deepStrictEqual(parseListen("[::]:25"), { host: "::", port: 25 })
+    assert.isUndefined(parseListen(""))
+    assert.throws(() => parseListen("2525"), /host:port/)
+    assert.throws(() => parseListen("x:70000"), /host:port/)
   })
 
   it("servers are checked against permissions.net with the host's pattern rules", () => {

@@ -12,6 +12,8 @@
  *   folder's UIDVALIDITY); the first time, or when UIDVALIDITY changed, the UNSEEN ones. A mail is
  *   marked \Seen (or moved) and its UID recorded only after `chorus.channels.receive` resolved
  *   for it, so a crash means it is read again and the Message-ID makes the repeat a duplicate.
+ * - Or an SMTP receiver (smtp-server, setting `receiver`) for MX-style delivery: a mail is
+ *   answered 250 only once `chorus.channels.receive` resolved, 451 while it cannot be.
  * - Bounces report the failed reply with `chorus.channels.status`; automatic replies that answer
  *   none of our mails are skipped (parse.mjs says why).
  * - Outbound: From the mailbox, To the customer's address, `Re: <their subject>`, In-Reply-To and
@@ -26,7 +28,8 @@ import { join } from "node:path"
 import { ImapFlow } from "imapflow"
 import { simpleParser } from "mailparser"
 import nodemailer from "nodemailer"
-import { parseAccounts, secretName, undeclaredServers } from "./accounts.mjs"
+import { SMTPServer } from "smtp-server"
+import { parseAccounts, parseListen, secretName, undeclaredServers } from "./accounts.mjs"
 import { failureOf, messageIdFor, replySubject, textToHtml, threadHeaders } from "./compose.mjs"
 import { threadRecord, toInbound } from "./parse.mjs"
 
@@ -73,7 +76,7 @@ export default {
       }
       secrets.set(account.name, { imap, smtp })
       for (const [kind, s] of [["IMAP", account.imap], ["SMTP", account.smtp]]) {
-        if (s.security === "none" && !isLoopback(s.host)) {
+        if (s !== undefined && s.security === "none" && !isLoopback(s.host)) {
           chorus.log.warn("mail server without TLS: the password crosses the network in clear", {
             account: account.name,
             server: `${kind} ${s.host}:${s.port}`,
@@ -104,7 +107,7 @@ export default {
      * One mail, as bytes: hand it to Chorus (or report the bounce). Resolves with whether the
      * mail may be marked handled in the mailbox; throws when it should be read again.
      */
-    const handleMail = async (account, source, internalDate) => {
+    const handleMail = async (account, source, internalDate, senderVerified = true) => {
       let parsed
       try {
         parsed = await simpleParser(source, { skipImageLinks: true, skipTextToHtml: true })
@@ -121,6 +124,7 @@ export default {
         ownAddress: account.address,
         fallbackId: `<sha256.${digest}@${account.address.split("@")[1]}>`,
         ...(internalDate instanceof Date ? { receivedAt: internalDate.getTime() } : {}),
+        senderVerified,
       })
       if (result.kind === "skip") {
         skipped.inc(1, { account: account.name })
@@ -351,7 +355,72 @@ export default {
         }
       }
     }
-    const loops = [...accounts.values()].map((account) => watch(account))
+    const loops = [...accounts.values()].filter((a) => a.imap !== undefined).map(watch)
+
+    // -- inbound: SMTP receiver (MX-style delivery) ----------------------------------------------
+    const listen = parseListen(settings.receiver)
+    let receiver
+    if (listen !== undefined) {
+      const byAddress = new Map([...accounts.values()].map((a) => [a.address, a]))
+      const senderVerified = settings.receiverVerifiesSenders === true
+      const reply = (code, text) => Object.assign(new Error(text), { responseCode: code })
+      receiver = new SMTPServer({
+        // An MX takes no login; TLS is for the MTA in front of it (see the README).
+        authOptional: true,
+        disabledCommands: ["AUTH", "STARTTLS"],
+        size: maxMailBytes,
+        rejectOversized: true,
+        logger: false,
+        onRcptTo(address, _session, callback) {
+          if (byAddress.has(address.address.toLowerCase())) return callback()
+          return callback(reply(550, "5.1.1 No such mailbox here"))
+        },
+        onData(stream, session, callback) {
+          const chunks = []
+          stream.on("data", (chunk) => chunks.push(chunk))
+          stream.on("end", () => {
+            if (stream.sizeExceeded) return callback(reply(552, "5.3.4 Message too big"))
+            const source = Buffer.concat(chunks)
+            const targets = [
+              ...new Set(
+                session.envelope.rcptTo.map((r) => byAddress.get(r.address.toLowerCase())),
+              ),
+            ].filter((a) => a !== undefined)
+            // Accepted (250) only once Chorus holds the mail: else the sending server keeps it
+            // and tries again (4xx), or returns it to its sender (5xx), never lost in between.
+            const deliver = async () => {
+              for (const account of targets) {
+                const { handled } = await handleMail(account, source, new Date(), senderVerified)
+                if (!handled) return false
+              }
+              return true
+            }
+            deliver().then(
+              (ok) =>
+                ok
+                  ? callback(null, "2.0.0 Ok: stored")
+                  : callback(reply(554, "5.6.0 This mail cannot be taken (see the server's log)")),
+              (error) => {
+                chorus.log.warn("SMTP receiver: a mail not stored yet; the sender will retry", {
+                  error: String(error?.message ?? error),
+                })
+                callback(reply(451, "4.3.0 Not stored, try again later"))
+              },
+            )
+          })
+        },
+      })
+      receiver.on(
+        "error",
+        (error) =>
+          chorus.log.warn("SMTP receiver error", { error: String(error?.message ?? error) }),
+      )
+      await new Promise((resolve, reject) => {
+        receiver.server.once("error", reject)
+        receiver.listen(listen.port, listen.host, resolve)
+      })
+      chorus.log.info("SMTP receiver listening", { host: listen.host, port: listen.port })
+    }
 
     // -- outbound: SMTP --------------------------------------------------------------------------
     const transports = new Map(
@@ -464,6 +533,7 @@ export default {
       for (const signal of wakers) signal()
       for (const client of clients) client.close()
       for (const transport of transports.values()) transport.close()
+      if (receiver !== undefined) await new Promise((resolve) => receiver.close(resolve))
       await Promise.race([Promise.allSettled(loops), sleep(2_000)])
     }
   },

@@ -21,7 +21,13 @@ export declare const htmlToText: (html: unknown) => string
 /** `{ kind: "message", inbound, subject, files, original?, automatic? }`, a bounce or a skip. */
 export declare const toInbound: (
   parsed: any,
-  options: { account: string; ownAddress?: string; fallbackId: string; receivedAt?: number },
+  options: {
+    account: string
+    ownAddress?: string
+    fallbackId: string
+    receivedAt?: number
+    senderVerified?: boolean
+  },
 ) => any
 export declare const threadRecord: (
   inbound: { externalId: string },

@@ -247,7 +247,8 @@ const attachmentName = (a, i) => {
  * person should look at in the mailbox). `options.account` is the channel account;
  * `options.ownAddress` the mailbox's address (our own copies are skipped); `options.fallbackId`
  * the Message-ID to use when the mail has none (derived from its bytes, so stable);
- * `options.receivedAt` the server's date when the mail has no Date.
+ * `options.receivedAt` the server's date when the mail has no Date; `options.senderVerified: false`
+ * records the address as unverified (mail that reached us without a provider's checks).
  */
 export const toInbound = (parsed, options) => {
   if (isBounce(parsed)) return { kind: "bounce", bounce: parseBounce(parsed) }
@@ -278,7 +279,7 @@ export const toInbound = (parsed, options) => {
   if (name !== "") sender.name = name.slice(0, 200)
   if (EMAIL.test(address) && address.length <= 320) {
     sender.email = address
-    sender.verified = true
+    sender.verified = options.senderVerified !== false
   }
   const files = (parsed.attachments ?? []).map((a, i) => ({
     name: attachmentName(a, i),

@@ -9,9 +9,13 @@
  * replies go out over SMTP threaded (Re:, In-Reply-To, References) and the customer's answer to
  * one lands in the same conversation. A 451 is retried and delivered once, a 550 fails the reply
  * and marks the address unreachable, a bounce fails the reply it names.
+ *
+ * The SMTP receiver mode is tested with nodemailer as the delivering MTA (no Dovecot needed).
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
+import * as NodeNet from "node:net"
+import nodemailer from "nodemailer"
 import MailComposer from "nodemailer/lib/mail-composer/index.js"
 import { request } from "../api/ApiServer.ts"
 import { eventually, startReplyServer } from "../api/ReplyServer.ts"
@@ -449,6 +453,130 @@ describeImap("e-mail channel (Dovecot IMAP + SMTP)", () => {
           )))
         const status = (yield* api("GET", "/plugins/email")).body as { state: string }
         assert.notStrictEqual(status.state, "active")
+      }),
+    60_000,
+  )
+})
+
+const freePort = () =>
+  Effect.async<number>((resume) => {
+    const probe = NodeNet.createServer()
+    probe.listen(0, "127.0.0.1", () => {
+      const port = (probe.address() as NodeNet.AddressInfo).port
+      probe.close(() => resume(Effect.succeed(port)))
+    })
+  })
+
+describe("e-mail channel (SMTP receiver)", () => {
+  it.scopedLive(
+    "mail delivered to the receiver: accepted only once stored, sender unverified by default, a repeat stored once, an unknown mailbox refused; the answer to our reply in the same conversation",
+    () =>
+      Effect.gen(function* () {
+        const smtp = yield* mailFake({ user: MAILBOX, password: "smtp-secret" })
+        const port = yield* freePort()
+        const plugins = yield* tempDir("chorus-plugins-")
+        installRepoPlugins(plugins, ["email"], { net: { email: ["127.0.0.1"] } })
+        for (const [k, v] of Object.entries(env)) process.env[k] = v
+        yield* Effect.addFinalizer(() =>
+          Effect.sync(() => Object.keys(env).forEach((k) => delete process.env[k]))
+        )
+        const server = yield* startReplyServer({
+          dataDir: yield* tempDir(),
+          pluginsDir: plugins,
+          pluginSettings: {
+            email: {
+              // No imap: this mailbox is fed by the receiver only.
+              accounts: JSON.stringify([{
+                name: "support",
+                address: MAILBOX,
+                smtp: { host: smtp.host, port: smtp.port, security: "none" },
+              }]),
+              receiver: `127.0.0.1:${port}`,
+            },
+          },
+        })
+        const api: Api = (method, path, body) =>
+          request(`${server.url}/api/v1${path}`, {
+            token: server.token,
+            method,
+            ...(body !== undefined ? { body } : {}),
+          })
+        // The sending side: an MTA delivering to us (no login, no TLS on loopback).
+        const mta = nodemailer.createTransport({ host: "127.0.0.1", port, ignoreTLS: true })
+        const deliver = (mail: Parameters<typeof mta.sendMail>[0]) =>
+          Effect.promise(() =>
+            mta.sendMail(mail).then(
+              (info) => ({ ok: true as const, response: info.response }),
+              (error: { responseCode?: number; response?: string }) => ({
+                ok: false as const,
+                code: error.responseCode,
+                response: error.response,
+              }),
+            )
+          )
+        const mail = {
+          from: { name: "Carla", address: "carla@customer.example" },
+          to: MAILBOX,
+          subject: "Invoice",
+          messageId: "<carla-1@customer.example>",
+          text: "Please send me the invoice.",
+        }
+        const accepted = yield* deliver(mail)
+        assert.deepStrictEqual(accepted, { ok: true, response: "250 2.0.0 Ok: stored" })
+        // Accepted means stored: the conversation is there already.
+        const list = yield* conversations(api)
+        assert.lengthOf(list, 1)
+        const conversation = list[0]!.id
+        assert.deepStrictEqual(
+          (yield* messagesOf(api, conversation)).map((m) => m.text),
+          ["Please send me the invoice."],
+        )
+        const contactId =
+          ((yield* api("GET", `/conversations/${conversation}`)).body as { contactId: string })
+            .contactId
+        const identity = ((yield* api("GET", `/contacts/${contactId}`)).body as {
+          identities: Array<{ email: string; verification: string }>
+        }).identities[0]!
+        assert.deepStrictEqual([identity.email, identity.verification], [
+          "carla@customer.example",
+          "claimed", // the core's word for an address recorded but not proven
+        ])
+
+        assert.isTrue((yield* deliver(mail)).ok)
+        assert.lengthOf(yield* messagesOf(api, conversation), 1)
+
+        const unknown = yield* deliver({ ...mail, to: "nobody@example.com" })
+        assert.strictEqual(unknown.ok, false)
+        assert.strictEqual((unknown as { code?: number }).code, 550)
+
+        const posted = yield* api("POST", `/conversations/${conversation}/messages`, {
+          text: "Here it is.",
+        })
+        const replyId = (posted.body as { id: string }).id
+        yield* eventually("the reply sent", () => smtp.received.length === 1)
+        const ours = smtp.received[0]!.parsed.messageId!
+        assert.strictEqual(smtp.received[0]!.parsed.inReplyTo, "<carla-1@customer.example>")
+        yield* eventually("the reply recorded as sent", () =>
+          messagesOf(api, conversation).pipe(Effect.map((m) =>
+            m.find((x) =>
+              x.id === replyId
+            )?.delivery.state === "sent"
+          )))
+        assert.isTrue(
+          (yield* deliver({
+            ...mail,
+            subject: "Re: Invoice",
+            messageId: "<carla-2@customer.example>",
+            inReplyTo: ours,
+            references: ["<carla-1@customer.example>", ours],
+            text: "Thanks!",
+          })).ok,
+        )
+        assert.lengthOf(yield* conversations(api), 1)
+        assert.deepStrictEqual(
+          (yield* messagesOf(api, conversation)).map((m) => m.text),
+          ["Thanks!", "Here it is.", "Please send me the invoice."],
+        )
       }),
     60_000,
   )

@@ -41,6 +41,16 @@ let stop = async () => {}
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
+/** A secret that may be missing: undefined then (an undeclared one still throws). */
+const optionalSecret = async (chorus, name) => {
+  try {
+    return await chorus.secrets.get(name)
+  } catch (error) {
+    if (error?.name === "PermissionDenied") throw error
+    return undefined
+  }
+}
+
 const isLoopback = (host) => /^(127\.\d+\.\d+\.\d+|localhost|\[::1\])$/.test(host)
 
 export default {
@@ -67,12 +77,15 @@ export default {
 
     const secrets = new Map()
     for (const account of accounts.values()) {
-      const imap = await chorus.secrets.get(secretName("IMAP", account.name))
-      let smtp
-      try {
-        smtp = await chorus.secrets.get(secretName("SMTP", account.name))
-      } catch {
-        smtp = imap // the same mailbox password, as most providers have it
+      const imapName = secretName("IMAP", account.name)
+      const smtpName = secretName("SMTP", account.name)
+      const imap = account.imap !== undefined
+        ? await chorus.secrets.get(imapName)
+        : await optionalSecret(chorus, imapName)
+      // The SMTP password is the IMAP one unless set apart, as most providers have it.
+      const smtp = account.smtp.auth ? (await optionalSecret(chorus, smtpName)) ?? imap : undefined
+      if (account.smtp.auth && smtp === undefined) {
+        throw new Error(`mailbox ${account.name}: set the secret ${smtpName} (or ${imapName})`)
       }
       secrets.set(account.name, { imap, smtp })
       for (const [kind, s] of [["IMAP", account.imap], ["SMTP", account.smtp]]) {
@@ -94,7 +107,12 @@ export default {
     /** Store a file of a mail; a file the store refuses is named in the text instead. */
     const store = async (file) => {
       try {
-        return { attachment: await chorus.attachments.put(file.bytes, file) }
+        return {
+          attachment: await chorus.attachments.put(file.bytes, {
+            name: file.name,
+            mimeType: file.mimeType,
+          }),
+        }
       } catch (error) {
         if (error?.name === "AttachmentRefused") {
           return { note: `[${file.name} not accepted: ${error.message}]` }

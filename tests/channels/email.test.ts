@@ -476,10 +476,10 @@ describe("e-mail channel (SMTP receiver)", () => {
         const port = yield* freePort()
         const plugins = yield* tempDir("chorus-plugins-")
         installRepoPlugins(plugins, ["email"], { net: { email: ["127.0.0.1"] } })
-        for (const [k, v] of Object.entries(env)) process.env[k] = v
-        yield* Effect.addFinalizer(() =>
-          Effect.sync(() => Object.keys(env).forEach((k) => delete process.env[k]))
-        )
+        // No IMAP, so no IMAP password: only the SMTP one.
+        const smtpOnly = "CHORUS_PLUGIN_EMAIL_SMTP_PASSWORD_SUPPORT"
+        process.env[smtpOnly] = "smtp-secret"
+        yield* Effect.addFinalizer(() => Effect.sync(() => delete process.env[smtpOnly]))
         const server = yield* startReplyServer({
           dataDir: yield* tempDir(),
           pluginsDir: plugins,

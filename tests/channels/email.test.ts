@@ -349,10 +349,10 @@ describeImap("e-mail channel (Dovecot IMAP + SMTP)", () => {
   )
 
   it.scopedLive(
-    "a bounce fails the reply it names (a hard one: the address unreachable) and is no customer message; an automatic reply opens no conversation; a mail over maxMailMb is left unseen; after a reload new mail still comes in",
+    "a bounce fails the reply it names (a hard one: the address unreachable) and is no customer message; an automatic reply opens no conversation; a mail over maxMailMb is left unseen; a reload reads nothing twice and still hears new mail",
     () =>
       Effect.gen(function* () {
-        const { imap, smtp, api } = yield* setup({ settings: { maxMailMb: 1 } })
+        const { imap, smtp, server, api } = yield* setup({ settings: { maxMailMb: 1 } })
         // A mail over maxMailMb: not read, left unseen for a person; the mailbox goes on.
         yield* imap.append(
           MAILBOX,
@@ -436,9 +436,8 @@ describeImap("e-mail channel (Dovecot IMAP + SMTP)", () => {
         yield* eventually("the bounce marked seen", () =>
           imap.flags(MAILBOX).pipe(Effect.map((f) => f.get(4)?.has("\\Seen") === true)))
 
-        // A reload: the new version takes the mailbox over and hears new mail. (That it starts
-        // after the last UID handled is not visible from here: a re-read mail would be a
-        // duplicate, and the mail over the limit stays unseen either way.)
+        // A reload: the new version takes the mailbox over after the last UID handled (the
+        // host's counters, kept across versions, show nothing read twice) and hears new mail.
         const reloaded = yield* api("POST", "/plugins/email/reload")
         assert.strictEqual(reloaded.status, 200, JSON.stringify(reloaded.body))
         yield* imap.append(
@@ -463,6 +462,21 @@ describeImap("e-mail channel (Dovecot IMAP + SMTP)", () => {
         )
         assert.lengthOf(yield* conversations(api), 1)
         assert.isFalse((yield* imap.flags(MAILBOX)).get(1)!.has("\\Seen"))
+        const metrics = yield* Effect.promise(() =>
+          fetch(`${server.url}/api/v1/metrics`, {
+            headers: { authorization: `Bearer ${server.token}` },
+          }).then((r) => r.text())
+        )
+        const count = (name: string) =>
+          Number(
+            new RegExp(`^chorus_plugin_email_${name}\\{account="support"\\} (\\d+)$`, "m")
+              .exec(metrics)?.[1],
+          )
+        assert.deepStrictEqual(
+          [count("mails_received"), count("mails_skipped"), count("bounces")],
+          [2, 2, 1],
+          metrics,
+        )
       }),
     90_000,
   )

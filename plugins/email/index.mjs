@@ -330,6 +330,10 @@ export default {
           }))
         try {
           await client.connect()
+          if (imap.processed !== "seen") {
+            // The folder handled mail moves to; an existing one answers an error, ignored.
+            await client.mailboxCreate(imap.processed.slice(5)).catch(() => {})
+          }
           await client.mailboxOpen(imap.folder)
           failures = 0
           while (!stopped && client.usable) {

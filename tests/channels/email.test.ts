@@ -43,7 +43,7 @@ const env = {
 }
 
 const setup = (
-  overrides: { imapHost?: string; settings?: Record<string, number> } = {},
+  overrides: { imapHost?: string; processed?: string; settings?: Record<string, number> } = {},
 ) =>
   Effect.gen(function* () {
     const imap = yield* dovecot({ users: [{ user: MAILBOX, password: PASSWORD }] })
@@ -58,7 +58,12 @@ const setup = (
       name: "support",
       address: MAILBOX,
       displayName: "Example Support",
-      imap: { host: overrides.imapHost ?? imap.host, port: imap.port, security: "none" },
+      imap: {
+        host: overrides.imapHost ?? imap.host,
+        port: imap.port,
+        security: "none",
+        ...(overrides.processed !== undefined ? { processed: overrides.processed } : {}),
+      },
       smtp: { host: smtp.host, port: smtp.port, security: "none" },
     }]
     const server = yield* startReplyServer({
@@ -479,6 +484,32 @@ describeImap("e-mail channel (Dovecot IMAP + SMTP)", () => {
         )
       }),
     90_000,
+  )
+
+  it.scopedLive(
+    "processed move:<folder>: a handled mail leaves the inbox for that folder",
+    () =>
+      Effect.gen(function* () {
+        const { imap, api } = yield* setup({ processed: "move:Chorus" })
+        yield* imap.append(
+          MAILBOX,
+          yield* compose({
+            from: "dora@customer.example",
+            to: MAILBOX,
+            subject: "Moved",
+            messageId: "<dora-1@customer.example>",
+            text: "Hello",
+          }),
+        )
+        yield* eventually("the mail moved", () =>
+          Effect.all([imap.flags(MAILBOX), imap.flags(MAILBOX, "Chorus")]).pipe(
+            Effect.map(([inbox, moved]) =>
+              inbox.size === 0 && moved.size === 1
+            ),
+          ))
+        assert.lengthOf(yield* conversations(api), 1)
+      }),
+    60_000,
   )
 
   it.scopedLive(

@@ -800,7 +800,17 @@ export const make = (discovered: DiscoveryResult, options: PluginHostOptions = {
               HttpClientRequest.setHeaders(asRecord(init?.["headers"]) as Record<string, string>),
             )
             if (init?.["body"] instanceof Uint8Array) {
-              request = HttpClientRequest.bodyUint8Array(request, init["body"])
+              // The plugin's own Content-Type (a form, multipart with its boundary) is kept;
+              // bodyUint8Array would otherwise set application/octet-stream over it.
+              const headers = asRecord(init?.["headers"])
+              const contentType = Object.keys(headers).find((k) =>
+                k.toLowerCase() === "content-type"
+              )
+              request = HttpClientRequest.bodyUint8Array(
+                request,
+                init["body"],
+                contentType !== undefined ? String(headers[contentType]) : undefined,
+              )
             }
             const response = yield* host.http.execute(request).pipe(
               Effect.timeout(

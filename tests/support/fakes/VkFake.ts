@@ -71,6 +71,8 @@ export interface VkFake {
   readonly pendingEvents: (token: string) => number
   /** The next a_check answers `{ failed: n }` (2 and 3 also expire the key). */
   readonly failLongPoll: (token: string, failed: 1 | 2 | 3) => void
+  /** Armed `failed` answers not yet given. */
+  readonly longPollFailuresLeft: (token: string) => number
   /** Serve bytes at a URL of the fake (a photo or document VK would host); answers its URL. */
   readonly addFile: (path: string, bytes: Uint8Array) => string
   /** POST a Callback API event as VK would (adds `group_id`, `event_id`, `v`, `secret`). */
@@ -355,6 +357,7 @@ export const startVkFake = async (communities: ReadonlyArray<VkCommunity>): Prom
     },
     pendingEvents: (token) => pollOf(token).events.length,
     failLongPoll: (token, failed) => pollOf(token).failNext.push(failed),
+    longPollFailuresLeft: (token) => pollOf(token).failNext.length,
     addFile: (path, bytes) => {
       const p = `/files/${path}`
       files.set(p, bytes)

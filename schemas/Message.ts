@@ -87,6 +87,10 @@ export const OutgoingMessage = Schema.Struct({
   delivery: DeliveryState,
   /** Buttons shown under it (channels that declare `buttons`). */
   buttons: Schema.optionalWith(ReplyButtons, { exact: true }),
+  /** This reply is the fallback copy of that one, which its own channel could not deliver. */
+  fallbackOf: Schema.optionalWith(MessageId, { exact: true }),
+  /** This reply could not be delivered on its channel; that copy was sent instead. */
+  fallbackTo: Schema.optionalWith(MessageId, { exact: true }),
 }).annotations({ identifier: "OutgoingMessage" })
 export type OutgoingMessage = typeof OutgoingMessage.Type
 

@@ -136,6 +136,8 @@ export const toMessage = (row: MessageRow): Message => {
           at,
         },
       ...(row.buttons != null ? { buttons: JSON.parse(row.buttons) } : {}),
+      ...(row.fallback_of != null ? { fallbackOf: row.fallback_of as MessageId } : {}),
+      ...(row.fallback_to != null ? { fallbackTo: row.fallback_to as MessageId } : {}),
     }
   }
   return {

@@ -45,6 +45,8 @@ import {
   Scope,
 } from "effect"
 import { InboundMessage, inboundMessageId } from "../../schemas/Inbound.ts"
+import { DeliveryReceipt } from "../../schemas/Outbound.ts"
+import * as Receipts from "../../actors/channel/Receipts.ts"
 import { MANIFEST_FILE, type PluginManifest } from "../../schemas/PluginManifest.ts"
 import { onlineOperatorsFor } from "../accounts/Availability.ts"
 import {
@@ -126,6 +128,17 @@ export class InboundInvalid extends Data.TaggedError("InboundInvalid")<{
   }
 }
 
+/** A delivery receipt a channel plugin reported does not fit `DeliveryReceipt`; nothing changed. */
+export class ReceiptInvalid extends Data.TaggedError("ReceiptInvalid")<{
+  readonly plugin: string
+  readonly problems: string
+}> {
+  override get message() {
+    return `delivery receipt from plugin ${this.plugin} is invalid: ${this.problems}`
+  }
+}
+
+const decodeReceipt = Schema.decodeUnknownEither(DeliveryReceipt, { errors: "all" })
 const decodeInbound = Schema.decodeUnknownEither(InboundMessage, {
   errors: "all",
   onExcessProperty: "error",
@@ -973,6 +986,29 @@ export const make = (discovered: DiscoveryResult, options: PluginHostOptions = {
               },
             )
             return { id, duplicate: ack.duplicate }
+          }),
+        "channels.status": (channel: string, raw: unknown) =>
+          Effect.gen(function* () {
+            const problem = checkChannel(grants, String(channel))
+            if (problem !== undefined) return yield* problem
+            const r = asRecord(JSON.parse(JSON.stringify(raw ?? null)))
+            const decoded = decodeReceipt({
+              ...r,
+              ...(typeof r["at"] === "number" ? { at: new Date(r["at"]).toISOString() } : {}),
+            })
+            if (Either.isLeft(decoded)) {
+              return yield* new ReceiptInvalid({
+                plugin: slot.id,
+                problems: describeIssues(ParseResult.ArrayFormatter.formatErrorSync(decoded.left)),
+              })
+            }
+            const result = yield* Receipts.record(
+              database,
+              yield* Bus,
+              String(channel),
+              decoded.right,
+            )
+            return { found: result.found, changed: result.changed }
           }),
         "routes.websocket": (path: string, handler: number) =>
           Effect.suspend(() => {

@@ -41,6 +41,10 @@ const EVENT_TYPES = [
 ]
 const MEDIA_TTL_SECONDS = 7 * 24 * 3600
 
+/** The URL of an attachment Chorus only links to (a string, or a URL object in-process). */
+const linkOf = (a) =>
+  typeof a?.url === "string" ? a.url : typeof a?.url?.href === "string" ? a.url.href : undefined
+
 let stop = async () => {}
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -261,6 +265,8 @@ export default {
         }
         /** @type {Array<() => Promise<object>>} */
         const steps = []
+        /** Files with neither a stored copy nor a usable link: named in the text. */
+        const unlinked = []
         for (const file of message.attachments) {
           if (typeof file?.storageKey === "string") {
             steps.push(async () => {
@@ -276,18 +282,20 @@ export default {
                 file_name: String(file.name ?? "file").slice(0, 255),
               }
             })
-          } else if (typeof file?.url === "string") {
+          } else if (linkOf(file) !== undefined) {
             steps.push(() =>
               Promise.resolve({
                 type: "file",
-                media: file.url,
+                media: linkOf(file),
                 size: Number(file.size ?? 0),
                 file_name: String(file.name ?? "file"),
               })
             )
+          } else {
+            unlinked.push(`[${file?.name ?? "file"}]`)
           }
         }
-        const text = message.text ?? ""
+        const text = [message.text ?? "", ...unlinked].filter((t) => t !== "").join("\n")
         if (text !== "") {
           for (const part of splitText(text)) {
             steps.push(() => Promise.resolve({ type: "text", text: part }))

@@ -37,6 +37,10 @@ class VkError extends Error {
   }
 }
 
+/** The URL of an attachment Chorus only links to (a string, or a URL object in-process). */
+const linkOf = (a) =>
+  typeof a?.url === "string" ? a.url : typeof a?.url?.href === "string" ? a.url.href : undefined
+
 /** Bytes and content type of a multipart/form-data body with one file. */
 const multipart = async (field, bytes, name, mimeType) => {
   const form = new FormData()
@@ -343,7 +347,10 @@ export default {
           for (const file of message.attachments.filter((a) => typeof a?.storageKey === "string")) {
             attachment.push(await upload(account, peer, file))
           }
-          const text = message.text ?? ""
+          // A file Chorus only links to (no stored copy) goes as its link, or at least its name.
+          const links = message.attachments.filter((a) => typeof a?.storageKey !== "string")
+            .map((a) => linkOf(a) ?? `[${a?.name ?? "file"}]`)
+          const text = [message.text ?? "", ...links].filter((t) => t !== "").join("\n")
           if (text === "" && attachment.length === 0) {
             return { ok: false, retryable: false, code: "empty", reason: "nothing to send" }
           }

@@ -239,6 +239,33 @@ describe("vk channel", () => {
           }],
         })
         yield* settled(withPhoto, "sent")
+        // A PDF: docs.getMessagesUploadServer → upload → docs.save; a linked file as its URL.
+        const withDoc = yield* reply({
+          text: "Your invoice",
+          attachments: [{
+            name: "invoice.pdf",
+            mimeType: "application/pdf",
+            size: pdf.length,
+            storageKey: withMedia.attachments[1].storageKey,
+          }, {
+            name: "terms.pdf",
+            mimeType: "application/pdf",
+            size: 1000,
+            url: "https://files.example.com/terms.pdf",
+          }],
+        })
+        yield* settled(withDoc, "sent")
+        const docUpload = fake.uploads().find((u) => u.kind === "doc")!
+        assert.deepStrictEqual([docUpload.filename, [...docUpload.bytes]], ["invoice.pdf", [
+          ...pdf,
+        ]])
+        const sentDoc = fake.sent().find((s) => s.message.startsWith("Your invoice"))!
+        // (The core hands a linked file's `url` to a worker as {}: see the report; its name stays.)
+        assert.match(
+          sentDoc.message,
+          /^Your invoice\n(https:\/\/files\.example\.com\/terms\.pdf|\[terms\.pdf\])$/,
+        )
+        assert.match(sentDoc.attachment!, /^doc-123456789_\d+$/)
         assert.deepStrictEqual([...fake.uploads()[0]!.bytes], [...jpeg])
         assert.match(
           fake.sent().find((s) => s.message === "Is this it?")!.attachment!,

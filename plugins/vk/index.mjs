@@ -139,7 +139,9 @@ export default {
     const handle = async (account, event) => {
       const got = eventOf(account.name, event)
       if (got.skip !== undefined) {
-        chorus.log.debug("vk event skipped", { account: account.name, reason: got.skip })
+        // A customer's words not taken (a group chat) are logged where operators see them.
+        const log = event?.type === "message_new" ? chorus.log.info : chorus.log.debug
+        log("vk event skipped", { account: account.name, reason: got.skip })
         return
       }
       if (got.deny !== undefined) {
@@ -289,7 +291,7 @@ export default {
         method: "POST",
         headers: { "content-type": form.contentType },
         body: form.body,
-        timeoutMs: 120_000,
+        timeoutMs: 40_000,
       })
       if (response.status !== 200) throw new Error(`VK upload answered ${response.status}`)
       const uploaded = response.json()

@@ -43,6 +43,15 @@ describe("vk events", () => {
     assert.deepStrictEqual(got.inbound.inReplyTo, ["1516"])
   })
 
+  it("group chat messages and other communities' messages are not a channel's", () => {
+    const chat = fixture("message_new")
+    chat.object.message.peer_id = 2000000001
+    assert.isString(eventOf("main", chat).skip)
+    const community = fixture("message_new")
+    community.object.message.from_id = -5
+    assert.isString(eventOf("main", community).skip)
+  })
+
   it("forwarded messages are quoted in the text", () => {
     const event = fixture("message_new")
     event.object.message.fwd_messages = [{ text: "line one\nline two", from_id: 7, date: 1 }]

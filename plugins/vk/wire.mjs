@@ -184,6 +184,9 @@ export const eventOf = (account, event) => {
       return { skip: "message_new without id or sender" }
     }
     if (message.from_id < 0) return { skip: "from another community" }
+    // A group chat the community is in (peer ids from 2e9): a reply would go to the person's
+    // own dialog instead, so only direct messages are a channel.
+    if (message.peer_id >= 2_000_000_000) return { skip: "a group chat message" }
     const { files, notes } = attachmentsOf(message)
     const text = [message.text ?? "", ...forwardedText(message), ...notes].filter((t) => t !== "")
       .join("\n")

@@ -107,6 +107,27 @@ export default {
       return body.response
     }
 
+    /** The person's name for the inbox (users.get, kept a day); best effort. */
+    const nameOf = async (account, user) => {
+      const key = `name:${account.name}:${user}`
+      const kept = await chorus.storage.kv.get(key)
+      if (kept != null && Date.now() - kept.at < 86_400_000) return kept.name
+      try {
+        const [person] = await call(account, "users.get", { user_ids: user })
+        const name = [person?.first_name, person?.last_name].filter(Boolean).join(" ")
+        if (name === "") return undefined
+        await chorus.storage.kv.set(key, { name, at: Date.now() })
+        return name
+      } catch (error) {
+        chorus.log.debug("vk users.get failed", { error: String(error?.message ?? error) })
+        return undefined
+      }
+    }
+    const withName = async (account, inbound) => {
+      const name = await nameOf(account, inbound.sender.externalId)
+      return name === undefined ? inbound : { ...inbound, sender: { ...inbound.sender, name } }
+    }
+
     const deniedKey = (account, user) => `denied:${account}:${user}`
     const labelKey = (account, payload) => `label:${account}:${payload}`
 
@@ -159,8 +180,8 @@ export default {
       if (got.press !== undefined) {
         const label = await chorus.storage.kv.get(labelKey(account.name, got.press.payload))
         await chorus.channels.receive("vk", {
-          ...got.press,
-          text: typeof label === "string" ? label : got.press.payload,
+          ...(await withName(account, got.press)),
+          text: typeof label === "string" ? label : got.press.payload || "[button]",
         })
         received.inc(1, { account: account.name, type: "message_event" })
         // Stops the button's spinner (best effort: it stops by itself after a while).
@@ -181,7 +202,11 @@ export default {
         else notes.push(one.note)
       }
       const text = [got.inbound.text, ...notes].filter((t) => t !== "").join("\n")
-      await chorus.channels.receive("vk", { ...got.inbound, text, attachments })
+      await chorus.channels.receive("vk", {
+        ...(await withName(account, got.inbound)),
+        text,
+        attachments,
+      })
       // Writing to the community means messages are allowed again.
       await chorus.storage.kv.delete(deniedKey(account.name, got.inbound.sender.externalId))
       received.inc(1, { account: account.name, type: "message_new" })

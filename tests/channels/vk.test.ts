@@ -137,6 +137,12 @@ describe("vk channel", () => {
         const first = yield* messagesOf(api, conversation)
         assert.deepStrictEqual(first.map((m) => m.text), ["Hello! Where is my order?"])
         assert.strictEqual(first[0].externalId, "1517")
+        // The person's name from users.get, on the conversation's contact.
+        const contactOf = (yield* api("GET", `/conversations/${conversation}`)).body as {
+          contactId: string
+        }
+        const named = (yield* api("GET", `/contacts/${contactOf.contactId}`)).body
+        assert.include(JSON.stringify(named), "Ivan Petrov01")
 
         // Photo (largest size), document, voice message and a sticker: files kept, sticker named.
         const media = fixture("message_new_attachments")

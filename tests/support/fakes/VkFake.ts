@@ -9,7 +9,8 @@
  * `failed` 1/2/3 on demand), `messages.send` (a `random_id` already used for that peer answers
  * the first message's id and sends nothing, as VK does), `messages.sendMessageEventAnswer`,
  * `photos.getMessagesUploadServer` → upload → `photos.saveMessagesPhoto`,
- * `docs.getMessagesUploadServer` → upload → `docs.save`, files to download (`addFile`), and a
+ * `docs.getMessagesUploadServer` → upload → `docs.save`, `users.get` (Ivan Petrov<last two
+ * digits of the id>), files to download (`addFile`), and a
  * Callback API poster (`postCallback`) that adds the community's `group_id` and `secret`.
  * Tests read what was sent and arm failures (any error code, for the next calls of a method).
  *
@@ -188,6 +189,14 @@ export const startVkFake = async (communities: ReadonlyArray<VkCommunity>): Prom
         })
         return id
       }
+      case "users.get":
+        return String(p["user_ids"] ?? "").split(",").filter((id) => id !== "").map((id) => ({
+          id: Number(id),
+          first_name: "Ivan",
+          last_name: `Petrov${id.slice(-2)}`,
+          can_access_closed: true,
+          is_closed: false,
+        }))
       case "messages.sendMessageEventAnswer":
         return 1
       case "photos.getMessagesUploadServer":

@@ -379,4 +379,33 @@ describe("viber channel", () => {
       }),
     60_000,
   )
+
+  it.scopedLive(
+    "limit: the 101st message an hour to a person who has not replied is refused before Viber; their reply lifts it",
+    () =>
+      Effect.gen(function* () {
+        const { fake, api } = yield* setup()
+        const post = (event: string, options = {}) =>
+          Effect.promise(() => fake.post(TOKEN, event, options))
+        assert.strictEqual((yield* post(fixture("message_text"))).status, 200)
+        const conversation = yield* viberConversation(api)
+        const { reply, settled } = replies(api, conversation)
+        const ids: Array<string> = []
+        for (let i = 0; i < 100; i++) ids.push(yield* reply({ text: `note ${i}` }))
+        yield* settled(ids.at(-1)!, "sent")
+        const over = yield* reply({ text: "one too many" })
+        const refused = yield* settled(over, "failed")
+        assert.strictEqual(refused.delivery.error.code, "unanswered_limit")
+        assert.lengthOf(fake.sent(), 100)
+        assert.isFalse(fake.calls("send_message").some((c) => c.body["text"] === "one too many"))
+
+        assert.strictEqual(
+          (yield* post(fixture("message_text"), { messageToken: "5741311803571729999" })).status,
+          200,
+        )
+        const after = yield* reply({ text: "thanks for answering" })
+        yield* settled(after, "sent")
+      }),
+    90_000,
+  )
 })

@@ -266,11 +266,7 @@ describe("vk channel", () => {
           ...pdf,
         ]])
         const sentDoc = fake.sent().find((s) => s.message.startsWith("Your invoice"))!
-        // (The core hands a linked file's `url` to a worker as {}: see the report; its name stays.)
-        assert.match(
-          sentDoc.message,
-          /^Your invoice\n(https:\/\/files\.example\.com\/terms\.pdf|\[terms\.pdf\])$/,
-        )
+        assert.strictEqual(sentDoc.message, "Your invoice\nhttps://files.example.com/terms.pdf")
         assert.match(sentDoc.attachment!, /^doc-123456789_\d+$/)
         assert.deepStrictEqual([...fake.uploads()[0]!.bytes], [...jpeg])
         assert.match(

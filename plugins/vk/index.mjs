@@ -173,6 +173,10 @@ export default {
         })
         return
       }
+      if (got.typing !== undefined) {
+        await chorus.channels.typing("vk", { account: account.name, externalId: got.typing })
+        return
+      }
       if (got.allow !== undefined) {
         await chorus.storage.kv.delete(deniedKey(account.name, got.allow))
         return
@@ -340,6 +344,12 @@ export default {
     }
 
     await chorus.channels.register("vk", {
+      /** An operator is typing: VK shows "typing…" in the person's dialog for a few seconds. */
+      async typing(to) {
+        const account = accounts.get(to.account)
+        if (account === undefined) return
+        await call(account, "messages.setActivity", { peer_id: to.externalId, type: "typing" })
+      },
       async send(message) {
         const account = accounts.get(message.account)
         if (account === undefined) {

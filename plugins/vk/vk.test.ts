@@ -73,6 +73,7 @@ describe("vk events", () => {
     assert.deepStrictEqual(eventOf("main", fixture("message_deny")), { deny: "2050001" })
     assert.deepStrictEqual(eventOf("main", fixture("message_allow")), { allow: "2050001" })
     assert.isString(eventOf("main", fixture("message_reply")).skip)
+    assert.deepStrictEqual(eventOf("main", fixture("message_typing_state")), { typing: "2050001" })
     assert.isString(eventOf("main", { type: "wall_post_new", object: {} }).skip)
     // An object payload (a button made elsewhere) comes in as its JSON.
     const other = fixture("message_event")

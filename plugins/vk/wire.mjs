@@ -167,7 +167,7 @@ const forwardedText = (message) =>
 /**
  * One Callback API / Long Poll event → what to do with it:
  * `{ inbound, files }` a customer's message, `{ press }` a callback button,
- * `{ deny }` / `{ allow }` message permission, `{ skip }` nothing to store (with why).
+ * `{ deny }` / `{ allow }` message permission, `{ typing }` the person is typing, `{ skip }` nothing to store (with why).
  */
 export const eventOf = (account, event) => {
   const type = event?.type
@@ -221,6 +221,11 @@ export const eventOf = (account, event) => {
       userId: object.user_id,
       peerId: object.peer_id ?? object.user_id,
     }
+  }
+  if (type === "message_typing_state") {
+    return object?.state === "typing" && typeof object?.from_id === "number" && object.from_id > 0
+      ? { typing: String(object.from_id) }
+      : { skip: "message_typing_state not typing" }
   }
   if (type === "message_deny" && typeof object?.user_id === "number") {
     return { deny: String(object.user_id) }

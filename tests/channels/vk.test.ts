@@ -234,6 +234,24 @@ describe("vk channel", () => {
         const answered = fake.calls("messages.sendMessageEventAnswer")
         assert.strictEqual(answered[0]?.params["event_id"], "3a9f1c2b4d5e")
 
+        // Typing both ways: the person's (message_typing_state) is taken; an operator's goes out
+        // as messages.setActivity.
+        assert.strictEqual(
+          (yield* post(fake, callback, fixture("message_typing_state"))).text,
+          "ok",
+        )
+        assert.strictEqual(
+          (yield* api("POST", `/conversations/${conversation}/typing`)).status,
+          204,
+        )
+        yield* eventually(
+          "setActivity",
+          () =>
+            fake.calls("messages.setActivity").some((c) =>
+              c.params["peer_id"] === String(USER) && c.params["type"] === "typing"
+            ),
+        )
+
         // A photo in a reply: uploaded to VK's upload server, saved, attached.
         const withPhoto = yield* reply({
           text: "Is this it?",

@@ -197,6 +197,7 @@ export const startVkFake = async (communities: ReadonlyArray<VkCommunity>): Prom
           can_access_closed: true,
           is_closed: false,
         }))
+      case "messages.setActivity":
       case "messages.sendMessageEventAnswer":
         return 1
       case "photos.getMessagesUploadServer":

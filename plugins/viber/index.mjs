@@ -182,7 +182,8 @@ export default {
         ) {
           return { status: 403, body: "expired or not signed" }
         }
-        const file = await chorus.attachments.get(key)
+        const file = await chorus.attachments.get(key).catch(() => undefined)
+        if (file === undefined) return { status: 404, body: "no such file" }
         return { status: 200, headers: { "content-type": file.mimeType }, body: file.bytes }
       },
     )

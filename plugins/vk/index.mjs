@@ -41,6 +41,14 @@ class VkError extends Error {
 const linkOf = (a) =>
   typeof a?.url === "string" ? a.url : typeof a?.url?.href === "string" ? a.url.href : undefined
 
+/** Whether `given` is the expected secret, compared in constant time. */
+const sameSecret = (given, expected) => {
+  if (typeof given !== "string" || given.length !== expected.length) return false
+  let diff = 0
+  for (let i = 0; i < expected.length; i++) diff |= given.charCodeAt(i) ^ expected.charCodeAt(i)
+  return diff === 0
+}
+
 /** Bytes and content type of a multipart/form-data body with one file. */
 const multipart = async (field, bytes, name, mimeType) => {
   const form = new FormData()
@@ -236,7 +244,7 @@ export default {
         }
       }
       // Only `ok` tells VK the event is taken; a wrong secret is refused and nothing is stored.
-      if (typeof event?.secret !== "string" || event.secret !== account.secret) {
+      if (!sameSecret(event?.secret, account.secret)) {
         return { status: 403, headers: { "content-type": "text/plain" }, body: "bad secret" }
       }
       await handle(account, event)

@@ -50,11 +50,16 @@ export type ReplyRequest = typeof ReplyRequest.Type
 
 /**
  * A reply on the `outbound` stream (`outbound.<channel>`, bus message id = message id, ordering
- * key = channel and account): the message as stored when it was queued. The channel reads its
+ * key = conversation): the message as stored when it was queued. The channel reads its
  * current state before sending, so a late duplicate of a message already sent is skipped.
  */
 export const OutboundDelivery = Schema.Struct({
   message: OutgoingMessage,
+  /**
+   * `failed`: a follow-up of a reply a provider's receipt failed after it was sent; the channel
+   * side falls back or dead-letters it. Absent: send it.
+   */
+  after: Schema.optionalWith(Schema.Literal("failed"), { exact: true }),
 }).annotations({ identifier: "OutboundDelivery" })
 export type OutboundDelivery = typeof OutboundDelivery.Type
 

@@ -22,6 +22,7 @@ import type { DatabaseError, DatabaseShape } from "../../core/storage/Database.t
 import type { OutgoingMessage } from "../../schemas/Message.ts"
 import type { DeliveryReceipt } from "../../schemas/Outbound.ts"
 import { toMessage } from "../conversation/ConversationRows.ts"
+import { publishOutbound } from "../conversation/Replies.ts"
 
 const RANK: Record<string, number> = { queued: 0, sent: 1, delivered: 2, read: 3 }
 
@@ -122,5 +123,9 @@ export const record = (
       externalId: message.externalId,
       delivery: message.delivery,
     })
+    if (receipt.state === "failed") {
+      // The channel side falls back or dead-letters it, like a send that failed.
+      yield* publishOutbound(bus, message, { after: "failed", busId: `${message.id}:failed` })
+    }
     return { found: true, changed: true, message } satisfies ReceiptResult
   })

@@ -52,11 +52,14 @@ export const make = (options: BulkheadOptions = {}): Effect.Effect<Bulkhead> =>
         Effect.gen(function* () {
           const ok = yield* Ref.modify(admitted, (n) =>
             n < concurrency + queue ? [true, n + 1] as const : [false, n] as const)
-          if (!ok) return yield* new BulkheadFull({ concurrency, queue })
+          if (!ok) {
+            return yield* new BulkheadFull({ concurrency, queue })
+          }
           return yield* restore(
             semaphore.withPermits(1)(
               Effect.acquireUseRelease(
-                Ref.update(running, (n) => n + 1),
+                Ref.update(running, (n) =>
+                  n + 1),
                 () => effect,
                 () => Ref.update(running, (n) => n - 1),
               ),

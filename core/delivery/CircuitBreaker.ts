@@ -187,7 +187,9 @@ export const make = (options: CircuitBreakerOptions = {}): Effect.Effect<Circuit
         const [from, to] = yield* SynchronizedRef.modifyEffect(ref, (before) =>
           Effect.gen(function* () {
             const recent = [
-              ...before.recent.filter(([t]) => now - t < windowMs),
+              ...before.recent.filter(([t]) =>
+                now - t < windowMs
+              ),
               [now, failed] as const,
             ].slice(-10_000)
             let next: Internal = {

@@ -21,9 +21,11 @@ const adapterOf = (
   host: PluginHostShape,
   channel: string,
   capabilities: ChannelAdapter["capabilities"],
+  delivery: ChannelAdapter["delivery"],
 ): ChannelAdapter => ({
   channel: channel as ChannelName,
   capabilities,
+  ...(delivery !== undefined ? { delivery } : {}),
   send: (message: OutgoingMessage, recipient: ChannelIdentity) =>
     host.send(channel, {
       id: message.id,
@@ -76,7 +78,7 @@ export const withPluginChannels = (
     const contributed = host.channels().find((c) => c.channel === channel)
     return contributed === undefined
       ? Option.none()
-      : Option.some(adapterOf(host, channel, contributed.capabilities))
+      : Option.some(adapterOf(host, channel, contributed.capabilities, contributed.delivery))
   },
   get channels() {
     return [...builtIn.channels, ...host.channels().map((c) => c.channel as ChannelName)]

@@ -46,6 +46,7 @@ import {
 } from "effect"
 import { InboundMessage, inboundMessageId } from "../../schemas/Inbound.ts"
 import { DeliveryReceipt } from "../../schemas/Outbound.ts"
+import type { DeliverySettings } from "../../schemas/DeliverySettings.ts"
 import * as Receipts from "../../actors/channel/Receipts.ts"
 import { MANIFEST_FILE, type PluginManifest } from "../../schemas/PluginManifest.ts"
 import { onlineOperatorsFor } from "../accounts/Availability.ts"
@@ -219,6 +220,8 @@ export interface PluginHostShape {
       readonly attachments: boolean
       readonly buttons: boolean
     }
+    /** The channel's delivery defaults (its provider's limits), if it declares them. */
+    readonly delivery?: DeliverySettings | undefined
   }>
   /** Send through the plugin that registered `channel`; waits while the plugin changes version. */
   readonly send: (
@@ -813,16 +816,14 @@ export const make = (discovered: DiscoveryResult, options: PluginHostOptions = {
               HttpClientRequest.setHeaders(asRecord(init?.["headers"]) as Record<string, string>),
             )
             if (init?.["body"] instanceof Uint8Array) {
-              // The plugin's own Content-Type (a form, multipart with its boundary) is kept;
-              // bodyUint8Array would otherwise set application/octet-stream over it.
-              const headers = asRecord(init?.["headers"])
-              const contentType = Object.keys(headers).find((k) =>
-                k.toLowerCase() === "content-type"
-              )
+              // The plugin's Content-Type (JSON, a multipart boundary), not octet-stream.
+              const declared = Object.entries(asRecord(init?.["headers"])).find(([name]) =>
+                name.toLowerCase() === "content-type"
+              )?.[1]
               request = HttpClientRequest.bodyUint8Array(
                 request,
                 init["body"],
-                contentType !== undefined ? String(headers[contentType]) : undefined,
+                typeof declared === "string" ? declared : undefined,
               )
             }
             const response = yield* host.http.execute(request).pipe(
@@ -1681,11 +1682,17 @@ export const make = (discovered: DiscoveryResult, options: PluginHostOptions = {
           plugin: string
           channel: string
           capabilities: { maxTextLength: number; attachments: boolean; buttons: boolean }
+          delivery?: DeliverySettings | undefined
         }
       > = []
       for (const slot of slots.values()) {
         for (const c of slot.loaded?.manifest.contributes.channels ?? []) {
-          out.push({ plugin: slot.id, channel: c.name, capabilities: c.capabilities })
+          out.push({
+            plugin: slot.id,
+            channel: c.name,
+            capabilities: c.capabilities,
+            ...(c.delivery !== undefined ? { delivery: c.delivery } : {}),
+          })
         }
       }
       return out

@@ -126,7 +126,7 @@ export interface OutboundDeadLettersTable {
   dead_at: Millis
   resolved_at: ColumnType<Millis | null, Millis | null | undefined, Millis | null>
   resolved_by: ColumnType<string | null, string | null | undefined, string | null>
-  /** retried | discarded | delivered */
+  /** retried | discarded */
   resolution: ColumnType<string | null, string | null | undefined, string | null>
 }
 

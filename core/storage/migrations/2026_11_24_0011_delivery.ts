@@ -42,7 +42,7 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn("dead_at", "bigint", (c) => c.notNull())
     .addColumn("resolved_at", "bigint")
     .addColumn("resolved_by", "text")
-    /** retried | discarded | delivered (a late receipt said it arrived after all) */
+    /** retried | discarded */
     .addColumn("resolution", "text")
     .execute()
   await sql`CREATE INDEX outbound_dead_letters_open ON outbound_dead_letters (dead_at, message_id) WHERE resolved_at IS NULL`

@@ -19,10 +19,20 @@
  *   Chorus message id and the part, so a retry never repeats a part), inline keyboards, photos
  *   and documents uploaded through VK's upload servers; VK errors classified.
  */
-import { API_VERSION, eventOf, failureOf, keyboardOf, randomIdOf, splitText } from "./wire.mjs"
+import {
+  API_VERSION,
+  eventOf,
+  failureOf,
+  keyboardOf,
+  pacer,
+  randomIdOf,
+  splitText,
+} from "./wire.mjs"
 
 const ACCOUNT = /^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$/
 const PHOTO = /^image\/(jpeg|png|gif)$/
+/** dev.vk.com/ru/api/api-requests: 20 requests a second with a community token. */
+const REQUESTS_PER_SECOND = 20
 
 let stop = async () => {}
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
@@ -90,8 +100,17 @@ export default {
     }
     if (accounts.size === 0) chorus.log.warn("no VK communities configured (setting accounts)")
 
+    // VK allows a community token 20 API requests a second. The core paces replies, but one
+    // reply may take several requests (parts, uploads), so each call waits its turn here too.
+    const pacers = new Map()
+    const turn = (account) => {
+      if (!pacers.has(account.name)) pacers.set(account.name, pacer(REQUESTS_PER_SECOND, 1000))
+      return pacers.get(account.name)()
+    }
+
     /** Call a VK API method; resolves `response`, rejects with VkError or a network error. */
     const call = async (account, method, params = {}) => {
+      await turn(account)
       const form = new URLSearchParams()
       for (const [k, v] of Object.entries(params)) {
         if (v !== undefined) form.set(k, typeof v === "object" ? JSON.stringify(v) : String(v))

@@ -4,7 +4,15 @@
  */
 import { readFileSync } from "node:fs"
 import { assert, describe, it } from "vitest"
-import { eventOf, failureOf, keyboardOf, randomIdOf, splitText, TEXT_LIMIT } from "./wire.mjs"
+import {
+  eventOf,
+  failureOf,
+  keyboardOf,
+  pacer,
+  randomIdOf,
+  splitText,
+  TEXT_LIMIT,
+} from "./wire.mjs"
 
 const fixture = (name: string) =>
   JSON.parse(
@@ -91,6 +99,24 @@ describe("vk sending", () => {
       const r = randomIdOf(id, 3)
       assert.isTrue(Number.isInteger(r) && r > 0 && r <= 0x7fffffff)
     }
+  })
+
+  it("pacing: at most 20 calls in any second, in order", async () => {
+    let clock = 0
+    const slept: Array<number> = []
+    const go = pacer(20, 1000, () => clock, async (ms) => {
+      slept.push(ms)
+      clock += ms
+    })
+    const at: Array<number> = []
+    await Promise.all(Array.from({ length: 45 }, () => go().then(() => at.push(clock))))
+    assert.deepStrictEqual([at.slice(0, 20).every((t) => t === 0), at[20], at[40]], [
+      true,
+      1000,
+      2000,
+    ])
+    for (let i = 20; i < at.length; i++) assert.isAtLeast(at[i]! - at[i - 20]!, 1000)
+    assert.deepStrictEqual(slept, [1000, 1000])
   })
 
   it("splits at 4,096 characters", () => {

@@ -28,3 +28,9 @@ export declare const attachmentsOf: (message: unknown) => {
 }
 export declare const eventOf: (account: string, event: unknown) => any
 export declare const payloadText: (payload: unknown) => string | undefined
+export declare const pacer: (
+  limit: number,
+  intervalMs: number,
+  now?: () => number,
+  sleep?: (ms: number) => Promise<void>,
+) => () => Promise<void>

@@ -16,6 +16,33 @@ export const API_VERSION = "5.199"
 /** Inline keyboards (dev.vk.com "Клавиатура для ботов"): 6 rows, 5 buttons a row, 10 in all. */
 export const KEYBOARD = { rows: 6, perRow: 5, total: 10, label: 40, payload: 255 }
 
+/**
+ * A sliding-window pacer: the returned function resolves once a call may go, at most `limit`
+ * in any `intervalMs`. `now` and `sleep` are given by tests.
+ */
+export const pacer = (
+  limit,
+  intervalMs,
+  now = () => Date.now(),
+  sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+) => {
+  const recent = []
+  let queue = Promise.resolve()
+  const take = async () => {
+    for (;;) {
+      const t = now()
+      while (recent.length > 0 && t - recent[0] >= intervalMs) recent.shift()
+      if (recent.length < limit) {
+        recent.push(t)
+        return
+      }
+      await sleep(intervalMs - (t - recent[0]))
+    }
+  }
+  // One at a time, in order of asking.
+  return () => (queue = queue.then(take))
+}
+
 /** Split `text` into parts of at most `limit` characters, at a paragraph, line or word if any. */
 export const splitText = (text, limit = TEXT_LIMIT) => {
   const parts = []

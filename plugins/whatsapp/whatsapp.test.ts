@@ -326,6 +326,11 @@ describe("delivery defaults", () => {
     const settings = Schema.decodeUnknownSync(DeliverySettings)(DELIVERY)
     assert.deepStrictEqual(settings.pacing?.account, { limit: 80, interval: "1 second" })
     assert.deepStrictEqual(settings.pacing?.recipient, { limit: 10, interval: "1 minute" })
+    // …and what the manifest declares to the core.
+    const manifest = JSON.parse(
+      NodeFs.readFileSync(NodePath.join(__dirname, "chorus.plugin.json"), "utf8"),
+    )
+    assert.deepStrictEqual(manifest.contributes.channels[0].delivery, DELIVERY)
   })
 })
 

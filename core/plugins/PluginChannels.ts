@@ -33,7 +33,11 @@ const adapterOf = (
       channel: message.channel,
       account: message.account,
       text: message.text,
-      attachments: message.attachments,
+      // A linked file's `url` is a URL object, which does not survive the copy to a worker or
+      // a Deno subprocess (it arrives as {}): plugins get its text.
+      attachments: message.attachments.map((a) =>
+        a.url === undefined ? a : { ...a, url: a.url.href }
+      ),
       ...(message.buttons !== undefined ? { buttons: message.buttons } : {}),
       recipient: { externalId: recipient.externalId, displayName: recipient.name ?? undefined },
     }).pipe(

@@ -10,6 +10,7 @@ import { Duration, Effect, Layer } from "effect"
 import * as ChannelAccounts from "../actors/channel/ChannelAccounts.ts"
 import * as ChannelActor from "../actors/channel/ChannelActor.ts"
 import * as Failures from "../actors/channel/Failures.ts"
+import * as Recovery from "../actors/channel/Recovery.ts"
 import * as OutboundConsumer from "../actors/channel/OutboundConsumer.ts"
 import * as ConversationActor from "../actors/conversation/ConversationActor.ts"
 import * as ConversationStore from "../actors/conversation/ConversationStore.ts"
@@ -128,6 +129,7 @@ export const OutboundLive = (config: ChorusConfig, options: OutboundOptions = {}
     OutboundConsumer.layer({ ...(options.delivery ? { delivery: options.delivery } : {}) }),
     Replies.relayOnStart,
   ).pipe(
+    Layer.provideMerge(Recovery.layer),
     Layer.provideMerge(ChannelActor.layer),
     Layer.provideMerge(Failures.layer),
     Layer.provideMerge(Replies.layer),

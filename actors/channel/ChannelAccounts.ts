@@ -25,6 +25,8 @@ import { OutboundStore } from "../conversation/OutboundWrites.ts"
 /** Calls kept for the error rate and latency. */
 const WINDOW_MS = 5 * 60_000
 const MAX_SAMPLES = 1_000
+/** The calls whose failure rate decides `degraded`. */
+const RECENT_CALLS = 20
 
 interface Sample {
   readonly at: number
@@ -74,6 +76,7 @@ export interface ChannelAccountsOptions {
 const percentile = (sorted: ReadonlyArray<number>, p: number): number | null =>
   sorted.length === 0 ? null : sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!
 
+/** down: breaker open; degraded: probing, or at least 20% of the latest calls failed. */
 export const statusOf = (
   breaker: CircuitBreaker.BreakerState,
   calls: number,
@@ -197,11 +200,16 @@ export const layer = (options: ChannelAccountsOptions = {}) =>
             const breaker = yield* runtime.breaker.snapshot
             const load = yield* runtime.bulkhead.load
             const errorRate = calls === 0 ? 0 : failures / calls
+            // The status follows the latest calls: an outage an hour ago is not "degraded" now.
+            const latest = entry.samples.slice(-RECENT_CALLS)
+            const latestRate = latest.length === 0
+              ? 0
+              : latest.filter((s) => !s.ok).length / latest.length
             const waiting = backlog.get(key)
             out.push({
               channel: channel!,
               account,
-              status: statusOf(breaker.state, calls, errorRate),
+              status: statusOf(breaker.state, latest.length, latestRate),
               breaker: {
                 state: breaker.state,
                 probeAt: breaker.probeAt === undefined ? null : new Date(breaker.probeAt),

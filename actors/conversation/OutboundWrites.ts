@@ -144,9 +144,10 @@ export interface OutboundStoreShape {
     id: MessageId,
   ) => Effect.Effect<Option.Option<OutboundDeadLetter>, DatabaseError>
   /**
-   * A person handles a dead letter: `retried` puts the reply back to `queued` (a new series of
-   * attempts; the caller publishes it), `discarded` leaves it failed. `changed` is false when it
-   * was handled already.
+   * A person handles a failed reply: `retried` puts it back to `queued` (a new series of
+   * attempts; the caller publishes it), whether or not it is in the dead-letter list;
+   * `discarded` takes it off the list and leaves it failed. `changed` is false when there was
+   * nothing to do (not failed, or handled already). None: no such outgoing message.
    */
   readonly resolveDeadLetter: (
     id: MessageId,
@@ -518,9 +519,10 @@ export const make = (
           .set({ resolved_at: now, resolved_by: input.by, resolution: input.resolution })
           .where("message_id", "=", id).where("resolved_at", "is", null)
           .executeTakeFirst()
-        const changed = Number(resolved.numUpdatedRows) > 0
-        if (changed && input.resolution === "retried") {
-          await trx.updateTable("messages")
+        let changed = Number(resolved.numUpdatedRows) > 0
+        if (input.resolution === "retried") {
+          // A failed reply goes back to `queued`, in or out of the list (the inbox's resend).
+          const requeued = await trx.updateTable("messages")
             .set({
               delivery_state: "queued",
               delivery_at: now,
@@ -529,15 +531,12 @@ export const make = (
             })
             .where("id", "=", id).where("direction", "=", "out")
             .where("delivery_state", "=", "failed")
-            .execute()
+            .executeTakeFirst()
+          changed = Number(requeued.numUpdatedRows) > 0
         }
         const row = await trx.selectFrom("messages").selectAll().where("id", "=", id)
           .where("direction", "=", "out").executeTakeFirst()
-        const known = await trx.selectFrom("outbound_dead_letters").select("message_id")
-          .where("message_id", "=", id).executeTakeFirst()
-        return row === undefined || known === undefined
-          ? Option.none()
-          : Option.some({ changed, message: asReply(row) })
+        return row === undefined ? Option.none() : Option.some({ changed, message: asReply(row) })
       })
     })
 

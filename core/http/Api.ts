@@ -15,6 +15,7 @@ import { VERSION } from "../version.ts"
 import { Authentication } from "./Authentication.ts"
 import { AttachmentsReadApi, AttachmentsUploadApi } from "./AttachmentsApi.ts"
 import { AuthApi, AuthLoginApi } from "./AuthApi.ts"
+import { ChannelsApi, DeadLettersApi, MessageDeliveryApi, MetricsApi } from "./DeliveryApi.ts"
 import { EventsApi } from "./EventsApi.ts"
 import { ConversationActionsApi, InboxApi, SupervisionApi } from "./InboxApi.ts"
 import { InboundApi } from "./InboundApi.ts"
@@ -75,6 +76,10 @@ export class ChorusApi extends HttpApi.make("chorus")
   .add(ConversationActionsApi.prefix(API_V1))
   .add(SupervisionApi.prefix(API_V1))
   .add(PeopleApi.prefix(API_V1))
+  .add(ChannelsApi.prefix(API_V1))
+  .add(DeadLettersApi.prefix(API_V1))
+  .add(MessageDeliveryApi.prefix(API_V1))
+  .add(MetricsApi)
   .annotate(OpenApi.Title, "Chorus API")
   .annotate(OpenApi.Version, VERSION)
   .annotate(

@@ -25,6 +25,12 @@ import {
 import { AuthHandlers, AuthLoginHandlers } from "./AuthHandlers.ts"
 import { ConversationActionsHandlers, InboxHandlers, SupervisionHandlers } from "./InboxHandlers.ts"
 import { readableDecodeErrors } from "./DecodeErrors.ts"
+import {
+  ChannelsHandlers,
+  DeadLettersHandlers,
+  MessageDeliveryHandlers,
+  MetricsHandlers,
+} from "./DeliveryHandlers.ts"
 import { EventsHandlers, EventStreamsStop } from "./EventsHandlers.ts"
 import { AttachmentsReadHandlers, AttachmentsUploadHandlers } from "./AttachmentsHandlers.ts"
 import { InboundHandlers } from "./InboundHandlers.ts"
@@ -48,6 +54,7 @@ export const ApiLive = HttpApiBuilder.api(ChorusApi).pipe(
   Layer.provide([PluginsHandlers, AttachmentsUploadHandlers, AttachmentsReadHandlers]),
   Layer.provide([AuthLoginHandlers, AuthHandlers]),
   Layer.provide([InboxHandlers, ConversationActionsHandlers, SupervisionHandlers, PeopleHandlers]),
+  Layer.provide([ChannelsHandlers, DeadLettersHandlers, MessageDeliveryHandlers, MetricsHandlers]),
   Layer.provide([AuthenticationLive, AdminAuthenticationLive, SupervisorAuthenticationLive]),
   Layer.provide([ApiTokens.Default, ConversationQueries.layer]),
 )

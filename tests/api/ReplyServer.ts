@@ -3,6 +3,7 @@
  * a fast delivery policy, plus what the tests seed and check with: conversations written through
  * the store as the pipeline does, the events stream as it is published, polling helpers.
  */
+import { ChannelAccounts } from "../../actors/channel/ChannelAccounts.ts"
 import { HttpServer } from "@effect/platform"
 import { Context, Effect, Layer, Redacted, Schedule, Schema, Stream } from "effect"
 import { ConversationStore } from "../../actors/conversation/ConversationStore.ts"
@@ -42,6 +43,10 @@ export interface ReplyServerOptions {
     readonly offlineAfterSeconds?: number
     readonly queueMessage?: string
   }
+  /** chorus.config.json's `delivery` section (policies per channel and account). */
+  readonly delivery?: unknown
+  /** Delivery settings over every layer (default: `FAST_DELIVERY`). */
+  readonly overrides?: DeliverySettingsInput
   /** PostgreSQL schema and JetStream namespace instead of SQLite and the embedded bus. */
   readonly shared?: {
     readonly databaseUrl: string
@@ -64,6 +69,7 @@ export const startReplyServer = (options: ReplyServerOptions) =>
         settings: options.pluginSettings ?? {},
       },
       ...(options.routing !== undefined ? { routing: options.routing } : {}),
+      ...(options.delivery !== undefined ? { delivery: options.delivery } : {}),
       channels: {
         api: {
           ...(options.webhookUrl !== undefined ? { webhookUrl: options.webhookUrl } : {}),
@@ -78,7 +84,7 @@ export const startReplyServer = (options: ReplyServerOptions) =>
         : {}),
     })
     const context = yield* Layer.build(
-      ServerLive(config, { outbound: { delivery: FAST_DELIVERY } }),
+      ServerLive(config, { outbound: { delivery: options.overrides ?? FAST_DELIVERY } }),
     )
     const server = Context.get(context, HttpServer.HttpServer)
     if (server.address._tag !== "TcpAddress") throw new Error("expected a TCP address")
@@ -94,6 +100,7 @@ export const startReplyServer = (options: ReplyServerOptions) =>
       operators: Context.get(context, Operators),
       teams: Context.get(context, Teams),
       router: Context.get(context, Router),
+      channels: Context.get(context, ChannelAccounts),
       /** Run the outbox relay now (as at start); how many replies it published. */
       relayOutbox: Context.get(context, Replies).relayOutbox(),
     }

@@ -1,4 +1,7 @@
 import { HttpServer } from "@effect/platform"
+import { ChannelAccounts } from "../../actors/channel/ChannelAccounts.ts"
+import { Recovery } from "../../actors/channel/Recovery.ts"
+import * as Policy from "../../core/delivery/Policy.ts"
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Layer, Queue, Redacted, Ref, Schedule, Schema } from "effect"
 import * as ConversationActor from "../../actors/conversation/ConversationActor.ts"
@@ -254,6 +257,15 @@ describe("POST /api/v1/inbound", () => {
               Layer.provideMerge(Layer.succeed(Replies, {
                 send: () => Effect.dieMessage("not used by this test"),
                 relayOutbox: () => Effect.succeed(0),
+              })),
+              Layer.provideMerge(Layer.succeed(Recovery, {
+                retry: () => Effect.dieMessage("not used by this test"),
+                discard: () => Effect.dieMessage("not used by this test"),
+              })),
+              Layer.provideMerge(Layer.succeed(ChannelAccounts, {
+                get: () => Effect.dieMessage("not used by this test"),
+                health: Effect.succeed([]),
+                policyOf: () => Policy.defaults,
               })),
             ),
           ),

@@ -36,7 +36,7 @@ export const DeliverySettings = Schema.Struct({
       /** Longest delay between two calls, a provider's `Retry-After` included. */
       maxDelay: Schema.optionalWith(DurationSetting, { exact: true }),
       /** Provider calls in all, the first included. */
-      maxAttempts: Schema.optionalWith(Positive(100), { exact: true }),
+      maxAttempts: Schema.optionalWith(Positive(10_000), { exact: true }),
     }),
     { exact: true },
   ),

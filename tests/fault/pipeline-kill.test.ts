@@ -20,7 +20,13 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterEach, assert, describe, it } from "vitest"
-import { type ChorusProcess, startChorus } from "../support/ChorusProcess.ts"
+import {
+  type ChorusProcess,
+  killHard as killChild,
+  sleep,
+  startChorus,
+  waitFor,
+} from "../support/ChorusProcess.ts"
 import * as NatsServer from "../support/NatsServer.ts"
 
 const soak = process.env["CHORUS_SOAK"] === "1"
@@ -32,18 +38,6 @@ const LOOPS = 32
 /** Kill -9 once this share of the messages got their 202. */
 const KILL_AT = [0.3, 0.65]
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
-
-/** Poll until `check` holds or the time is up; answers whether it held. */
-const waitFor = async (check: () => boolean, withinMs: number, everyMs = 20) => {
-  const deadline = Date.now() + withinMs
-  while (!check()) {
-    if (Date.now() > deadline) return false
-    await sleep(everyMs)
-  }
-  return true
-}
-
 // -----------------------------------------------------------------------------------------------
 // What a test started, stopped after each test whatever happened
 
@@ -53,10 +47,7 @@ let natsScope: Scope.CloseableScope | undefined
 const intervals = new Set<ReturnType<typeof setInterval>>()
 
 const killHard = async (chorus: ChorusProcess) => {
-  if (chorus.child.exitCode === null && chorus.child.signalCode === null) {
-    chorus.child.kill("SIGKILL")
-    await chorus.exited
-  }
+  await killChild(chorus)
   children.delete(chorus)
 }
 

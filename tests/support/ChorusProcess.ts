@@ -96,3 +96,33 @@ export const startChorus = (
   )
   return { child, lines, stderr, ready, exited }
 }
+
+export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+
+/** Poll until `check` holds or the time is up; answers whether it held. */
+export const waitFor = async (check: () => boolean, withinMs: number, everyMs = 20) => {
+  const deadline = Date.now() + withinMs
+  while (!check()) {
+    if (Date.now() > deadline) return false
+    await sleep(everyMs)
+  }
+  return true
+}
+
+/** SIGKILL a chorus child (if it still runs) and wait for it to go. */
+export const killHard = async (chorus: ChorusProcess) => {
+  if (chorus.child.exitCode === null && chorus.child.signalCode === null) {
+    chorus.child.kill("SIGKILL")
+    await chorus.exited
+  }
+}
+
+/** Run a chorus command to its end: exit code, stdout lines, stderr. */
+export const runChorus = async (
+  args: ReadonlyArray<string>,
+  options: Parameters<typeof startChorus>[1] = {},
+) => {
+  const chorus = startChorus(args, options)
+  const code = await chorus.exited
+  return { code, stdout: chorus.lines, stderr: chorus.stderr.join("") }
+}

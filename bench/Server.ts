@@ -3,6 +3,7 @@
  * scratch directory, JetStream on the bench's nats-server under a namespace of its own (deleted
  * afterwards) or the embedded bus, a free loopback port and one API token.
  */
+import { OutboundStore } from "../actors/conversation/OutboundWrites.ts"
 import { mkdtempSync } from "node:fs"
 import { join } from "node:path"
 import { HttpServer } from "@effect/platform"
@@ -46,6 +47,7 @@ export const startServer = (
       url: `http://127.0.0.1:${server.address.port}`,
       token: Redacted.value(token),
       store: Context.get(context, ConversationStore),
+      outbound: Context.get(context, OutboundStore),
     }
   })
 

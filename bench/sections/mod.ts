@@ -4,6 +4,7 @@
  */
 import type { BenchSection } from "../Benchmark.ts"
 import { actorsMemory } from "./ActorsMemory.ts"
+import { deliveryLoad } from "./DeliveryLoad.ts"
 import { embeddedBus } from "./EmbeddedBus.ts"
 import { history } from "./History.ts"
 import { ingest } from "./Ingest.ts"
@@ -22,5 +23,6 @@ export const sections: ReadonlyArray<BenchSection> = [
   actorsMemory,
   history,
   replies,
+  deliveryLoad,
   plugins,
 ]

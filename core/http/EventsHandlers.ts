@@ -169,7 +169,11 @@ const operatorFilter = (database: DatabaseShape, visibility: Visibility) => {
         if (event === undefined) {
           continue // logged by `frames`, never shown to operators
         }
-        if (event.type === "operator.updated") {
+        // Who is online and how the channels are doing: everyone's business.
+        if (
+          event.type === "operator.updated" || event.type === "channel.health_changed" ||
+          event.type === "channel.alert"
+        ) {
           kept.push(message)
           continue
         }

@@ -30,6 +30,7 @@ import {
 } from "../../tests/support/InboxContractServer.ts"
 import { installRepoPlugins } from "../../tests/support/PluginFixtures.ts"
 import { tempDir } from "../../tests/support/TestDatabase.ts"
+import { webhookReceiver } from "../../tests/support/WebhookReceiver.ts"
 
 const HERE = NodePath.dirname(fileURLToPath(import.meta.url))
 const CHROMIUM = "/usr/bin/chromium"
@@ -1013,6 +1014,100 @@ describe.skipIf(!NodeFs.existsSync(CHROMIUM))("inbox with the real server", () =
         })
         assert.deepStrictEqual(root.errors, [])
         assert.deepStrictEqual(carl.errors, [])
+      }),
+    60_000,
+  )
+
+  it.scopedLive(
+    "a reply the provider refuses: failed with its reason and a Resend; the Delivery page shows the channel and the undelivered reply, and Retry sends it",
+    () =>
+      Effect.gen(function* () {
+        const receiver = yield* webhookReceiver
+        let refuse = true
+        receiver.answer = (_req, i) =>
+          refuse
+            ? { status: 403, body: "recipient blocked the business" }
+            : { status: 200, body: JSON.stringify({ id: `ok-${i}` }) }
+        const plugins = yield* tempDir("chorus-plugins-")
+        installRepoPlugins(plugins, ["inbox"])
+        const server = yield* startReplyServer({
+          dataDir: yield* tempDir(),
+          pluginsDir: plugins,
+          webhookUrl: receiver.url,
+          routing: { autoAssign: false },
+        })
+        yield* addOperator(server, { email: "root@example.com", role: "admin" })
+        const sent = yield* request(`${server.url}/api/v1/inbound`, {
+          token: server.token,
+          body: {
+            account: "shop",
+            sender: { id: "gil", name: "Customer gil" },
+            externalId: "gil-1",
+            text: "Hi",
+          },
+        })
+        assert.strictEqual(sent.status, 202)
+        let conversationId = ""
+        yield* eventually("conversation", () =>
+          request(`${server.url}/api/v1/conversations?channel=api`, { token: server.token }).pipe(
+            Effect.map((r) => {
+              conversationId =
+                (r.body as { conversations: Array<{ id: string }> }).conversations[0]?.id ?? ""
+              return conversationId !== ""
+            }),
+          ))
+        const reply = (text: string) =>
+          request(`${server.url}/api/v1/conversations/${conversationId}/messages`, {
+            token: server.token,
+            body: { text },
+          })
+        assert.strictEqual((yield* reply("Your refund is on its way.")).status, 202)
+        const browser = yield* Effect.acquireRelease(
+          Effect.promise(launch),
+          (b) =>
+            Effect.promise(() =>
+              b.close()
+            ),
+        )
+        const page = yield* Effect.promise(async () => {
+          const context = await browser.newContext({ viewport: { width: 1400, height: 860 } })
+          return await context.newPage()
+        })
+        const errors = watchErrors(page)
+        yield* Effect.promise(async () => {
+          await signIn(page, server.url, { email: "root@example.com", password: PASSWORD })
+          await page.click("[data-testid=view-all]")
+          await page.click(".list-pane >> text=Customer gil")
+          await page.waitForSelector('[data-delivery="failed"] >> text=Failed')
+          await page.click('[data-delivery="failed"] button[title*="403"]')
+          await page.waitForSelector(".delivery-error >> text=recipient blocked the business")
+        })
+        yield* Effect.promise(() => shot(page, "delivery-failed"))
+        refuse = false
+        yield* Effect.promise(async () => {
+          await page.click("[data-testid=resend]")
+          await page.waitForSelector('article[data-message="out"] [data-delivery="sent"]')
+        })
+        // Another one fails: the Delivery page lists it with the channel's health; Retry sends it.
+        refuse = true
+        assert.strictEqual((yield* reply("And a voucher for the trouble.")).status, 202)
+        yield* Effect.promise(async () => {
+          await page.waitForSelector('[data-delivery="failed"]')
+          refuse = false
+          await page.click("[data-testid=delivery-tab]")
+          await page.waitForSelector('[data-testid=channel-health] tr[data-channel="api:shop"]')
+          await page.waitForSelector(
+            "[data-testid=dead-letters] >> text=And a voucher for the trouble.",
+          )
+        })
+        yield* Effect.promise(() => shot(page, "delivery-page"))
+        yield* Effect.promise(async () => {
+          await page.click("[data-testid=dead-letters] button >> text=Retry")
+          await page.waitForSelector("text=Every reply was delivered.")
+        })
+        yield* eventually("both replies accepted", () =>
+          receiver.received.filter((r) => r.json?.text !== undefined).length >= 4)
+        assert.deepStrictEqual(errors, [])
       }),
     60_000,
   )

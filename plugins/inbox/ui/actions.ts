@@ -672,6 +672,22 @@ export const applyEvent = (event: InboxEvent) => {
       setTyping(event.conversationId, who, Date.now() + TYPING_SHOWN_MS)
       return
     }
+    case "channel.health_changed":
+      setState((st) => ({ healthEvents: st.healthEvents + 1 }))
+      return
+    case "channel.alert": {
+      const role = getState().session?.operator.role
+      if (role === "admin" || role === "supervisor") {
+        toast(
+          t(event.kind === "down" ? "delivery.alertDown" : "delivery.alertRecovered", {
+            channel: `${event.channel} · ${event.account}`,
+            reason: event.reason,
+          }),
+          event.kind === "down" ? "error" : "info",
+        )
+      }
+      return
+    }
     case "operator.updated": {
       const o = event.operator
       setState((st) => ({

@@ -6,10 +6,12 @@
 import type {
   AssignmentChange,
   CannedResponse,
+  ChannelHealth,
   ContactWithIdentities,
   Conversation,
   ConversationWithContact,
   Counts,
+  DeadLetterPage,
   InboxList,
   InboxStatus,
   InboxView,
@@ -18,6 +20,7 @@ import type {
   Note,
   Operator,
   OperatorLoad,
+  OutboundDeadLetter,
   OutgoingMessage,
   Presence,
   QueueView,
@@ -213,6 +216,18 @@ export const api = {
   addCanned: (body: { shortCode: string; text: string; teamId: string | null }) =>
     request<CannedResponse>("POST", "/canned-responses", { body }),
   deleteCanned: (cannedId: string) => request<void>("DELETE", `/canned-responses/${id(cannedId)}`),
+  resend: (conversationId: string, messageId: string) =>
+    request<OutgoingMessage>(
+      "POST",
+      `/conversations/${id(conversationId)}/messages/${id(messageId)}/resend`,
+    ),
+  channelHealth: () => request<{ channels: ChannelHealth[] }>("GET", "/channels/health"),
+  deadLetters: (before?: string) =>
+    request<DeadLetterPage>("GET", `/outbound/dead-letters${query({ before, limit: 50 })}`),
+  retryDeadLetter: (messageId: string) =>
+    request<OutgoingMessage>("POST", `/outbound/dead-letters/${id(messageId)}/retry`),
+  discardDeadLetter: (messageId: string) =>
+    request<OutboundDeadLetter>("POST", `/outbound/dead-letters/${id(messageId)}/discard`),
   upload: (file: File) =>
     request<StoredFile>("POST", `/attachments${query({ name: file.name })}`, { raw: file }),
 }

@@ -21,6 +21,8 @@ export const EVENT_TYPES = [
   "contact.created",
   "operator.updated",
   "conversation.typing",
+  "channel.health_changed",
+  "channel.alert",
 ] as const
 
 export interface EventHandlers {

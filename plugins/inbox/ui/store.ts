@@ -52,12 +52,14 @@ export interface Toast {
   readonly kind: "info" | "error"
 }
 
-export type Page = "inbox" | "queue" | "people"
+export type Page = "inbox" | "queue" | "people" | "delivery"
 
 export interface State {
   readonly phase: "booting" | "signedOut" | "signedIn"
   readonly session: SessionInfo | null
   readonly page: Page
+  /** Channel health changes seen (the delivery page reads health again on each). */
+  readonly healthEvents: number
   readonly view: InboxView
   readonly status: InboxStatus | ""
   readonly channel: string
@@ -94,6 +96,7 @@ const initial: State = {
   phase: "booting",
   session: null,
   page: "inbox",
+  healthEvents: 0,
   view: "mine",
   status: "open",
   channel: "",

@@ -5,6 +5,7 @@
 import type * as AttachmentsS from "../../../schemas/Attachments.ts"
 import type * as ContactS from "../../../schemas/Contact.ts"
 import type * as ConversationS from "../../../schemas/Conversation.ts"
+import type * as DeliveryS from "../../../schemas/Delivery.ts"
 import type * as InboxS from "../../../schemas/Inbox.ts"
 import type * as MessageS from "../../../schemas/Message.ts"
 import type * as OperatorS from "../../../schemas/Operator.ts"
@@ -46,6 +47,14 @@ export interface Counts {
 /** What `/api/v1/events` sends (the fields the inbox reads; unknown types are ignored). */
 export type InboxEvent =
   | { readonly type: "conversation.opened"; readonly conversation: Conversation }
+  | { readonly type: "channel.health_changed"; readonly health: ChannelHealth }
+  | {
+    readonly type: "channel.alert"
+    readonly kind: "down" | "recovered"
+    readonly channel: string
+    readonly account: string
+    readonly reason: string
+  }
   | {
     readonly type: "conversation.updated"
     readonly conversation: Conversation
@@ -70,3 +79,6 @@ export type InboxEvent =
     readonly operatorId: string | null
     readonly occurredAt: string
   }
+export type ChannelHealth = typeof DeliveryS.ChannelHealthList.Encoded["channels"][number]
+export type OutboundDeadLetter = typeof DeliveryS.OutboundDeadLetter.Encoded
+export type DeadLetterPage = typeof DeliveryS.DeadLetterPage.Encoded

@@ -6,6 +6,7 @@ import { useStore } from "../store.ts"
 import { ConversationList } from "./ConversationList.tsx"
 import { ConversationView } from "./ConversationView.tsx"
 import { CustomerCard } from "./CustomerCard.tsx"
+import { DeliveryPage } from "./DeliveryPage.tsx"
 import { Header } from "./Header.tsx"
 import { PeoplePage } from "./PeoplePage.tsx"
 import { QueuePage } from "./QueuePage.tsx"
@@ -52,13 +53,19 @@ function Inbox() {
           </div>
         )
         : null}
-      {page === "queue" ? <QueuePage /> : page === "people" ? <PeoplePage /> : (
-        <main class="panes">
-          <ConversationList />
-          <ConversationView />
-          <CustomerCard />
-        </main>
-      )}
+      {page === "queue"
+        ? <QueuePage />
+        : page === "people"
+        ? <PeoplePage />
+        : page === "delivery"
+        ? <DeliveryPage />
+        : (
+          <main class="panes">
+            <ConversationList />
+            <ConversationView />
+            <CustomerCard />
+          </main>
+        )}
       <Toasts />
     </div>
   )

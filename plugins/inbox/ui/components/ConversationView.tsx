@@ -48,12 +48,27 @@ function OpenConversation({ id }: { readonly id: string }) {
     ],
     [timeline.messages, timeline.pending],
   )
+  const channelOf = useCallback(
+    (messageId: string) => {
+      const m = timeline.messages.find((x) => x.id === messageId)
+      return m !== undefined && m.direction !== "note" ? m.channel : undefined
+    },
+    [timeline.messages],
+  )
   const renderItem = useCallback(
     (item: Item) =>
       item.kind === "message"
-        ? <MessageItem message={item.message} contactName={contactName} operators={byId} me={me} />
+        ? (
+          <MessageItem
+            message={item.message}
+            contactName={contactName}
+            operators={byId}
+            me={me}
+            fallbackChannel={channelOf}
+          />
+        )
         : <PendingItem pending={item.pending} onRetry={() => retry(id, item.pending.clientId)} />,
-    [contactName, byId, me, id],
+    [contactName, byId, me, id, channelOf],
   )
   const onNearTop = useCallback(() => void loadOlder(id), [id])
 

@@ -39,6 +39,18 @@ export function Header() {
           ? (
             <button
               type="button"
+              class={page === "delivery" ? "tab active" : "tab"}
+              data-testid="delivery-tab"
+              onClick={() => setState({ page: "delivery" })}
+            >
+              {t("header.delivery")}
+            </button>
+          )
+          : null}
+        {supervisor
+          ? (
+            <button
+              type="button"
               class={page === "people" ? "tab active" : "tab"}
               data-testid="people-tab"
               onClick={() => setState({ page: "people" })}

@@ -3,7 +3,8 @@
  * private note, each styled apart; its channel, time and attachments (images as previews).
  */
 import { useState } from "preact/hooks"
-import { attachmentUrl } from "../api.ts"
+import { toast } from "../actions.ts"
+import { api, attachmentUrl } from "../api.ts"
 import { t } from "../i18n.ts"
 import type { PendingMessage } from "../store.ts"
 import { clock } from "../time.ts"
@@ -26,7 +27,9 @@ const DELIVERY_ICON: Record<DeliveryState["state"], string> = {
   failed: "✗",
 }
 
-function Delivery({ delivery }: { readonly delivery: DeliveryState }) {
+function Delivery(
+  { delivery, onResend }: { readonly delivery: DeliveryState; readonly onResend?: () => void },
+) {
   const [open, setOpen] = useState(false)
   const label = t(`delivery.${delivery.state}`)
   if (delivery.state !== "failed") {
@@ -53,6 +56,13 @@ function Delivery({ delivery }: { readonly delivery: DeliveryState }) {
         {DELIVERY_ICON.failed} {label}
       </button>
       {open ? <span class="delivery-error" role="note">{detail}</span> : null}
+      {onResend !== undefined
+        ? (
+          <button type="button" class="link" data-testid="resend" onClick={onResend}>
+            {t("msg.resend")}
+          </button>
+        )
+        : null}
     </span>
   )
 }
@@ -86,11 +96,13 @@ function Files({ files }: { readonly files: ReadonlyArray<FileLike> }) {
 }
 
 export function MessageItem(
-  { message: m, contactName, operators, me }: {
+  { message: m, contactName, operators, me, fallbackChannel }: {
     readonly message: Message
     readonly contactName: string
     readonly operators: ReadonlyMap<string, OperatorLoad>
     readonly me: string | undefined
+    /** The channel of a message of this timeline, by id (where a fallback copy went). */
+    readonly fallbackChannel?: (id: string) => string | undefined
   },
 ) {
   const author = m.direction === "in"
@@ -117,8 +129,38 @@ export function MessageItem(
           )
           : null}
         <time class="muted" dateTime={m.createdAt}>{clock(m.createdAt)}</time>
-        {m.direction === "out" ? <Delivery delivery={m.delivery} /> : null}
+        {m.direction === "out"
+          ? (
+            <Delivery
+              delivery={m.delivery}
+              {...(m.delivery.state === "failed" && m.fallbackTo === undefined
+                ? {
+                  onResend: () =>
+                    void api.resend(m.conversationId, m.id).catch((e) =>
+                      toast(t("msg.resendFailed", { message: String(e?.message ?? e) }))
+                    ),
+                }
+                : {})}
+            />
+          )
+          : null}
       </header>
+      {m.direction === "out" && m.fallbackTo !== undefined
+        ? (
+          <div class="msg-fallback muted small" data-testid="fell-back">
+            ↪ {t("msg.fellBack", {
+              channel: channelName(fallbackChannel?.(m.fallbackTo) ?? ""),
+            })}
+          </div>
+        )
+        : null}
+      {m.direction === "out" && m.fallbackOf !== undefined
+        ? (
+          <div class="msg-fallback muted small" data-testid="fallback-of">
+            ↩ {t("msg.fallbackOf")}
+          </div>
+        )
+        : null}
       {m.text !== "" ? <div class="msg-text">{m.text}</div> : null}
       <Files files={m.attachments} />
       {m.direction === "in" && m.payload !== undefined

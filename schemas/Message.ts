@@ -74,6 +74,15 @@ export const IncomingMessage = Schema.Struct({
 }).annotations({ identifier: "IncomingMessage" })
 export type IncomingMessage = typeof IncomingMessage.Type
 
+/**
+ * Why a reply went out on its channel: `last_used` (the channel the customer wrote from last),
+ * `operator_choice` (the operator picked one of the contact's identities), `last_reachable` (the
+ * last one cannot be reached any more; the most recent reachable one instead).
+ */
+export const ChannelReason = Schema.Literal("last_used", "operator_choice", "last_reachable")
+  .annotations({ identifier: "ChannelReason" })
+export type ChannelReason = typeof ChannelReason.Type
+
 export const OutgoingMessage = Schema.Struct({
   ...base,
   direction: Schema.Literal("out"),
@@ -87,6 +96,8 @@ export const OutgoingMessage = Schema.Struct({
   delivery: DeliveryState,
   /** Buttons shown under it (channels that declare `buttons`). */
   buttons: Schema.optionalWith(ReplyButtons, { exact: true }),
+  /** Why it went out on this channel; absent on replies stored before it was recorded. */
+  channelReason: Schema.optionalWith(ChannelReason, { exact: true }),
 }).annotations({ identifier: "OutgoingMessage" })
 export type OutgoingMessage = typeof OutgoingMessage.Type
 

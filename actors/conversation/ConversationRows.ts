@@ -33,7 +33,9 @@ const date = (value: number | string): Date => new Date(millis(value))
 const dateOrNull = (value: number | string | null): Date | null =>
   value === null ? null : date(value)
 
-export const toContact = (row: ContactRow): Contact => ({
+export const toContact = (
+  row: Pick<ContactRow, "id" | "name" | "created_at" | "updated_at">,
+): Contact => ({
   id: row.id as ContactId,
   name: row.name,
   createdAt: date(row.created_at),
@@ -97,7 +99,12 @@ export const parseAttachments = (json: string): ReadonlyArray<Attachment> =>
     ...(typeof a["url"] === "string" ? { url: new URL(a["url"]) } : {}),
   })) as unknown as ReadonlyArray<Attachment>
 
-export const toMessage = (row: MessageRow): Message => {
+/** A message row; `channel_reason` may be left out (rows built before it existed). */
+export type MessageRowLike = Omit<MessageRow, "channel_reason"> & {
+  readonly channel_reason?: string | null
+}
+
+export const toMessage = (row: MessageRowLike): Message => {
   const base = {
     id: row.id as MessageId,
     conversationId: row.conversation_id as ConversationId,
@@ -136,6 +143,9 @@ export const toMessage = (row: MessageRow): Message => {
           at,
         },
       ...(row.buttons != null ? { buttons: JSON.parse(row.buttons) } : {}),
+      ...(row.channel_reason != null
+        ? { channelReason: row.channel_reason as "last_used" | "operator_choice" }
+        : {}),
     }
   }
   return {

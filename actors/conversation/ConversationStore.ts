@@ -99,6 +99,19 @@ export interface ConversationStoreShape {
     contactId: ContactId,
     conversationId: ConversationId,
   ) => Effect.Effect<void>
+  /**
+   * Contacts were merged or split: forget every cached sender of these contacts and their open
+   * conversations, so the next message reads where its identity belongs now.
+   */
+  readonly forgetContacts: (contactIds: ReadonlyArray<string>) => Effect.Effect<void>
+  /**
+   * The open (or pending) conversation of `contactId` holding a message that `inbound` answers
+   * (its `inReplyTo`, on the same channel account), if any.
+   */
+  readonly threadConversation: (
+    contactId: ContactId,
+    inbound: InboundMessage,
+  ) => Effect.Effect<Option.Option<Conversation>, DatabaseError>
   readonly conversation: (
     id: ConversationId,
   ) => Effect.Effect<Option.Option<Conversation>, DatabaseError>
@@ -261,6 +274,8 @@ export const make = (
     const senders = new Lru<string, { contact: Contact; identity: ChannelIdentity }>(cacheSize)
     /** Each contact's open (or pending) conversation, as found or created here. */
     const openByContact = new Lru<ContactId, Conversation>(cacheSize)
+    /** Bumped by `forgetContacts`: a read that started before it must not fill the caches. */
+    let generation = 0
 
     // The per-message operations carry no span: a span per call costs a stack capture, which
     // at thousands of messages a second is a measurable share of the CPU.
@@ -272,11 +287,15 @@ export const make = (
       if (known !== undefined) {
         return Effect.succeed({ ...known, contactCreated: false, identityCreated: false })
       }
+      // A merge or split while this reads would leave a stale entry: cache only if none ran.
+      const seen = generation
       return findOrCreateSender(inbound).pipe(
         Effect.tap((sender) =>
-          Effect.sync(() =>
-            senders.set(key, { contact: sender.contact, identity: sender.identity })
-          )
+          Effect.sync(() => {
+            if (seen === generation) {
+              senders.set(key, { contact: sender.contact, identity: sender.identity })
+            }
+          })
         ),
       )
     }
@@ -325,6 +344,10 @@ export const make = (
           name: sender.name ?? null,
           created_at: now,
           updated_at: now,
+          version: 1,
+          merged_into: null,
+          name_lower: sender.name?.toLowerCase() ?? null,
+          custom: "{}",
         }
         const identity: ChannelIdentityRow = {
           id: newId.channelIdentity(),
@@ -356,15 +379,36 @@ export const make = (
       identity: ChannelIdentity,
     ): Effect.Effect<OpenedConversation, DatabaseError> => {
       const known = openByContact.get(contactId)
-      if (known !== undefined) return Effect.succeed({ conversation: known, opened: false })
+      if (known !== undefined) {
+        return Effect.succeed({ conversation: known, opened: false })
+      }
+      const seen = generation
       return findOrOpenConversation(contactId, identity).pipe(
-        Effect.tap((found) => Effect.sync(() => openByContact.set(contactId, found.conversation))),
+        Effect.tap((found) =>
+          Effect.sync(() => {
+            if (seen === generation) {
+              openByContact.set(contactId, found.conversation)
+            }
+          })
+        ),
       )
     }
 
     const forgetOpenConversation = (contactId: ContactId, conversationId: ConversationId) =>
       Effect.sync(() => {
-        if (openByContact.get(contactId)?.id === conversationId) openByContact.delete(contactId)
+        if (openByContact.get(contactId)?.id === conversationId) {
+          openByContact.delete(contactId)
+        }
+      })
+
+    const forgetContacts = (contactIds: ReadonlyArray<string>) =>
+      Effect.sync(() => {
+        generation++
+        const ids = new Set(contactIds)
+        senders.deleteWhere((sender) =>
+          ids.has(sender.contact.id)
+        )
+        openByContact.deleteWhere((_, contactId) => ids.has(contactId))
       })
 
     const findOrOpenConversation = Effect.fnUntraced(function* (
@@ -424,6 +468,25 @@ export const make = (
       })
     })
 
+    const threadConversation = (contactId: ContactId, inbound: InboundMessage) => {
+      const ids = inbound.inReplyTo ?? []
+      if (ids.length === 0) return Effect.succeed(Option.none<Conversation>())
+      return database.query("thread conversation", (db) =>
+        db.selectFrom("messages")
+          .innerJoin("conversations", "conversations.id", "messages.conversation_id")
+          .selectAll("conversations")
+          .where("messages.channel", "=", inbound.channel)
+          .where("messages.account", "=", inbound.account)
+          .where("messages.external_id", "in", [...ids])
+          .where("conversations.contact_id", "=", contactId)
+          .where("conversations.status", "in", ["open", "pending"])
+          .orderBy("messages.created_at", "desc")
+          .limit(1)
+          .executeTakeFirst()).pipe(
+          Effect.map((row) => Option.fromNullable(row).pipe(Option.map(toConversation))),
+        )
+    }
+
     const conversation = Effect.fnUntraced(function* (
       id: ConversationId,
     ) {
@@ -471,6 +534,8 @@ export const make = (
       resolveSender,
       openConversation,
       forgetOpenConversation,
+      forgetContacts,
+      threadConversation,
       conversation,
       isFirstConversation,
       appendInbound,

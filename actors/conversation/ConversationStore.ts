@@ -112,6 +112,13 @@ export interface ConversationStoreShape {
     contactId: ContactId,
     inbound: InboundMessage,
   ) => Effect.Effect<Option.Option<Conversation>, DatabaseError>
+  /**
+   * The identity the contact last wrote from, across all its conversations (after a merge, the
+   * customer's last channel may be another conversation's).
+   */
+  readonly lastInboundIdentity: (
+    contactId: ContactId,
+  ) => Effect.Effect<Option.Option<ChannelIdentityId>, DatabaseError>
   readonly conversation: (
     id: ConversationId,
   ) => Effect.Effect<Option.Option<Conversation>, DatabaseError>
@@ -487,6 +494,23 @@ export const make = (
         )
     }
 
+    const lastInboundIdentity = (contactId: ContactId) =>
+      database.query("last inbound identity", async (db) => {
+        // Each conversation's last customer message, by the conversations' own bookkeeping.
+        const rows = await db.selectFrom("conversations")
+          .select(["id", "last_identity_id"])
+          .where("contact_id", "=", contactId)
+          .where("last_identity_id", "is not", null)
+          .execute()
+        if (rows.length === 0) return Option.none<ChannelIdentityId>()
+        const last = await db.selectFrom("messages").select("identity_id")
+          .where("conversation_id", "in", rows.map((r) => r.id))
+          .where("direction", "=", "in")
+          .orderBy("created_at", "desc").orderBy("id", "desc")
+          .limit(1).executeTakeFirst()
+        return Option.fromNullable(last?.identity_id as ChannelIdentityId | null | undefined)
+      })
+
     const conversation = Effect.fnUntraced(function* (
       id: ConversationId,
     ) {
@@ -536,6 +560,7 @@ export const make = (
       forgetOpenConversation,
       forgetContacts,
       threadConversation,
+      lastInboundIdentity,
       conversation,
       isFirstConversation,
       appendInbound,

@@ -162,7 +162,13 @@ export const make: Effect.Effect<
     if (Option.isNone(conversation)) {
       return yield* new ReplyConversationNotFound({ conversationId: input.conversationId })
     }
-    const identityId = input.identityId ?? conversation.value.lastChannel?.identityId
+    // The customer's last channel (across the contact's conversations), unless the operator
+    // chose one; the reply records which it was.
+    const lastUsed = input.identityId === undefined
+      ? Option.getOrUndefined(yield* store.lastInboundIdentity(conversation.value.contactId))
+      : undefined
+    const identityId = input.identityId ?? lastUsed ?? conversation.value.lastChannel?.identityId
+    const channelReason = input.identityId !== undefined ? "operator_choice" : "last_used"
     if (identityId === undefined) {
       return yield* new ReplyIdentityInvalid({
         field: "identityId",
@@ -208,6 +214,7 @@ export const make: Effect.Effect<
         attachments: input.attachments,
         clientId: input.clientId,
         authorId: input.authorId,
+        channelReason,
         ...(input.buttons !== undefined ? { buttons: input.buttons } : {}),
       },
     }).pipe(

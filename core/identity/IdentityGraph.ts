@@ -420,6 +420,7 @@ export interface IdentityGraphShape {
     by: string,
   ) => Effect.Effect<ContactProfile, ContactMissing | MergeConflict | DatabaseError>
   readonly signals: (contactId: ContactId) => Effect.Effect<Array<IdentitySignal>, DatabaseError>
+  readonly mergeRecord: (id: string) => Effect.Effect<Option.Option<MergeRecord>, DatabaseError>
   /** Merges into or out of the contact, newest first. */
   readonly merges: (contactId: ContactId) => Effect.Effect<Array<MergeRecord>, DatabaseError>
   /** Suggestions (of one contact, or all), oldest first; both contacts still live. */
@@ -992,6 +993,15 @@ export const make = (options: IdentityGraphOptions = {}) =>
           Effect.map((rows) => rows.map(toMerge)),
         )
 
+    const mergeRecord = (id: string) =>
+      database.query("merge record", (db) =>
+        db.selectFrom("contact_merges").selectAll().where("id", "=", id)
+          .executeTakeFirst()).pipe(
+          Effect.map((row) =>
+            Option.fromNullable(row).pipe(Option.map(toMerge))
+          ),
+        )
+
     const suggestions = (options: {
       readonly contactId?: ContactId | undefined
       readonly status?: "open" | "accepted" | "rejected" | undefined
@@ -1017,9 +1027,13 @@ export const make = (options: IdentityGraphOptions = {}) =>
             ])
           )
         }
-        if (options.after !== undefined) q = q.where("merge_suggestions.id", ">", options.after)
+        if (options.after !== undefined) {
+          q = q.where("merge_suggestions.id", ">", options.after)
+        }
         return q.orderBy("merge_suggestions.id").limit(options.limit).execute()
-      }).pipe(Effect.map((rows) => rows.map(toSuggestion)))
+      }).pipe(Effect.map((rows) =>
+        rows.map(toSuggestion)
+      ))
 
     const suggestion = (id: string) =>
       database.query("merge suggestion", (db) =>
@@ -1081,8 +1095,7 @@ export const make = (options: IdentityGraphOptions = {}) =>
       })
       const after = yield* suggestion(id)
       return {
-        suggestion: Option.getOrElse(after, () =>
-          current),
+        suggestion: Option.getOrElse(after, () => current),
         merge: record,
       } as const
     })
@@ -1096,6 +1109,7 @@ export const make = (options: IdentityGraphOptions = {}) =>
       update,
       signals,
       merges,
+      mergeRecord,
       suggestions,
       suggestion,
       decide,

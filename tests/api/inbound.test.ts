@@ -1,3 +1,4 @@
+import * as IdentityGraph from "../../core/identity/IdentityGraph.ts"
 import { HttpServer } from "@effect/platform"
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Layer, Queue, Redacted, Ref, Schedule, Schema } from "effect"
@@ -247,6 +248,7 @@ describe("POST /api/v1/inbound", () => {
           Layer.provide(
             RoutingLive(config).pipe(
               Layer.provideMerge(InboxLive(config)),
+              Layer.provideMerge(IdentityGraph.layer()),
               Layer.provideMerge(ConversationActor.layer()),
               Layer.provideMerge(Layer.merge(ConversationStore.layer(), OutboundWrites.layer())),
               Layer.provideMerge(Layer.succeed(Config, config)),

@@ -26,6 +26,10 @@ export async function up(db: Kysely<any>): Promise<void> {
   await db.schema.createIndex("contacts_merged_into")
     .on("contacts").column("merged_into").execute()
 
+  // Search by a provider's id, whatever the channel.
+  await db.schema.createIndex("channel_identities_external_id")
+    .on("channel_identities").column("external_id").execute()
+
   await db.schema.createTable("identity_signals")
     .addColumn("id", "text", (c) => c.primaryKey())
     .addColumn("contact_id", "text", (c) => c.notNull().references("contacts.id"))
@@ -114,6 +118,7 @@ export async function down(db: Kysely<any>): Promise<void> {
   await db.schema.dropTable("merge_suggestions").ifExists().execute()
   await db.schema.dropTable("contact_merges").ifExists().execute()
   await db.schema.dropTable("identity_signals").ifExists().execute()
+  await db.schema.dropIndex("channel_identities_external_id").ifExists().execute()
   await db.schema.dropIndex("contacts_merged_into").ifExists().execute()
   await db.schema.dropIndex("contacts_name_lower").ifExists().execute()
   for (const column of ["custom", "name_lower", "merged_into", "version"]) {

@@ -426,13 +426,24 @@ export const make = Effect.gen(function* () {
         const named = touched.filter((t) => t.nameKey !== undefined && t.domains.size > 0)
         for (const part of chunks(named)) {
           const names = [...new Set(part.map((t) => t.nameLower!))]
-          const rows = await trx.selectFrom("contacts")
-            .innerJoin("identity_signals", "identity_signals.contact_id", "contacts.id")
-            .select(["contacts.id", "contacts.name", "identity_signals.value"])
-            .where("contacts.merged_into", "is", null)
-            .where("contacts.name_lower", "in", names)
-            .where("identity_signals.kind", "=", "email")
-            .execute()
+          // Two indexed lookups: the names, then those contacts' e-mails.
+          const sameName = await trx.selectFrom("contacts").select(["id", "name"])
+            .where("name_lower", "in", names).where("merged_into", "is", null).execute()
+          const emails: Array<{ contact_id: string; value: string }> = []
+          for (const ids of chunks(sameName.map((r) => r.id))) {
+            emails.push(
+              ...await trx.selectFrom("identity_signals").select(["contact_id", "value"])
+                .where("contact_id", "in", [...ids])
+                .where("kind", "=", "email")
+                .execute(),
+            )
+          }
+          const nameOf = new Map(sameName.map((r) => [r.id, r.name]))
+          const rows = emails.map((e) => ({
+            id: e.contact_id,
+            name: nameOf.get(e.contact_id) ?? null,
+            value: e.value,
+          }))
           for (const t of part) {
             for (const r of rows) {
               if (r.id === t.id || nameKey(r.name) !== t.nameKey) continue

@@ -496,7 +496,7 @@ export const make = (options: IdentityGraphOptions = {}) =>
           version: 1,
           ...stamp(),
           suggestion: toSuggestion(row),
-        }), { discard: true })
+        }), { discard: true, concurrency: 32 })
 
     // --- merge -----------------------------------------------------------------------------
 

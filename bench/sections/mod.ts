@@ -6,6 +6,7 @@ import type { BenchSection } from "../Benchmark.ts"
 import { actorsMemory } from "./ActorsMemory.ts"
 import { embeddedBus } from "./EmbeddedBus.ts"
 import { history } from "./History.ts"
+import { identity } from "./Identity.ts"
 import { ingest } from "./Ingest.ts"
 import { jetStreamBus } from "./JetStreamBus.ts"
 import { jetStreamRaw } from "./JetStreamRaw.ts"
@@ -23,4 +24,5 @@ export const sections: ReadonlyArray<BenchSection> = [
   history,
   replies,
   plugins,
+  identity,
 ]

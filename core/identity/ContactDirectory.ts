@@ -152,12 +152,12 @@ export const make = Effect.gen(function* () {
     const limit = Math.min(Math.max(1, Math.floor(options.limit)), 100)
     return yield* database.query("search contacts", async (db) => {
       let ids: Array<string>
-      const bySignal = async (kind: string, value: string | undefined) =>
+      const bySignal = async (kind: string, value: string | ReadonlyArray<string> | undefined) =>
         value === undefined ? [] : (await db.selectFrom("identity_signals")
           .innerJoin("contacts", "contacts.id", "identity_signals.contact_id")
           .select("identity_signals.contact_id as id").distinct()
           .where("identity_signals.kind", "=", kind)
-          .where("identity_signals.value", "=", value)
+          .where("identity_signals.value", "in", typeof value === "string" ? [value] : [...value])
           .where("contacts.merged_into", "is", null)
           .limit(500).execute()).map((r) => r.id)
       switch (query.by) {
@@ -170,7 +170,9 @@ export const make = Effect.gen(function* () {
         case "externalId": {
           const fromIdentities = await db.selectFrom("channel_identities").select("contact_id")
             .where("external_id", "=", query.value).limit(500).execute()
-          const fromSignals = await bySignal("external", query.value.trim())
+          // An id given through the API, or a CRM's from an import.
+          const id = query.value.trim()
+          const fromSignals = await bySignal("external", [id, `import:${id}`])
           ids = [...new Set([...fromIdentities.map((r) => r.contact_id), ...fromSignals])]
           break
         }

@@ -99,6 +99,9 @@ describe("Identity: importing a CRM export", () => {
         assert.strictEqual(actual.size, 500)
         assert.deepStrictEqual([...actual].filter((p) => !expected.has(p)), [], "wrong suggestions")
         assert.deepStrictEqual([...expected].filter((p) => !actual.has(p)), [], "missed duplicates")
+        // The CRM's ids find their contacts.
+        const byCrm = (yield* api(server, `/contacts?externalId=crm-42`)).contacts
+        assert.deepStrictEqual(byCrm.map((c: any) => c.id), [contactOf.get("crm-42")])
         // Evidence says what matched.
         const rules = new Set(
           state.suggestions.flatMap((s) => JSON.parse(s.evidence).map((e: any) => e.rule)),

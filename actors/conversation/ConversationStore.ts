@@ -134,8 +134,20 @@ export interface ConversationStoreShape {
     conversationId: ConversationId,
     options?: { readonly before?: number; readonly limit?: number },
   ) => Effect.Effect<MessagePage, DatabaseError>
+  /**
+   * How an inbox (channel account, or `*` for every account of the channel) keeps
+   * conversations: `per_contact` (default: one open conversation per contact, whatever the
+   * channel) or `per_channel` (one per contact on this inbox).
+   */
+  readonly setConversationMode: (
+    channel: string,
+    account: string,
+    mode: ConversationMode,
+  ) => Effect.Effect<void, DatabaseError>
   readonly stats: () => GroupCommit.GroupCommitStats
 }
+
+export type ConversationMode = "per_contact" | "per_channel"
 
 export class ConversationStore extends Context.Tag("chorus/actors/ConversationStore")<
   ConversationStore,
@@ -280,7 +292,7 @@ export const make = (
     /** Known senders: identity and contact by (channel, account, external id). */
     const senders = new Lru<string, { contact: Contact; identity: ChannelIdentity }>(cacheSize)
     /** Each contact's open (or pending) conversation, as found or created here. */
-    const openByContact = new Lru<ContactId, Conversation>(cacheSize)
+    const openByContact = new Lru<string, Conversation>(cacheSize)
     /** Bumped by `forgetContacts`: a read that started before it must not fill the caches. */
     let generation = 0
 
@@ -381,30 +393,67 @@ export const make = (
       })
     })
 
+    /** Each inbox's conversation mode, read once (inbox_settings is small and rarely set). */
+    const modes = new Map<string, ConversationMode>()
+    const modeOf = (channel: string, account: string) => {
+      const key = `${channel}\u0000${account}`
+      const known = modes.get(key)
+      if (known !== undefined) {
+        return Effect.succeed(known)
+      }
+      return database.query("inbox conversation mode", (db) =>
+        db.selectFrom("inbox_settings").select(["account", "conversation_mode"])
+          .where("channel", "=", channel).where("account", "in", [account, "*"]).execute()).pipe(
+          Effect.map((rows) => {
+            const row = rows.find((r) =>
+              r.account === account
+            ) ??
+              rows.find((r) =>
+                r.account === "*"
+              )
+            const mode = (row?.conversation_mode ?? "per_contact") as ConversationMode
+            modes.set(key, mode)
+            return mode
+          }),
+        )
+    }
+    /** The open-conversation cache key: the contact, or the contact on this inbox. */
+    const openKey = (contactId: ContactId, identity: ChannelIdentity, mode: ConversationMode) =>
+      mode === "per_channel"
+        ? `${contactId}\u0000${identity.channel}\u0000${identity.account}`
+        : contactId
+    const contactOfKey = (key: string) =>
+      key.split("\u0000", 1)[0]!
+
     const openConversation = (
       contactId: ContactId,
       identity: ChannelIdentity,
-    ): Effect.Effect<OpenedConversation, DatabaseError> => {
-      const known = openByContact.get(contactId)
-      if (known !== undefined) {
-        return Effect.succeed({ conversation: known, opened: false })
-      }
-      const seen = generation
-      return findOrOpenConversation(contactId, identity).pipe(
-        Effect.tap((found) =>
-          Effect.sync(() => {
-            if (seen === generation) {
-              openByContact.set(contactId, found.conversation)
-            }
-          })
-        ),
-      )
-    }
+    ): Effect.Effect<OpenedConversation, DatabaseError> =>
+      Effect.flatMap(modeOf(identity.channel, identity.account), (mode) => {
+        const key = openKey(contactId, identity, mode)
+        const known = openByContact.get(key)
+        if (known !== undefined) {
+          return Effect.succeed({ conversation: known, opened: false })
+        }
+        const seen = generation
+        return findOrOpenConversation(contactId, identity, mode).pipe(
+          Effect.tap((found) =>
+            Effect.sync(() => {
+              if (seen === generation) openByContact.set(key, found.conversation)
+            })
+          ),
+        )
+      })
 
     const forgetOpenConversation = (contactId: ContactId, conversationId: ConversationId) =>
       Effect.sync(() => {
         if (openByContact.get(contactId)?.id === conversationId) {
           openByContact.delete(contactId)
+        } else {
+          // A per-channel inbox's entry (rare: only when the actor found it closed).
+          openByContact.deleteWhere((conversation, key) =>
+            conversation.id === conversationId && contactOfKey(key) === contactId
+          )
         }
       })
 
@@ -412,22 +461,55 @@ export const make = (
       Effect.sync(() => {
         generation++
         const ids = new Set(contactIds)
-        senders.deleteWhere((sender) =>
-          ids.has(sender.contact.id)
-        )
-        openByContact.deleteWhere((_, contactId) => ids.has(contactId))
+        senders.deleteWhere((sender) => ids.has(sender.contact.id))
+        openByContact.deleteWhere((_, key) => ids.has(contactOfKey(key)))
       })
+
+    const setConversationMode = (channel: string, account: string, mode: ConversationMode) =>
+      database.query("set inbox conversation mode", (db) =>
+        db.insertInto("inbox_settings")
+          .values({ channel, account, conversation_mode: mode })
+          .onConflict((oc) =>
+            oc.columns(["channel", "account"]).doUpdateSet({ conversation_mode: mode })
+          )
+          .execute()).pipe(
+          Effect.zipRight(Effect.sync(() => {
+            generation++
+            modes.clear()
+            openByContact.clear()
+          })),
+        )
 
     const findOrOpenConversation = Effect.fnUntraced(function* (
       contactId: ContactId,
       identity: ChannelIdentity,
+      mode: ConversationMode,
     ) {
-      const findOpen = (db: Trx) =>
-        db.selectFrom("conversations").selectAll()
+      const findOpen = (db: Trx) => {
+        let q = db.selectFrom("conversations").selectAll()
           .where("contact_id", "=", contactId)
           .where("status", "in", ["open", "pending"])
-          .orderBy("created_at", "desc")
-          .executeTakeFirst()
+        if (mode === "per_channel") {
+          q = q.where("last_channel", "=", identity.channel)
+            .where("last_account", "=", identity.account)
+        } else {
+          // Not a conversation a per-channel inbox keeps to itself.
+          q = q.where(({ exists, not, selectFrom }) =>
+            not(exists(
+              selectFrom("inbox_settings").select("inbox_settings.channel")
+                .where("inbox_settings.conversation_mode", "=", "per_channel")
+                .whereRef("inbox_settings.channel", "=", "conversations.last_channel")
+                .where((eb) =>
+                  eb.or([
+                    eb("inbox_settings.account", "=", "*"),
+                    eb("inbox_settings.account", "=", eb.ref("conversations.last_account")),
+                  ])
+                ),
+            ))
+          )
+        }
+        return q.orderBy("created_at", "desc").executeTakeFirst()
+      }
       // The common case (every message after a conversation's first) is a read, not a transaction.
       const existing = yield* database.query("find open conversation", findOpen)
       if (existing !== undefined) {
@@ -561,6 +643,7 @@ export const make = (
       forgetContacts,
       threadConversation,
       lastInboundIdentity,
+      setConversationMode,
       conversation,
       isFirstConversation,
       appendInbound,

@@ -153,6 +153,10 @@ export const ImportRequest = Schema.Union(
   }),
 ).annotations({ identifier: "ImportRequest" })
 
+export const ConversationModeBody = Schema.Struct({
+  mode: Schema.Literal("per_contact", "per_channel"),
+}).annotations({ identifier: "ConversationMode" })
+
 const ContactPath = Schema.Struct({ id: ContactId })
 const IdPath = Schema.Struct({ id: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(80)) })
 
@@ -289,6 +293,22 @@ export class ProfileApi extends HttpApiGroup.make("profiles")
       .addSuccess(Schema.Struct({ merges: Schema.Array(MergeRecord) }))
       .addError(ContactNotFound)
       .annotate(OpenApi.Summary, "Merges into or out of the contact, newest first."),
+  )
+  .add(
+    HttpApiEndpoint.put("conversationMode", "/inboxes/:channel/:account/conversation-mode")
+      .setPath(Schema.Struct({
+        channel: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(64)),
+        /** An account, or `*` for every account of the channel. */
+        account: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(200)),
+      }))
+      .setPayload(ConversationModeBody)
+      .addSuccess(ConversationModeBody)
+      .addError(Forbidden)
+      .annotate(
+        OpenApi.Summary,
+        "How an inbox keeps conversations (admins): `per_contact` (default; one open " +
+          "conversation per contact across channels) or `per_channel` (one per contact here).",
+      ),
   )
   .middleware(Authentication)
   .annotate(

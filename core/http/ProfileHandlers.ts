@@ -6,6 +6,7 @@
 import { HttpApiBuilder } from "@effect/platform"
 import { Effect, Option } from "effect"
 import { ConversationQueries } from "../../actors/conversation/ConversationQueries.ts"
+import { ConversationStore } from "../../actors/conversation/ConversationStore.ts"
 import type { ContactId } from "../../schemas/Ids.ts"
 import { type Principal, seesEverything, visibilityOf } from "../accounts/Access.ts"
 import { ContactDirectory, type ContactQuery, parseCsv } from "../identity/ContactDirectory.ts"
@@ -30,6 +31,7 @@ export const ProfileHandlers = HttpApiBuilder.group(
       const graph = yield* IdentityGraph
       const directory = yield* ContactDirectory
       const queries = yield* ConversationQueries
+      const store = yield* ConversationStore
 
       /** The contact, if it exists and the caller may see it; else 404. */
       const visibleContact = (id: ContactId) =>
@@ -249,6 +251,16 @@ export const ProfileHandlers = HttpApiBuilder.group(
                 Effect.orDie,
               )
             return { suggestion: decided.suggestion }
+          }))
+        .handle("conversationMode", ({ path, payload }) =>
+          Effect.gen(function* () {
+            const principal = yield* CurrentPrincipal
+            if (!seesEverything(principal)) {
+              return yield* new Forbidden({ message: "inbox settings are for admins" })
+            }
+            yield* store.setConversationMode(path.channel, path.account, payload.mode)
+              .pipe(Effect.orDie)
+            return payload
           }))
         .handle("import", ({ payload }) =>
           Effect.gen(function* () {

@@ -224,4 +224,42 @@ describe("Identity: one customer across channels", () => {
       })
       assert.strictEqual(answer.conversationId, first.conversationId)
     }))
+
+  it.scopedLive("one open conversation per contact across channels by default; per channel where the inbox says so", () =>
+    Effect.gen(function* () {
+      const server = yield* startReplyServer({ dataDir: yield* tempDir() })
+      const events = yield* recordEvents(server.bus)
+      const write = (channel: string, id: string, phone: string, externalId: string) =>
+        deliver(server.bus, events, {
+          channel,
+          account: "acc-1",
+          sender: { externalId: id, phone, verified: true },
+          externalId,
+          text: externalId,
+        })
+      // The same verified phone on WhatsApp then Telegram: merged, and one conversation.
+      const wa = yield* write("whatsapp", "79165550001", "+79165550001", "wa-1")
+      const tg = yield* write("telegram", "t1", "+79165550001", "tg-1")
+      assert.strictEqual(tg.conversationId, wa.conversationId)
+      assert.strictEqual(tg.channel, "telegram", "each message keeps its channel")
+
+      // Telegram inboxes keep their own conversations from now on.
+      yield* api(server, `/inboxes/telegram/*/conversation-mode`, {
+        method: "PUT",
+        body: { mode: "per_channel" },
+      })
+      const wa2 = yield* write("whatsapp", "79165550002", "+79165550002", "wa-2")
+      const tg2 = yield* write("telegram", "t2", "+79165550002", "tg-2")
+      const tg3 = yield* write("telegram", "t2", "+79165550002", "tg-3")
+      assert.notStrictEqual(tg2.conversationId, wa2.conversationId)
+      assert.strictEqual(tg3.conversationId, tg2.conversationId)
+      const contact = (yield* api(server, `/conversations/${wa2.conversationId}`)).contactId
+      assert.strictEqual(
+        (yield* api(server, `/conversations/${tg2.conversationId}`)).contactId,
+        contact,
+      )
+      // The WhatsApp side still gathers by contact.
+      const wa3 = yield* write("whatsapp", "79165550002", "+79165550002", "wa-3")
+      assert.strictEqual(wa3.conversationId, wa2.conversationId)
+    }))
 })

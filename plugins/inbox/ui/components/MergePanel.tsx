@@ -85,7 +85,7 @@ export function MergePanel({ contactId }: { readonly contactId: string }) {
   return (
     <section class="merge-slot" data-testid="merge-suggestions">
       <h4>{t("card.merge")}</h4>
-      {error !== undefined ? <p class="error small" role="alert">{error}</p> : null}
+      {error !== undefined ? <p class="form-error small" role="alert">{error}</p> : null}
       {data === undefined ? <p class="muted">{t("list.loading")}</p> : (
         <>
           {data.suggestions.length === 0
@@ -150,7 +150,7 @@ export function MergePanel({ contactId }: { readonly contactId: string }) {
                       {m.splitAt !== null
                         ? (
                           <span class="muted">
-                            {" "}· {t("card.splitDone", {
+                            · {t("card.splitDone", {
                               time: clock(m.splitAt),
                               reason: m.splitReason ?? "",
                             })}

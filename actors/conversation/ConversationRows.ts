@@ -6,7 +6,7 @@
 import type { Attachment, InboundAttachment } from "../../schemas/Common.ts"
 import { newId } from "../../core/ids.ts"
 import type { ChannelIdentity, Contact } from "../../schemas/Contact.ts"
-import type { Message } from "../../schemas/Message.ts"
+import type { ChannelReason, Message } from "../../schemas/Message.ts"
 import type { Conversation, ConversationStatus } from "../../schemas/Conversation.ts"
 import type {
   AccountId,
@@ -143,9 +143,7 @@ export const toMessage = (row: MessageRowLike): Message => {
           at,
         },
       ...(row.buttons != null ? { buttons: JSON.parse(row.buttons) } : {}),
-      ...(row.channel_reason != null
-        ? { channelReason: row.channel_reason as "last_used" | "operator_choice" }
-        : {}),
+      ...(row.channel_reason != null ? { channelReason: row.channel_reason as ChannelReason } : {}),
     }
   }
   return {

@@ -118,6 +118,7 @@ export interface ConversationStoreShape {
    */
   readonly lastInboundIdentity: (
     contactId: ContactId,
+    options?: { readonly reachableOnly?: boolean },
   ) => Effect.Effect<Option.Option<ChannelIdentityId>, DatabaseError>
   readonly conversation: (
     id: ConversationId,
@@ -576,7 +577,10 @@ export const make = (
         )
     }
 
-    const lastInboundIdentity = (contactId: ContactId) =>
+    const lastInboundIdentity = (
+      contactId: ContactId,
+      options: { readonly reachableOnly?: boolean } = {},
+    ) =>
       database.query("last inbound identity", async (db) => {
         // Each conversation's last customer message, by the conversations' own bookkeeping.
         const rows = await db.selectFrom("conversations")
@@ -585,10 +589,18 @@ export const make = (
           .where("last_identity_id", "is not", null)
           .execute()
         if (rows.length === 0) return Option.none<ChannelIdentityId>()
-        const last = await db.selectFrom("messages").select("identity_id")
-          .where("conversation_id", "in", rows.map((r) => r.id))
-          .where("direction", "=", "in")
-          .orderBy("created_at", "desc").orderBy("id", "desc")
+        // The identity must still be the contact's (a split can leave another's messages here).
+        const last = await db.selectFrom("messages")
+          .innerJoin("channel_identities", "channel_identities.id", "messages.identity_id")
+          .select("messages.identity_id as identity_id")
+          .where("messages.conversation_id", "in", rows.map((r) => r.id))
+          .where("messages.direction", "=", "in")
+          .where("channel_identities.contact_id", "=", contactId)
+          .$if(
+            options.reachableOnly === true,
+            (q) => q.where("channel_identities.reachable", "=", 1),
+          )
+          .orderBy("messages.created_at", "desc").orderBy("messages.id", "desc")
           .limit(1).executeTakeFirst()
         return Option.fromNullable(last?.identity_id as ChannelIdentityId | null | undefined)
       })

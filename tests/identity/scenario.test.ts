@@ -164,6 +164,19 @@ describe("Identity: one customer across channels", () => {
       })
       assert.strictEqual(chosen.channel, "whatsapp")
       assert.strictEqual(chosen.channelReason, "operator_choice")
+      // The mailbox bounces: the default becomes the most recent channel that still reaches her.
+      yield* server.database.query(
+        "bounce",
+        (db) =>
+          db.updateTable("channel_identities").set({ reachable: 0 }).where("channel", "=", "email")
+            .execute(),
+      )
+      const fallback = yield* api(server, `/conversations/${wa.conversationId}/messages`, {
+        body: { text: "Trying another channel" },
+        status: 202,
+      })
+      assert.strictEqual(fallback.channel, "telegram")
+      assert.strictEqual(fallback.channelReason, "last_reachable")
 
       // Every merge is on record, and on the bus for CRMs.
       const merges = (yield* api(server, `/contacts/${annaId}/merges`)).merges

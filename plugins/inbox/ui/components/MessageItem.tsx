@@ -113,6 +113,14 @@ export function MessageItem(
           ? (
             <span class="msg-channel" title={t("msg.via", { channel: channelName(m.channel) })}>
               <ChannelBadge channel={m.channel} />
+              {m.direction === "out" && m.channelReason !== undefined
+                ? (
+                  <span class="muted small" data-channel-reason={m.channelReason}>
+                    {" "}
+                    {t(`msg.reason.${m.channelReason}`)}
+                  </span>
+                )
+                : null}
             </span>
           )
           : null}

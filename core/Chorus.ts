@@ -7,7 +7,9 @@ import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
 import { FetchHttpClient } from "@effect/platform"
 import { Duration, Effect, Layer } from "effect"
+import * as ChannelAccounts from "../actors/channel/ChannelAccounts.ts"
 import * as ChannelActor from "../actors/channel/ChannelActor.ts"
+import * as Failures from "../actors/channel/Failures.ts"
 import * as OutboundConsumer from "../actors/channel/OutboundConsumer.ts"
 import * as ConversationActor from "../actors/conversation/ConversationActor.ts"
 import * as ConversationStore from "../actors/conversation/ConversationStore.ts"
@@ -28,7 +30,7 @@ import * as JetStreamBus from "./bus/JetStreamBus.ts"
 import * as CannedResponses from "./inbox/CannedResponses.ts"
 import * as ApiWebhookAdapter from "./channels/ApiWebhookAdapter.ts"
 import * as ChannelAdapter from "./channels/ChannelAdapter.ts"
-import type { DeliveryPolicyOptions } from "./channels/DeliveryPolicy.ts"
+import type { DeliverySettingsInput } from "./delivery/Policy.ts"
 import { type ChorusConfig, Config, sqliteFileOf } from "./config/ChorusConfig.ts"
 import * as HttpServer from "./http/HttpServer.ts"
 import { pipelineStreams } from "./pipeline/Streams.ts"
@@ -112,8 +114,8 @@ export const ChannelsLive = (
   ).pipe(Layer.provide(FetchHttpClient.layer))
 
 export interface OutboundOptions {
-  /** Timeouts and retries of each send. Default: see `DeliveryPolicy`. */
-  readonly delivery?: DeliveryPolicyOptions
+  /** Delivery settings over every configured layer (tests). Default: none. */
+  readonly delivery?: DeliverySettingsInput
   /** Adapters instead of `ChannelsLive(config)` (tests). */
   readonly adapters?: Layer.Layer<ChannelAdapter.ChannelAdapters, never, PluginHost.PluginHost>
 }
@@ -128,9 +130,11 @@ export const OutboundLive = (config: ChorusConfig, options: OutboundOptions = {}
     OutboundConsumer.layer({ ...(options.delivery ? { delivery: options.delivery } : {}) }),
     Replies.relayOnStart,
   ).pipe(
+    Layer.provideMerge(ChannelActor.layer),
+    Layer.provideMerge(Failures.layer),
     Layer.provideMerge(Replies.layer),
     Layer.provideMerge(
-      ChannelActor.layer({ ...(options.delivery ? { delivery: options.delivery } : {}) }),
+      ChannelAccounts.layer({ ...(options.delivery ? { overrides: options.delivery } : {}) }),
     ),
     Layer.provideMerge(options.adapters ?? ChannelsLive(config)),
   )

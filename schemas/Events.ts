@@ -12,6 +12,7 @@
  * `id` is unique per event and doubles as the bus de-duplication id.
  */
 import { Schema } from "effect"
+import { ChannelHealth } from "./ChannelHealth.ts"
 import { Timestamp } from "./Common.ts"
 import { ChannelIdentity, Contact } from "./Contact.ts"
 import { Conversation } from "./Conversation.ts"
@@ -188,6 +189,28 @@ export const OperatorUpdatedV1 = event(
   { operator: OperatorLoad },
 )
 
+export const ChannelHealthChangedV1 = event(
+  "channel.health_changed",
+  1,
+  "ChannelHealthChangedV1",
+  "A channel account's delivery health changed status (up, degraded, down).",
+  { health: ChannelHealth },
+)
+
+export const ChannelAlertV1 = event(
+  "channel.alert",
+  1,
+  "ChannelAlertV1",
+  "A channel account went down (its circuit breaker opened: the provider keeps failing) or " +
+    "recovered: for on-call alerting.",
+  {
+    kind: Schema.Literal("down", "recovered"),
+    channel: Schema.String,
+    account: Schema.String,
+    reason: Schema.String,
+  },
+)
+
 /** Every known event, every version. Add new versions here; never remove one still emitted. */
 const MEMBERS = [
   ContactCreatedV1,
@@ -204,6 +227,8 @@ const MEMBERS = [
   MessageDeliveryChangedV1,
   OperatorUpdatedV1,
   ConversationTypingV1,
+  ChannelHealthChangedV1,
+  ChannelAlertV1,
 ] as const
 
 /** Known versions of each event type, e.g. `{ "message.received": [1], … }`. */

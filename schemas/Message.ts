@@ -96,6 +96,10 @@ export const OutgoingMessage = Schema.Struct({
   delivery: DeliveryState,
   /** Buttons shown under it (channels that declare `buttons`). */
   buttons: Schema.optionalWith(ReplyButtons, { exact: true }),
+  /** This reply is the fallback copy of that one, which its own channel could not deliver. */
+  fallbackOf: Schema.optionalWith(MessageId, { exact: true }),
+  /** This reply could not be delivered on its channel; that copy was sent instead. */
+  fallbackTo: Schema.optionalWith(MessageId, { exact: true }),
   /** Why it went out on this channel; absent on replies stored before it was recorded. */
   channelReason: Schema.optionalWith(ChannelReason, { exact: true }),
 }).annotations({ identifier: "OutgoingMessage" })

@@ -3,8 +3,8 @@
  * on the `outbound` stream to the channel that sends it.
  */
 import { Schema } from "effect"
-import { InboundAttachment, ReplyButtons } from "./Common.ts"
-import { ChannelIdentityId } from "./Ids.ts"
+import { InboundAttachment, ReplyButtons, Timestamp } from "./Common.ts"
+import { AccountId, ChannelIdentityId, ExternalId } from "./Ids.ts"
 import { OutgoingMessage } from "./Message.ts"
 
 /** The longest reply Chorus stores; a channel may accept less (its `maxTextLength`). */
@@ -51,10 +51,39 @@ export type ReplyRequest = typeof ReplyRequest.Type
 
 /**
  * A reply on the `outbound` stream (`outbound.<channel>`, bus message id = message id, ordering
- * key = channel and account): the message as stored when it was queued. The channel reads its
+ * key = conversation): the message as stored when it was queued. The channel reads its
  * current state before sending, so a late duplicate of a message already sent is skipped.
  */
 export const OutboundDelivery = Schema.Struct({
   message: OutgoingMessage,
+  /**
+   * `failed`: a follow-up of a reply a provider's receipt failed after it was sent; the channel
+   * side falls back or dead-letters it. Absent: send it.
+   */
+  after: Schema.optionalWith(Schema.Literal("failed"), { exact: true }),
 }).annotations({ identifier: "OutboundDelivery" })
 export type OutboundDelivery = typeof OutboundDelivery.Type
+
+/**
+ * What became of a reply after the provider took it: a status webhook, a read receipt, a bounce
+ * (`chorus.channels.status`), naming the sent message by its provider id on the account.
+ */
+export const DeliveryReceipt = Schema.Struct({
+  account: AccountId,
+  /** The provider's id of the sent message (what the send returned). */
+  externalId: ExternalId,
+  state: Schema.Literal("delivered", "read", "failed"),
+  /** For `failed`: the provider's code and words. */
+  error: Schema.optionalWith(
+    Schema.Struct({
+      code: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(100)),
+      reason: Schema.String.pipe(Schema.maxLength(2_000)),
+    }),
+    { exact: true },
+  ),
+  /** For `failed`: nothing sent to this recipient can arrive (a hard bounce, blocked). */
+  unreachable: Schema.optionalWith(Schema.Boolean, { exact: true }),
+  /** When it happened, by the provider's clock; default now. */
+  at: Schema.optionalWith(Timestamp, { exact: true }),
+}).annotations({ identifier: "DeliveryReceipt" })
+export type DeliveryReceipt = typeof DeliveryReceipt.Type

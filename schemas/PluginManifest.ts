@@ -26,6 +26,7 @@
  */
 import { Schema } from "effect"
 import { SemverRangeString, SemverString } from "./Semver.ts"
+import { DeliverySettings } from "./DeliverySettings.ts"
 
 /**
  * A plugin id: 2 to 40 lower-case letters and digits, starting with a letter (`telegram`,
@@ -185,6 +186,12 @@ export const ChannelContribution = Schema.Struct({
     }),
   ),
   capabilities: ChannelCapabilitiesSchema,
+  /**
+   * The channel's delivery defaults: its provider's published limits (`pacing`), a fitting
+   * `timeout`… (core/delivery/Policy.ts `DeliverySettings`); chorus.config.json's `delivery`
+   * section overrides them.
+   */
+  delivery: Schema.optionalWith(DeliverySettings, { exact: true }),
 })
 
 export const RouteContribution = Schema.Struct({

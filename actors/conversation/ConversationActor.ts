@@ -158,7 +158,10 @@ export const layer = (options: ConversationActorOptions = {}) =>
             })),
           ),
         receive: (state, command, id) =>
-          state.status === "resolved"
+          // A resolved conversation takes no new messages; a fallback copy of a reply written
+          // before it was resolved is that reply still being delivered.
+          state.status === "resolved" &&
+            !(command._tag === "AppendOutbound" && command.reply.fallbackOf !== undefined)
             ? Effect.succeed([state, { _tag: "Closed", conversationId: id }] as const)
             : command._tag === "Change"
             ? changes.change(id, command.change).pipe(

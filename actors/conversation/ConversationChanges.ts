@@ -198,6 +198,8 @@ export const make: Effect.Effect<ConversationChangesShape, never, Database> = Ef
           mentions: JSON.stringify(input.mentions),
           buttons: null,
           payload: null,
+          fallback_of: null,
+          fallback_to: null,
         }
         await trx.insertInto("messages").values(row).execute()
         await trx.updateTable("conversations").set({ last_seq: input.seq, updated_at: now })

@@ -143,6 +143,8 @@ export const toMessage = (row: MessageRowLike): Message => {
           at,
         },
       ...(row.buttons != null ? { buttons: JSON.parse(row.buttons) } : {}),
+      ...(row.fallback_of != null ? { fallbackOf: row.fallback_of as MessageId } : {}),
+      ...(row.fallback_to != null ? { fallbackTo: row.fallback_to as MessageId } : {}),
       ...(row.channel_reason != null ? { channelReason: row.channel_reason as ChannelReason } : {}),
     }
   }

@@ -33,6 +33,8 @@ export interface AppendOutbound {
   readonly authorId: OperatorId | null
   /** Buttons under the reply (channels that show them). */
   readonly buttons?: ReplyButtons | undefined
+  /** This reply is the fallback copy of that one (its channel could not deliver it). */
+  readonly fallbackOf?: MessageId | undefined
   /** Why it goes out on the recipient's channel (`last_used`, `operator_choice`). */
   readonly channelReason?: ChannelReason | undefined
 }
@@ -41,15 +43,52 @@ export type AppendOutboundResult =
   | { readonly _tag: "Stored"; readonly message: OutgoingMessage }
   | { readonly _tag: "Duplicate"; readonly message: OutgoingMessage }
 
-/** How a delivery ended: the provider took it, or it failed for good. */
+/**
+ * How a delivery ended: the provider took it, or it failed for good — then either a fallback
+ * copy went instead (`fallbackTo`) or it enters the dead-letter list for a person to handle.
+ */
 export type DeliveryOutcome =
   | { readonly state: "sent"; readonly externalId: string }
-  | { readonly state: "failed"; readonly error: ProviderError }
+  | {
+    readonly state: "failed"
+    readonly error: ProviderError
+    readonly fallbackTo?: MessageId | undefined
+  }
+
+/** One provider call of a reply, as recorded in `delivery_attempts`. */
+export interface AttemptRecord {
+  readonly messageId: MessageId
+  readonly channel: string
+  readonly account: string
+  readonly startedAt: number
+  readonly durationMs: number
+  readonly outcome: "sent" | "unavailable" | "rejected" | "timeout"
+  readonly code?: string | undefined
+  readonly reason?: string | undefined
+}
 
 export interface RecordDelivery {
   readonly messageId: MessageId
   readonly outcome: DeliveryOutcome
+  /** Provider calls of this series (since it was queued), this one included. */
   readonly attempts: number
+  /** The call that ended it, if one did (none for a reply failed before any call). */
+  readonly attempt?: AttemptRecord | undefined
+}
+
+/** A reply that ended `failed` with no fallback, waiting for a person. */
+export interface OutboundDeadLetter {
+  readonly messageId: MessageId
+  readonly conversationId: ConversationId
+  readonly channel: string
+  readonly account: string
+  readonly code: string
+  readonly reason: string
+  readonly attempts: number
+  readonly deadAt: Date
+  readonly resolvedAt: Date | null
+  readonly resolvedBy: string | null
+  readonly resolution: "retried" | "discarded" | null
 }
 
 export interface RecordedDelivery {
@@ -89,6 +128,66 @@ export interface OutboundStoreShape {
     readonly after?: readonly [number, string]
     readonly limit: number
   }) => Effect.Effect<ReadonlyArray<OutgoingMessage>, DatabaseError>
+  /** Record a provider call that did not end the delivery (a retryable failure). */
+  readonly recordAttempt: (
+    attempt: AttemptRecord & { readonly attempts: number },
+  ) => Effect.Effect<void, DatabaseError>
+  /** Every provider call of a reply, oldest first. */
+  readonly attemptsOf: (id: MessageId) => Effect.Effect<ReadonlyArray<AttemptRecord>, DatabaseError>
+  /** Dead letters, newest first; `open` only those no person handled yet (default true). */
+  readonly deadLetters: (query: {
+    readonly open?: boolean
+    readonly channel?: string
+    readonly account?: string
+    /** Page on after the last one's `[deadAt ms, messageId]`. */
+    readonly before?: readonly [number, string]
+    readonly limit: number
+  }) => Effect.Effect<ReadonlyArray<OutboundDeadLetter>, DatabaseError>
+  readonly deadLetter: (
+    id: MessageId,
+  ) => Effect.Effect<Option.Option<OutboundDeadLetter>, DatabaseError>
+  /**
+   * A person handles a dead letter: `retried` puts the reply back to `queued` (a new series of
+   * attempts; the caller publishes it), `discarded` leaves it failed. `changed` is false when it
+   * was handled already.
+   */
+  readonly resolveDeadLetter: (
+    id: MessageId,
+    input: { readonly by: string; readonly resolution: "retried" | "discarded" },
+  ) => Effect.Effect<
+    Option.Option<{ readonly changed: boolean; readonly message: OutgoingMessage }>,
+    DatabaseError
+  >
+  /** A reply a receipt failed after it was sent, with no fallback: into the dead-letter list. */
+  readonly deadLetterFailed: (message: OutgoingMessage) => Effect.Effect<void, DatabaseError>
+  /** Replies still queued, by channel account, with the oldest one's time. */
+  readonly backlog: Effect.Effect<
+    ReadonlyArray<
+      {
+        readonly channel: string
+        readonly account: string
+        readonly queued: number
+        readonly oldest: number
+      }
+    >,
+    DatabaseError
+  >
+  /**
+   * The channel identities of a conversation's contact that can be reached, the most recently
+   * heard from first: where a fallback copy can go.
+   */
+  readonly reachableIdentities: (
+    conversationId: ConversationId,
+  ) => Effect.Effect<ReadonlyArray<ChannelIdentity>, DatabaseError>
+  /** Point a reply failed after it was sent at the fallback copy sent instead. */
+  readonly linkFallback: (
+    original: MessageId,
+    copy: MessageId,
+  ) => Effect.Effect<void, DatabaseError>
+  /** The fallback copy made of a reply, if one was. */
+  readonly fallbackLink: (
+    original: MessageId,
+  ) => Effect.Effect<Option.Option<MessageId>, DatabaseError>
 }
 
 export class OutboundStore extends Context.Tag("chorus/actors/OutboundStore")<
@@ -145,6 +244,7 @@ const appendKind: GroupCommit.WriteKind<AppendOutbound, AppendOutboundResult, ne
         client_id: input.clientId ?? null,
         delivery_attempts: 0,
         buttons: input.buttons === undefined ? null : JSON.stringify(input.buttons),
+        fallback_of: input.fallbackOf ?? null,
         channel_reason: input.channelReason ?? null,
       }
       if (key !== undefined) stored.set(key, row as MessageRow)
@@ -184,7 +284,7 @@ const recordKind: GroupCommit.WriteKind<RecordDelivery, Option.Option<RecordedDe
   rank: 1,
   execute: async (trx, inputs, now) => {
     const results: Array<Either.Either<Option.Option<RecordedDelivery>, never>> = []
-    for (const { messageId, outcome, attempts } of inputs) {
+    for (const { messageId, outcome, attempts, attempt } of inputs) {
       const updated = await trx.updateTable("messages")
         .set({
           delivery_state: outcome.state,
@@ -192,7 +292,10 @@ const recordKind: GroupCommit.WriteKind<RecordDelivery, Option.Option<RecordedDe
           delivery_attempts: attempts,
           ...(outcome.state === "sent"
             ? { external_id: outcome.externalId, delivery_error: null }
-            : { delivery_error: JSON.stringify(outcome.error) }),
+            : {
+              delivery_error: JSON.stringify(outcome.error),
+              fallback_to: outcome.fallbackTo ?? null,
+            }),
         })
         .where("id", "=", messageId)
         .where("direction", "=", "out")
@@ -200,6 +303,12 @@ const recordKind: GroupCommit.WriteKind<RecordDelivery, Option.Option<RecordedDe
         .executeTakeFirst()
       const row = await trx.selectFrom("messages").selectAll().where("id", "=", messageId)
         .executeTakeFirst()
+      if (Number(updated.numUpdatedRows) > 0 && row !== undefined) {
+        if (attempt !== undefined) await insertAttempt(trx, attempt)
+        if (outcome.state === "failed" && outcome.fallbackTo === undefined) {
+          await insertDeadLetter(trx, row, outcome.error, attempts, now)
+        }
+      }
       results.push(Either.right(
         row === undefined || row.direction !== "out" ? Option.none() : Option.some({
           changed: Number(updated.numUpdatedRows) > 0,
@@ -210,6 +319,85 @@ const recordKind: GroupCommit.WriteKind<RecordDelivery, Option.Option<RecordedDe
     return results
   },
 }
+
+type Trx = Parameters<GroupCommit.WriteKind<unknown, unknown, never>["execute"]>[0]
+
+const insertAttempt = async (trx: Trx, a: AttemptRecord) => {
+  const prior = await trx.selectFrom("delivery_attempts")
+    .select((eb) => eb.fn.countAll<number>().as("n"))
+    .where("message_id", "=", a.messageId).executeTakeFirst()
+  await trx.insertInto("delivery_attempts").values({
+    message_id: a.messageId,
+    attempt: Number(prior?.n ?? 0) + 1,
+    channel: a.channel,
+    account: a.account,
+    started_at: a.startedAt,
+    duration_ms: Math.max(0, Math.round(a.durationMs)),
+    outcome: a.outcome,
+    code: a.code ?? null,
+    reason: a.reason === undefined ? null : a.reason.slice(0, 2_000),
+  }).execute()
+}
+
+const insertDeadLetter = async (
+  trx: Trx,
+  row: MessageRow,
+  error: ProviderError,
+  attempts: number,
+  now: number,
+) => {
+  // A reply retried from the list and failing again comes back into it.
+  await trx.deleteFrom("outbound_dead_letters").where("message_id", "=", row.id).execute()
+  await trx.insertInto("outbound_dead_letters").values({
+    message_id: row.id,
+    conversation_id: row.conversation_id,
+    channel: row.channel ?? "",
+    account: row.account ?? "",
+    code: error.code,
+    reason: error.message.slice(0, 2_000),
+    attempts,
+    dead_at: now,
+  }).execute()
+}
+
+const attemptKind: GroupCommit.WriteKind<AttemptRecord & { attempts: number }, void, never> = {
+  name: "record attempt",
+  rank: 1,
+  execute: async (trx, inputs) => {
+    for (const input of inputs) {
+      await insertAttempt(trx, input)
+      await trx.updateTable("messages").set({ delivery_attempts: input.attempts })
+        .where("id", "=", input.messageId).where("delivery_state", "=", "queued").execute()
+    }
+    return inputs.map(() => Either.right(undefined))
+  },
+}
+
+const toDeadLetter = (r: {
+  message_id: string
+  conversation_id: string
+  channel: string
+  account: string
+  code: string
+  reason: string
+  attempts: number
+  dead_at: number | string
+  resolved_at: number | string | null
+  resolved_by: string | null
+  resolution: string | null
+}): OutboundDeadLetter => ({
+  messageId: r.message_id as MessageId,
+  conversationId: r.conversation_id as ConversationId,
+  channel: r.channel,
+  account: r.account,
+  code: r.code,
+  reason: r.reason,
+  attempts: Number(r.attempts),
+  deadAt: new Date(Number(r.dead_at)),
+  resolvedAt: r.resolved_at === null ? null : new Date(Number(r.resolved_at)),
+  resolvedBy: r.resolved_by,
+  resolution: r.resolution as OutboundDeadLetter["resolution"],
+})
 
 export const make = (
   options: { readonly maxBatch?: number } = {},
@@ -268,7 +456,178 @@ export const make = (
       return rows.map(asReply)
     })
 
+    const attemptsOf = Effect.fn("OutboundStore.attemptsOf")(function* (id: MessageId) {
+      const rows = yield* database.query("attempts of reply", (db) =>
+        db.selectFrom("delivery_attempts").selectAll().where("message_id", "=", id)
+          .orderBy("attempt").execute())
+      return rows.map((r): AttemptRecord => ({
+        messageId: r.message_id as MessageId,
+        channel: r.channel,
+        account: r.account,
+        startedAt: Number(r.started_at),
+        durationMs: Number(r.duration_ms),
+        outcome: r.outcome as AttemptRecord["outcome"],
+        code: r.code ?? undefined,
+        reason: r.reason ?? undefined,
+      }))
+    })
+
+    const deadLetters = Effect.fn("OutboundStore.deadLetters")(function* (query: {
+      readonly open?: boolean
+      readonly channel?: string
+      readonly account?: string
+      readonly before?: readonly [number, string]
+      readonly limit: number
+    }) {
+      const rows = yield* database.query("dead letters", (db) => {
+        let q = db.selectFrom("outbound_dead_letters").selectAll()
+        if (query.open !== false) {
+          q = q.where("resolved_at", "is", null)
+        }
+        if (query.channel !== undefined) {
+          q = q.where("channel", "=", query.channel)
+        }
+        if (query.account !== undefined) {
+          q = q.where("account", "=", query.account)
+        }
+        const before = query.before
+        if (before !== undefined) {
+          q = q.where((eb) =>
+            eb.or([
+              eb("dead_at", "<", before[0]),
+              eb.and([eb("dead_at", "=", before[0]), eb("message_id", "<", before[1])]),
+            ])
+          )
+        }
+        return q.orderBy("dead_at", "desc").orderBy("message_id", "desc").limit(query.limit)
+          .execute()
+      })
+      return rows.map(toDeadLetter)
+    })
+
+    const deadLetter = Effect.fn("OutboundStore.deadLetter")(function* (id: MessageId) {
+      const row = yield* database.query("dead letter", (db) =>
+        db.selectFrom("outbound_dead_letters").selectAll().where("message_id", "=", id)
+          .executeTakeFirst())
+      return Option.fromNullable(row).pipe(Option.map(toDeadLetter))
+    })
+
+    const resolveDeadLetter = Effect.fn("OutboundStore.resolveDeadLetter")(function* (
+      id: MessageId,
+      input: { readonly by: string; readonly resolution: "retried" | "discarded" },
+    ) {
+      return yield* database.transaction("resolve dead letter", async (trx) => {
+        const now = Date.now()
+        const resolved = await trx.updateTable("outbound_dead_letters")
+          .set({ resolved_at: now, resolved_by: input.by, resolution: input.resolution })
+          .where("message_id", "=", id).where("resolved_at", "is", null)
+          .executeTakeFirst()
+        const changed = Number(resolved.numUpdatedRows) > 0
+        if (changed && input.resolution === "retried") {
+          await trx.updateTable("messages")
+            .set({
+              delivery_state: "queued",
+              delivery_at: now,
+              delivery_error: null,
+              delivery_attempts: 0,
+            })
+            .where("id", "=", id).where("direction", "=", "out")
+            .where("delivery_state", "=", "failed")
+            .execute()
+        }
+        const row = await trx.selectFrom("messages").selectAll().where("id", "=", id)
+          .where("direction", "=", "out").executeTakeFirst()
+        const known = await trx.selectFrom("outbound_dead_letters").select("message_id")
+          .where("message_id", "=", id).executeTakeFirst()
+        return row === undefined || known === undefined
+          ? Option.none()
+          : Option.some({ changed, message: asReply(row) })
+      })
+    })
+
+    const deadLetterFailed = Effect.fn("OutboundStore.deadLetterFailed")(function* (
+      message: OutgoingMessage,
+    ) {
+      if (message.delivery.state !== "failed") {
+        return
+      }
+      const error = message.delivery.error
+      yield* database.transaction("dead-letter a failed reply", async (trx) => {
+        const row = await trx.selectFrom("messages").selectAll().where("id", "=", message.id)
+          .executeTakeFirst()
+        if (row === undefined || row.delivery_state !== "failed" || row.fallback_to !== null) {
+          return
+        }
+        await insertDeadLetter(trx, row, error, Number(row.delivery_attempts ?? 0), Date.now())
+      })
+    })
+
+    const backlog = database.query("outbound backlog", (db) =>
+      db.selectFrom("messages")
+        .select((eb) => [
+          "channel",
+          "account",
+          eb.fn.countAll<number>().as("queued"),
+          eb.fn.min("created_at").as("oldest"),
+        ])
+        .where("delivery_state", "=", "queued").where("direction", "=", "out")
+        .groupBy(["channel", "account"]).execute()).pipe(
+        Effect.map((rows) =>
+          rows.map((r) => ({
+            channel: r.channel ?? "",
+            account: r.account ?? "",
+            queued: Number(r.queued),
+            oldest: Number(r.oldest),
+          }))
+        ),
+        Effect.withSpan("OutboundStore.backlog"),
+      )
+
+    const fallbackLink = Effect.fn("OutboundStore.fallbackLink")(function* (original: MessageId) {
+      const row = yield* database.query("fallback copy of", (db) =>
+        db.selectFrom("messages").select("id").where("fallback_of", "=", original)
+          .executeTakeFirst())
+      return Option.fromNullable(row?.id as MessageId | undefined)
+    })
+
+    const reachableIdentities = Effect.fn("OutboundStore.reachableIdentities")(function* (
+      conversationId: ConversationId,
+    ) {
+      const rows = yield* database.query("reachable identities", (db) =>
+        db.selectFrom("channel_identities").selectAll("channel_identities")
+          .innerJoin("conversations", "conversations.contact_id", "channel_identities.contact_id")
+          .where("conversations.id", "=", conversationId)
+          .where("channel_identities.reachable", "=", 1)
+          .orderBy(
+            (eb) =>
+              eb.fn.coalesce("channel_identities.last_seen_at", "channel_identities.created_at"),
+            "desc",
+          )
+          .execute())
+      return rows.map(toIdentity)
+    })
+
+    const linkFallback = Effect.fn("OutboundStore.linkFallback")(function* (
+      original: MessageId,
+      copy: MessageId,
+    ) {
+      yield* database.query("link fallback", (db) =>
+        db.updateTable("messages").set({ fallback_to: copy }).where("id", "=", original)
+          .where("fallback_to", "is", null).execute())
+    })
+
     return {
+      linkFallback,
+      reachableIdentities,
+      recordAttempt: (input) =>
+        writer.submit(attemptKind, input).pipe(Effect.withSpan("OutboundStore.recordAttempt")),
+      attemptsOf,
+      deadLetters,
+      deadLetter,
+      resolveDeadLetter,
+      deadLetterFailed,
+      backlog,
+      fallbackLink,
       appendOutbound: (input) =>
         writer.submit(appendKind, input).pipe(Effect.withSpan("OutboundStore.appendOutbound")),
       recordDelivery: (input) =>

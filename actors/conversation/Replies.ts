@@ -4,7 +4,7 @@
  * The reply is stored by the conversation's actor as its next message, `queued` (the actor is
  * the only writer of its conversation's numbering), then `message.sent` is published on the
  * events stream and the reply on the outbound stream (`outbound.<channel>`, bus id = message id,
- * ordering key = channel and account), where its channel's actor picks it up.
+ * ordering key = conversation), where its channel's actor picks it up.
  *
  * Outbox guarantee: a stored reply always reaches the outbound stream. The publish after the
  * commit is retried; if the process dies first, `relayOutbox` (run at every start) publishes
@@ -107,24 +107,34 @@ export class Replies extends Context.Tag("chorus/actors/Replies")<Replies, Repli
 
 const encodeDelivery = Schema.encode(OutboundDelivery)
 
-/** Put a queued reply on the outbound stream. */
-export const publishOutbound = (bus: BusShape, message: OutgoingMessage) =>
-  encodeDelivery({ message }).pipe(
-    Effect.orDie, // our own value: a failure to encode is a bug
-    Effect.flatMap((encoded) =>
-      bus.publish(
-        outboundSubject(message.channel),
-        new TextEncoder().encode(JSON.stringify(encoded)),
-        {
-          id: message.id,
-          key: outboundKey(message.channel, message.account),
-          headers: { "Content-Type": "application/json" },
-        },
-      )
-    ),
-  )
+/**
+ * Put a reply on the outbound stream: a queued one to send, or (`after: "failed"`) a follow-up
+ * of one a receipt failed. `busId` defaults to the message id (a retry from the dead-letter list
+ * needs a fresh one: the bus drops an id it saw within its duplicate window).
+ */
+export const publishOutbound = (
+  bus: BusShape,
+  message: OutgoingMessage,
+  options: { readonly after?: "failed"; readonly busId?: string } = {},
+) =>
+  encodeDelivery({ message, ...(options.after !== undefined ? { after: options.after } : {}) })
+    .pipe(
+      Effect.orDie, // our own value: a failure to encode is a bug
+      Effect.flatMap((encoded) =>
+        bus.publish(
+          outboundSubject(message.channel),
+          new TextEncoder().encode(JSON.stringify(encoded)),
+          {
+            id: options.busId ?? message.id,
+            key: outboundKey(message.conversationId),
+            headers: { "Content-Type": "application/json" },
+          },
+        )
+      ),
+    )
 
-const announce = (bus: BusShape, message: OutgoingMessage) =>
+/** Publish `message.sent` for a stored reply, then (while `queued`) the reply itself. */
+export const announce = (bus: BusShape, message: OutgoingMessage) =>
   publishEvent(bus, message.id, {
     type: "message.sent",
     version: 1,
@@ -133,7 +143,9 @@ const announce = (bus: BusShape, message: OutgoingMessage) =>
     message,
   }).pipe(
     Effect.zipRight(
-      message.delivery.state === "queued" ? publishOutbound(bus, message) : Effect.void,
+      message.delivery.state === "queued"
+        ? Effect.asVoid(publishOutbound(bus, message))
+        : Effect.void,
     ),
   )
 

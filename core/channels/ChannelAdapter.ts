@@ -26,6 +26,7 @@
  */
 import { Context, Data, type Duration, type Effect, Layer, Option } from "effect"
 import type { ChannelIdentity } from "../../schemas/Contact.ts"
+import type { DeliverySettings } from "../../schemas/DeliverySettings.ts"
 import type { ChannelName, ExternalId } from "../../schemas/Ids.ts"
 import type { OutgoingMessage, ProviderError } from "../../schemas/Message.ts"
 
@@ -94,6 +95,8 @@ export const toProviderError = (error: SendError): ProviderError => ({
 export interface ChannelAdapter {
   readonly channel: ChannelName
   readonly capabilities: ChannelCapabilities
+  /** The channel's delivery defaults (its provider's published limits); see core/delivery. */
+  readonly delivery?: DeliverySettings | undefined
   /**
    * Send `message` to `recipient` (an identity on `message.account` of this channel): one
    * provider call, no retries. Must be safe to call again for the same message after a crash:

@@ -9,6 +9,7 @@
  */
 import { Context, Schema } from "effect"
 import { DEFAULT_ALLOWED_TYPES } from "../attachments/FileTypes.ts"
+import { DeliveryConfig } from "../../schemas/DeliverySettings.ts"
 
 const NonEmpty = Schema.String.pipe(Schema.minLength(1))
 
@@ -140,6 +141,13 @@ export const ChorusConfigSchema = Schema.Struct({
   }),
   routing: Schema.optionalWith(RoutingConfig, { default: () => RoutingConfig.make({}) }),
   auth: Schema.optionalWith(AuthConfig, { default: () => AuthConfig.make({}) }),
+  /**
+   * Delivery policies (config file only): `defaults`, by channel (`channels.<name>`) and by
+   * channel account (`accounts["<channel>:<account>"]`); see core/delivery/Policy.ts.
+   */
+  delivery: Schema.optionalWith(DeliveryConfig, {
+    default: () => ({ defaults: {}, channels: {}, accounts: {} }),
+  }),
 })
 
 export type ChorusConfig = typeof ChorusConfigSchema.Type

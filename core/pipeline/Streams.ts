@@ -51,6 +51,8 @@ export const eventSubject = (type: string): string => `events.${type}`
 
 export const outboundSubject = (channel: string): string => `outbound.${channel}`
 
-/** Ordering key of replies: one channel account, whose actor sends them in order. */
-export const outboundKey = (channel: string, account: string): string =>
-  `${channel}:${encodeURIComponent(account)}`
+/**
+ * Ordering key of replies: one conversation, whose replies go out in the order they were written
+ * (different conversations of one account go out concurrently, within its bulkhead).
+ */
+export const outboundKey = (conversationId: string): string => conversationId

@@ -21,9 +21,11 @@ const adapterOf = (
   host: PluginHostShape,
   channel: string,
   capabilities: ChannelAdapter["capabilities"],
+  delivery: ChannelAdapter["delivery"],
 ): ChannelAdapter => ({
   channel: channel as ChannelName,
   capabilities,
+  ...(delivery !== undefined ? { delivery } : {}),
   send: (message: OutgoingMessage, recipient: ChannelIdentity) =>
     host.send(channel, {
       id: message.id,
@@ -31,7 +33,11 @@ const adapterOf = (
       channel: message.channel,
       account: message.account,
       text: message.text,
-      attachments: message.attachments,
+      // A linked file's `url` is a URL object, which does not survive the copy to a worker or
+      // a Deno subprocess (it arrives as {}): plugins get its text.
+      attachments: message.attachments.map((a) =>
+        a.url === undefined ? a : { ...a, url: a.url.href }
+      ),
       ...(message.buttons !== undefined ? { buttons: message.buttons } : {}),
       recipient: { externalId: recipient.externalId, displayName: recipient.name ?? undefined },
     }).pipe(
@@ -72,7 +78,7 @@ export const withPluginChannels = (
     const contributed = host.channels().find((c) => c.channel === channel)
     return contributed === undefined
       ? Option.none()
-      : Option.some(adapterOf(host, channel, contributed.capabilities))
+      : Option.some(adapterOf(host, channel, contributed.capabilities, contributed.delivery))
   },
   get channels() {
     return [...builtIn.channels, ...host.channels().map((c) => c.channel as ChannelName)]

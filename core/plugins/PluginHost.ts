@@ -45,6 +45,9 @@ import {
   Scope,
 } from "effect"
 import { InboundMessage, inboundMessageId } from "../../schemas/Inbound.ts"
+import { DeliveryReceipt } from "../../schemas/Outbound.ts"
+import type { DeliverySettings } from "../../schemas/DeliverySettings.ts"
+import * as Receipts from "../../actors/channel/Receipts.ts"
 import { MANIFEST_FILE, type PluginManifest } from "../../schemas/PluginManifest.ts"
 import { onlineOperatorsFor } from "../accounts/Availability.ts"
 import {
@@ -126,6 +129,17 @@ export class InboundInvalid extends Data.TaggedError("InboundInvalid")<{
   }
 }
 
+/** A delivery receipt a channel plugin reported does not fit `DeliveryReceipt`; nothing changed. */
+export class ReceiptInvalid extends Data.TaggedError("ReceiptInvalid")<{
+  readonly plugin: string
+  readonly problems: string
+}> {
+  override get message() {
+    return `delivery receipt from plugin ${this.plugin} is invalid: ${this.problems}`
+  }
+}
+
+const decodeReceipt = Schema.decodeUnknownEither(DeliveryReceipt, { errors: "all" })
 const decodeInbound = Schema.decodeUnknownEither(InboundMessage, {
   errors: "all",
   onExcessProperty: "error",
@@ -206,6 +220,8 @@ export interface PluginHostShape {
       readonly attachments: boolean
       readonly buttons: boolean
     }
+    /** The channel's delivery defaults (its provider's limits), if it declares them. */
+    readonly delivery?: DeliverySettings | undefined
   }>
   /** Send through the plugin that registered `channel`; waits while the plugin changes version. */
   readonly send: (
@@ -800,7 +816,15 @@ export const make = (discovered: DiscoveryResult, options: PluginHostOptions = {
               HttpClientRequest.setHeaders(asRecord(init?.["headers"]) as Record<string, string>),
             )
             if (init?.["body"] instanceof Uint8Array) {
-              request = HttpClientRequest.bodyUint8Array(request, init["body"])
+              // The plugin's Content-Type (JSON, a multipart boundary), not octet-stream.
+              const declared = Object.entries(asRecord(init?.["headers"])).find(([name]) =>
+                name.toLowerCase() === "content-type"
+              )?.[1]
+              request = HttpClientRequest.bodyUint8Array(
+                request,
+                init["body"],
+                typeof declared === "string" ? declared : undefined,
+              )
             }
             const response = yield* host.http.execute(request).pipe(
               Effect.timeout(
@@ -963,6 +987,29 @@ export const make = (discovered: DiscoveryResult, options: PluginHostOptions = {
               },
             )
             return { id, duplicate: ack.duplicate }
+          }),
+        "channels.status": (channel: string, raw: unknown) =>
+          Effect.gen(function* () {
+            const problem = checkChannel(grants, String(channel))
+            if (problem !== undefined) return yield* problem
+            const r = asRecord(JSON.parse(JSON.stringify(raw ?? null)))
+            const decoded = decodeReceipt({
+              ...r,
+              ...(typeof r["at"] === "number" ? { at: new Date(r["at"]).toISOString() } : {}),
+            })
+            if (Either.isLeft(decoded)) {
+              return yield* new ReceiptInvalid({
+                plugin: slot.id,
+                problems: describeIssues(ParseResult.ArrayFormatter.formatErrorSync(decoded.left)),
+              })
+            }
+            const result = yield* Receipts.record(
+              database,
+              yield* Bus,
+              String(channel),
+              decoded.right,
+            )
+            return { found: result.found, changed: result.changed }
           }),
         "routes.websocket": (path: string, handler: number) =>
           Effect.suspend(() => {
@@ -1635,11 +1682,17 @@ export const make = (discovered: DiscoveryResult, options: PluginHostOptions = {
           plugin: string
           channel: string
           capabilities: { maxTextLength: number; attachments: boolean; buttons: boolean }
+          delivery?: DeliverySettings | undefined
         }
       > = []
       for (const slot of slots.values()) {
         for (const c of slot.loaded?.manifest.contributes.channels ?? []) {
-          out.push({ plugin: slot.id, channel: c.name, capabilities: c.capabilities })
+          out.push({
+            plugin: slot.id,
+            channel: c.name,
+            capabilities: c.capabilities,
+            ...(c.delivery !== undefined ? { delivery: c.delivery } : {}),
+          })
         }
       }
       return out

@@ -106,6 +106,38 @@ export interface MessagesTable {
   mentions: ColumnType<string | null, string | null | undefined, string | null>
   /** Outgoing only: why it went out on its channel (`last_used`, `operator_choice`). */
   channel_reason: ColumnType<string | null, string | null | undefined, string | null>
+  /** Outgoing only: the reply this one was sent instead of (a fallback copy). */
+  fallback_of: ColumnType<string | null, string | null | undefined, string | null>
+  /** Outgoing only: the fallback copy sent instead of this reply. */
+  fallback_to: ColumnType<string | null, string | null | undefined, string | null>
+}
+
+export interface DeliveryAttemptsTable {
+  message_id: string
+  attempt: number
+  channel: string
+  account: string
+  started_at: Millis
+  duration_ms: number
+  /** sent | unavailable | rejected | timeout */
+  outcome: string
+  code: string | null
+  reason: string | null
+}
+
+export interface OutboundDeadLettersTable {
+  message_id: string
+  conversation_id: string
+  channel: string
+  account: string
+  code: string
+  reason: string
+  attempts: number
+  dead_at: Millis
+  resolved_at: ColumnType<Millis | null, Millis | null | undefined, Millis | null>
+  resolved_by: ColumnType<string | null, string | null | undefined, string | null>
+  /** retried | discarded */
+  resolution: ColumnType<string | null, string | null | undefined, string | null>
 }
 
 export interface ConversationTables {
@@ -113,6 +145,8 @@ export interface ConversationTables {
   channel_identities: ChannelIdentitiesTable
   conversations: ConversationsTable
   messages: MessagesTable
+  delivery_attempts: DeliveryAttemptsTable
+  outbound_dead_letters: OutboundDeadLettersTable
 }
 
 export type ContactRow = Selectable<ContactsTable>

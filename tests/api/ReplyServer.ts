@@ -13,7 +13,7 @@ import { Operators } from "../../core/accounts/Operators.ts"
 import { Teams } from "../../core/accounts/Teams.ts"
 import { ApiTokens } from "../../core/auth/ApiTokens.ts"
 import { Bus, type BusShape } from "../../core/bus/Bus.ts"
-import type { DeliveryPolicyOptions } from "../../core/channels/DeliveryPolicy.ts"
+import type { DeliverySettingsInput } from "../../core/delivery/Policy.ts"
 import { ServerLive } from "../../core/Chorus.ts"
 import { decodeConfig } from "../../core/config/loadConfig.ts"
 import { EventsStream } from "../../core/pipeline/Streams.ts"
@@ -22,11 +22,9 @@ import { ChorusEvent } from "../../schemas/Events.ts"
 import { InboundMessage } from "../../schemas/Inbound.ts"
 
 /** Retries in milliseconds, so a test of three attempts takes well under a second. */
-export const FAST_DELIVERY: DeliveryPolicyOptions = {
+export const FAST_DELIVERY: DeliverySettingsInput = {
   timeout: "3 seconds",
-  baseDelay: "20 millis",
-  maxDelay: "2 seconds",
-  maxAttempts: 4,
+  retry: { baseDelay: "20 millis", maxDelay: "2 seconds", maxAttempts: 4 },
 }
 
 export interface ReplyServerOptions {

@@ -153,6 +153,8 @@ describe("plugins in the server", () => {
           text: "Sorry! It ships today.",
           idempotencyKey: replyId,
         })
+        // The plugin's own Content-Type reaches the provider (not application/octet-stream).
+        assert.strictEqual(provider.received[0]!.headers["content-type"], "application/json")
         yield* eventually("the reply is sent, with the provider's id", () =>
           request(`${server.url}/api/v1/conversations/${conversationId}/messages`, {
             token: server.token,

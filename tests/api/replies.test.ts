@@ -409,7 +409,7 @@ describe("replies", () => {
       const again = yield* server.bus.publish(
         outboundSubject("api"),
         new TextEncoder().encode(JSON.stringify({ message: reply })),
-        { id: `${reply.id}:again`, key: outboundKey("api", "shop") },
+        { id: `${reply.id}:again`, key: outboundKey(reply.conversationId) },
       )
       assert.isFalse(again.duplicate)
       // A later reply on the same account is handled after it (same ordering key).

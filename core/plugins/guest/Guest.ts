@@ -209,6 +209,7 @@ export const runGuest = (link: Link): void => {
           )
         },
         typing: (channel: string, from) => call("channels.typing", channel, from),
+        status: (channel: string, update) => call("channels.status", channel, update),
       },
     }
   }

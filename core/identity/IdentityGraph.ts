@@ -274,6 +274,8 @@ export const recordSignals = async (
 ): Promise<{
   readonly mergeWith: Map<string, Array<MergeEvidence>>
   readonly suggestions: Array<SuggestionRow>
+  /** How many signals are new or newly verified. */
+  readonly fresh: number
 }> => {
   const mine = await trx.selectFrom("identity_signals").selectAll()
     .where("contact_id", "=", contactId).execute()
@@ -347,7 +349,7 @@ export const recordSignals = async (
     const created = await suggestPair(trx, contactId, other, evidence, now)
     if (created !== undefined) suggestions.push(created)
   }
-  return { mergeWith, suggestions }
+  return { mergeWith, suggestions, fresh: fresh.length }
 }
 
 /**
@@ -752,6 +754,19 @@ export const make = (options: IdentityGraphOptions = {}) =>
           "record signals",
           (trx) => recordSignals(trx, contactId, signals, now),
         )
+        if (recordedSignals.fresh > 0) {
+          // A new phone or e-mail (or one now verified) is a profile change for CRMs.
+          const after = yield* profile(contactId)
+          if (Option.isSome(after)) {
+            yield* announce(`${contactId}:signals:${ulid(now)}`, {
+              type: "contact.updated",
+              version: 1,
+              ...stamp(),
+              contact: after.value,
+              changed: ["signals"],
+            })
+          }
+        }
         yield* announceSuggestions(recordedSignals.suggestions)
         const merges: Array<MergeRecord> = []
         let current: ContactId = contactId
@@ -895,16 +910,6 @@ export const make = (options: IdentityGraphOptions = {}) =>
       if (contact === undefined) return yield* new ContactMissing({ id: contactId })
       const live = (contact.merged_into ?? contact.id) as ContactId
       const outcome = yield* applySignals(live, normalised, by)
-      const after = yield* profile(outcome.contactId)
-      if (Option.isSome(after)) {
-        yield* announce(`${after.value.id}:${after.value.version}:signals:${ulid()}`, {
-          type: "contact.updated",
-          version: 1,
-          ...stamp(),
-          contact: after.value,
-          changed: ["signals"],
-        })
-      }
       return outcome
     })
 

@@ -181,7 +181,15 @@ describe("Identity: one customer across channels", () => {
       // Every merge is on record, and on the bus for CRMs.
       const merges = (yield* api(server, `/contacts/${annaId}/merges`)).merges
       assert.deepStrictEqual(merges.map((m: any) => m.kind), ["suggestion", "automatic"])
-      assert.isAtLeast(ofType(events, "contact.updated").length, 1)
+      // Profile changes are events too: the phone WhatsApp proved, the e-mail Anna gave.
+      const updates = ofType(events, "contact.updated").filter((e) => e.contact.id === annaId)
+      assert.isTrue(updates.some((e) => e.contact.phones[0]?.verification === "verified"))
+      assert.isTrue(
+        updates.some((e) =>
+          e.changed.includes("signals") &&
+          e.contact.emails.some((m) => m.value === "anna.p@example.com")
+        ),
+      )
     }))
 
   it.scopedLive("an answer to an earlier message stays in that message's conversation", () =>
@@ -274,5 +282,32 @@ describe("Identity: one customer across channels", () => {
       // The WhatsApp side still gathers by contact.
       const wa3 = yield* write("whatsapp", "79165550002", "+79165550002", "wa-3")
       assert.strictEqual(wa3.conversationId, wa2.conversationId)
+    }))
+})
+
+describe("Identity: the Profile API in the OpenAPI document", () => {
+  it.scopedLive("documents search, profile, timeline, merge, split, suggestions and import", () =>
+    Effect.gen(function* () {
+      const server = yield* startReplyServer({ dataDir: yield* tempDir() })
+      const doc = yield* Effect.promise(() =>
+        fetch(`${server.url}/api/openapi.json`).then((r) => r.json() as Promise<any>)
+      )
+      for (
+        const [path, method] of [
+          ["/api/v1/contacts", "get"],
+          ["/api/v1/contacts/{id}/profile", "get"],
+          ["/api/v1/contacts/{id}", "patch"],
+          ["/api/v1/contacts/{id}/signals", "post"],
+          ["/api/v1/contacts/{id}/timeline", "get"],
+          ["/api/v1/contacts/merge", "post"],
+          ["/api/v1/contacts/merges/{id}/split", "post"],
+          ["/api/v1/contacts/suggestions", "get"],
+          ["/api/v1/contacts/suggestions/{id}/accept", "post"],
+          ["/api/v1/contacts/import", "post"],
+        ] as const
+      ) {
+        assert.isDefined(doc.paths[path]?.[method], `${method} ${path}`)
+      }
+      assert.isDefined(doc.paths["/api/v1/contacts/merge"].post.responses["409"])
     }))
 })

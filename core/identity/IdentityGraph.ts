@@ -276,6 +276,8 @@ export const recordSignals = async (
   readonly suggestions: Array<SuggestionRow>
   /** How many signals are new or newly verified. */
   readonly fresh: number
+  /** The new or newly verified signals that are verified (what may merge). */
+  readonly freshVerified: ReadonlyArray<{ readonly kind: string; readonly value: string }>
 }> => {
   const mine = await trx.selectFrom("identity_signals").selectAll()
     .where("contact_id", "=", contactId).execute()
@@ -349,7 +351,13 @@ export const recordSignals = async (
     const created = await suggestPair(trx, contactId, other, evidence, now)
     if (created !== undefined) suggestions.push(created)
   }
-  return { mergeWith, suggestions, fresh: fresh.length }
+  return {
+    mergeWith,
+    suggestions,
+    fresh: fresh.length,
+    freshVerified: fresh.filter((f) => f.verification === "verified")
+      .map((f) => ({ kind: f.kind, value: f.value })),
+  }
 }
 
 /**
@@ -754,6 +762,32 @@ export const make = (options: IdentityGraphOptions = {}) =>
           "record signals",
           (trx) => recordSignals(trx, contactId, signals, now),
         )
+        // Looked at again after the commit: on PostgreSQL two first messages of one person on
+        // two channels may commit at once, neither seeing the other's verified signal inside its
+        // own transaction; after both commits, at least one sees the other (and if both do, one
+        // merge wins and the other is a harmless conflict).
+        for (const { kind, value } of recordedSignals.freshVerified) {
+          const others = yield* database.query("verified matches", (db) =>
+            db.selectFrom("identity_signals")
+              .innerJoin("contacts", "contacts.id", "identity_signals.contact_id")
+              .select(["identity_signals.contact_id as contact_id", "identity_signals.source"])
+              .where("identity_signals.kind", "=", kind)
+              .where("identity_signals.value", "=", value)
+              .where("identity_signals.verification", "=", "verified")
+              .where("identity_signals.contact_id", "!=", contactId)
+              .where("contacts.merged_into", "is", null)
+              .execute())
+          for (const other of others) {
+            if (recordedSignals.mergeWith.has(other.contact_id)) continue
+            recordedSignals.mergeWith.set(other.contact_id, [{
+              rule: `same_verified_${kind}`,
+              kind: kind as SignalKind,
+              value,
+              a: "verified",
+              b: `verified via ${other.source}`,
+            }])
+          }
+        }
         if (recordedSignals.fresh > 0) {
           // A new phone or e-mail (or one now verified) is a profile change for CRMs.
           const after = yield* profile(contactId)
@@ -777,7 +811,9 @@ export const make = (options: IdentityGraphOptions = {}) =>
               db.selectFrom("contacts").select(["id", "created_at", "merged_into"])
                 .where("id", "in", [current, other]).execute(),
           )
-          const mine = created.find((c) => c.id === current)
+          const mine = created.find((c) =>
+            c.id === current
+          )
           const theirs = created.find((c) => c.id === other)
           if (mine === undefined || theirs === undefined || theirs.merged_into !== null) continue
           const older = millis(theirs.created_at) < millis(mine.created_at) ||

@@ -12,8 +12,8 @@ import { POSTGRES_URL, scratchSchema, tempDir } from "../support/TestDatabase.ts
 import { testNatsUrl } from "../support/TestServices.ts"
 import { addOperator, signIn } from "../inbox/InboxClient.ts"
 import { request } from "../api/ApiServer.ts"
-import { recordEvents, startReplyServer } from "../api/ReplyServer.ts"
-import { api, deliver, ofType } from "./IdentityServer.ts"
+import { eventually, recordEvents, startReplyServer } from "../api/ReplyServer.ts"
+import { api, deliver, ofType, publish } from "./IdentityServer.ts"
 
 const customer = (
   channel: string,
@@ -293,6 +293,48 @@ describe("Identity: merging safely", () => {
   it.scopedLive(
     "concurrent merges of the same contacts end consistent (PostgreSQL)",
     () => concurrent("shared"),
+    60_000,
+  )
+
+  it.scopedLive(
+    "first messages of one person on two channels at once still end as one contact (PostgreSQL, JetStream)",
+    () =>
+      Effect.gen(function* () {
+        const server = yield* startReplyServer({
+          dataDir: yield* tempDir(),
+          shared: {
+            databaseUrl: POSTGRES_URL,
+            schema: yield* scratchSchema("t_ident"),
+            natsUrl: testNatsUrl,
+            namespace: yield* freshNamespace("ident"),
+          },
+        })
+        const events = yield* recordEvents(server.bus)
+        for (let n = 0; n < 5; n++) {
+          const phone = `+7916444000${n}`
+          yield* Effect.all([
+            publish(server.bus, {
+              ...customer("whatsapp", phone.slice(1), { phone, verified: true }),
+              externalId: `race-w${n}`,
+              text: "hi",
+            }),
+            publish(server.bus, {
+              ...customer("telegram", `race-${n}`, { phone, verified: true }),
+              externalId: `race-t${n}`,
+              text: "hi",
+            }),
+          ], { concurrency: 2 })
+        }
+        yield* eventually(
+          "ten messages stored",
+          () => ofType(events, "message.received").length === 10,
+          "10 seconds",
+        )
+        yield* eventually("five merges", () => ofType(events, "contact.merged").length === 5)
+        const live = yield* server.database.query("live", (db) =>
+          db.selectFrom("contacts").select("id").where("merged_into", "is", null).execute())
+        assert.strictEqual(live.length, 5)
+      }),
     60_000,
   )
 

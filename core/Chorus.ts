@@ -18,6 +18,7 @@ import * as InboundConsumer from "../actors/conversation/InboundConsumer.ts"
 import * as OutboundWrites from "../actors/conversation/OutboundWrites.ts"
 import * as ConversationCommands from "../actors/conversation/ConversationCommands.ts"
 import * as InboxQueries from "../actors/conversation/InboxQueries.ts"
+import * as IdentityGraph from "./identity/IdentityGraph.ts"
 import * as Replies from "../actors/conversation/Replies.ts"
 import * as OperatorEvents from "../actors/routing/OperatorEvents.ts"
 import * as Presence from "../actors/routing/Presence.ts"
@@ -92,6 +93,7 @@ export const CoreLive = (config: ChorusConfig) =>
  * through the conversation store. Leaves the store and the actors in the context for the API.
  */
 export const PipelineLive = InboundConsumer.layer().pipe(
+  Layer.provideMerge(IdentityGraph.layer()),
   Layer.provideMerge(ConversationActor.layer()),
   Layer.provideMerge(Layer.merge(ConversationStore.layer(), OutboundWrites.layer())),
 )

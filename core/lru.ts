@@ -21,6 +21,12 @@ export class Lru<K, V> {
   delete(key: K): void {
     this.#entries.delete(key)
   }
+  /** Forget every entry `predicate` holds for (a full scan: for rare events such as a merge). */
+  deleteWhere(predicate: (value: V, key: K) => boolean): void {
+    for (const [key, value] of this.#entries) {
+      if (predicate(value, key)) this.#entries.delete(key)
+    }
+  }
   clear(): void {
     this.#entries.clear()
   }

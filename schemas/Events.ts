@@ -16,6 +16,7 @@ import { ChannelHealth } from "./ChannelHealth.ts"
 import { Timestamp } from "./Common.ts"
 import { ChannelIdentity, Contact } from "./Contact.ts"
 import { Conversation } from "./Conversation.ts"
+import { ContactProfile, MergeRecord, MergeSuggestion } from "./Identity.ts"
 import { OperatorLoad } from "./Inbox.ts"
 import { IncomingMessage, Note, OutgoingMessage } from "./Message.ts"
 import { DeliveryState } from "./Message.ts"
@@ -56,6 +57,46 @@ export const ContactIdentityAddedV1 = event(
   "ContactIdentityAddedV1",
   "A channel identity was linked to a contact (new, or moved there by a merge).",
   { identity: ChannelIdentity },
+)
+
+export const ContactUpdatedV1 = event(
+  "contact.updated",
+  1,
+  "ContactUpdatedV1",
+  "A contact's profile changed (name, custom fields, phones, e-mails): its new state, for CRM " +
+    "connectors.",
+  {
+    contact: ContactProfile,
+    /** What changed: `name`, `custom`, `phones`, `emails`, `signals`. */
+    changed: Schema.Array(Schema.String),
+  },
+)
+
+export const ContactMergedV1 = event(
+  "contact.merged",
+  1,
+  "ContactMergedV1",
+  "Two contacts were merged: `merge.sourceId` now points at `contact` (the survivor), which " +
+    "holds both's identities and conversations. A split can undo it.",
+  { merge: MergeRecord, contact: ContactProfile },
+)
+
+export const ContactSplitV1 = event(
+  "contact.split",
+  1,
+  "ContactSplitV1",
+  "A merge was undone: `restored` is back with its identities and conversations, `contact` " +
+    "(the survivor) as it was before the merge.",
+  { merge: MergeRecord, contact: ContactProfile, restored: ContactProfile },
+)
+
+export const ContactSuggestionCreatedV1 = event(
+  "contact.suggestion_created",
+  1,
+  "ContactSuggestionCreatedV1",
+  "Two contacts may be one person (a claimed phone or e-mail, the same name): an operator " +
+    "decides. Never merged automatically.",
+  { suggestion: MergeSuggestion },
 )
 
 export const ConversationOpenedV1 = event(
@@ -174,6 +215,10 @@ export const ChannelAlertV1 = event(
 const MEMBERS = [
   ContactCreatedV1,
   ContactIdentityAddedV1,
+  ContactUpdatedV1,
+  ContactMergedV1,
+  ContactSplitV1,
+  ContactSuggestionCreatedV1,
   ConversationOpenedV1,
   ConversationUpdatedV1,
   MessageReceivedV1,

@@ -74,6 +74,21 @@ export const IncomingMessage = Schema.Struct({
 }).annotations({ identifier: "IncomingMessage" })
 export type IncomingMessage = typeof IncomingMessage.Type
 
+/**
+ * Why a reply went out on its channel: `last_used` (the channel the customer wrote from last),
+ * `operator_choice` (the operator picked one of the contact's identities), `last_reachable` (the
+ * last one cannot be reached any more; the most recent reachable one instead), `fallback` (a copy
+ * of a reply its own channel could not deliver, sent on the customer's next reachable channel).
+ */
+export const ChannelReason = Schema.Literal(
+  "last_used",
+  "operator_choice",
+  "last_reachable",
+  "fallback",
+)
+  .annotations({ identifier: "ChannelReason" })
+export type ChannelReason = typeof ChannelReason.Type
+
 export const OutgoingMessage = Schema.Struct({
   ...base,
   direction: Schema.Literal("out"),
@@ -91,6 +106,8 @@ export const OutgoingMessage = Schema.Struct({
   fallbackOf: Schema.optionalWith(MessageId, { exact: true }),
   /** This reply could not be delivered on its channel; that copy was sent instead. */
   fallbackTo: Schema.optionalWith(MessageId, { exact: true }),
+  /** Why it went out on this channel; absent on replies stored before it was recorded. */
+  channelReason: Schema.optionalWith(ChannelReason, { exact: true }),
 }).annotations({ identifier: "OutgoingMessage" })
 export type OutgoingMessage = typeof OutgoingMessage.Type
 

@@ -29,7 +29,8 @@ export const ReplyRequest = Schema.Struct({
   buttons: Schema.optionalWith(ReplyButtons, { exact: true }),
   /**
    * Which of the contact's channel identities to answer on. Default: the one the customer wrote
-   * from last (the conversation's `lastChannel`).
+   * from last, across all the contact's conversations (the reply's `channelReason` says
+   * `last_used`; a given identity is `operator_choice`).
    */
   identityId: Schema.optionalWith(ChannelIdentityId, { exact: true }),
   /**

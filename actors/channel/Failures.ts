@@ -110,6 +110,7 @@ export const layer = Layer.effect(
             clientId: `fallback:${message.id}`,
             authorId: message.authorId,
             fallbackOf: message.id,
+            channelReason: "fallback",
             ...(message.buttons !== undefined && capable ? { buttons: message.buttons } : {}),
           },
         }).pipe(Effect.option)

@@ -6,7 +6,7 @@
 import type { Attachment, InboundAttachment } from "../../schemas/Common.ts"
 import { newId } from "../../core/ids.ts"
 import type { ChannelIdentity, Contact } from "../../schemas/Contact.ts"
-import type { Message } from "../../schemas/Message.ts"
+import type { ChannelReason, Message } from "../../schemas/Message.ts"
 import type { Conversation, ConversationStatus } from "../../schemas/Conversation.ts"
 import type {
   AccountId,
@@ -33,7 +33,9 @@ const date = (value: number | string): Date => new Date(millis(value))
 const dateOrNull = (value: number | string | null): Date | null =>
   value === null ? null : date(value)
 
-export const toContact = (row: ContactRow): Contact => ({
+export const toContact = (
+  row: Pick<ContactRow, "id" | "name" | "created_at" | "updated_at">,
+): Contact => ({
   id: row.id as ContactId,
   name: row.name,
   createdAt: date(row.created_at),
@@ -97,7 +99,12 @@ export const parseAttachments = (json: string): ReadonlyArray<Attachment> =>
     ...(typeof a["url"] === "string" ? { url: new URL(a["url"]) } : {}),
   })) as unknown as ReadonlyArray<Attachment>
 
-export const toMessage = (row: MessageRow): Message => {
+/** A message row; `channel_reason` may be left out (rows built before it existed). */
+export type MessageRowLike = Omit<MessageRow, "channel_reason"> & {
+  readonly channel_reason?: string | null
+}
+
+export const toMessage = (row: MessageRowLike): Message => {
   const base = {
     id: row.id as MessageId,
     conversationId: row.conversation_id as ConversationId,
@@ -138,6 +145,7 @@ export const toMessage = (row: MessageRow): Message => {
       ...(row.buttons != null ? { buttons: JSON.parse(row.buttons) } : {}),
       ...(row.fallback_of != null ? { fallbackOf: row.fallback_of as MessageId } : {}),
       ...(row.fallback_to != null ? { fallbackTo: row.fallback_to as MessageId } : {}),
+      ...(row.channel_reason != null ? { channelReason: row.channel_reason as ChannelReason } : {}),
     }
   }
   return {

@@ -99,6 +99,27 @@ export interface ConversationStoreShape {
     contactId: ContactId,
     conversationId: ConversationId,
   ) => Effect.Effect<void>
+  /**
+   * Contacts were merged or split: forget every cached sender of these contacts and their open
+   * conversations, so the next message reads where its identity belongs now.
+   */
+  readonly forgetContacts: (contactIds: ReadonlyArray<string>) => Effect.Effect<void>
+  /**
+   * The open (or pending) conversation of `contactId` holding a message that `inbound` answers
+   * (its `inReplyTo`, on the same channel account), if any.
+   */
+  readonly threadConversation: (
+    contactId: ContactId,
+    inbound: InboundMessage,
+  ) => Effect.Effect<Option.Option<Conversation>, DatabaseError>
+  /**
+   * The identity the contact last wrote from, across all its conversations (after a merge, the
+   * customer's last channel may be another conversation's).
+   */
+  readonly lastInboundIdentity: (
+    contactId: ContactId,
+    options?: { readonly reachableOnly?: boolean },
+  ) => Effect.Effect<Option.Option<ChannelIdentityId>, DatabaseError>
   readonly conversation: (
     id: ConversationId,
   ) => Effect.Effect<Option.Option<Conversation>, DatabaseError>
@@ -114,8 +135,20 @@ export interface ConversationStoreShape {
     conversationId: ConversationId,
     options?: { readonly before?: number; readonly limit?: number },
   ) => Effect.Effect<MessagePage, DatabaseError>
+  /**
+   * How an inbox (channel account, or `*` for every account of the channel) keeps
+   * conversations: `per_contact` (default: one open conversation per contact, whatever the
+   * channel) or `per_channel` (one per contact on this inbox).
+   */
+  readonly setConversationMode: (
+    channel: string,
+    account: string,
+    mode: ConversationMode,
+  ) => Effect.Effect<void, DatabaseError>
   readonly stats: () => GroupCommit.GroupCommitStats
 }
+
+export type ConversationMode = "per_contact" | "per_channel"
 
 export class ConversationStore extends Context.Tag("chorus/actors/ConversationStore")<
   ConversationStore,
@@ -260,7 +293,9 @@ export const make = (
     /** Known senders: identity and contact by (channel, account, external id). */
     const senders = new Lru<string, { contact: Contact; identity: ChannelIdentity }>(cacheSize)
     /** Each contact's open (or pending) conversation, as found or created here. */
-    const openByContact = new Lru<ContactId, Conversation>(cacheSize)
+    const openByContact = new Lru<string, Conversation>(cacheSize)
+    /** Bumped by `forgetContacts`: a read that started before it must not fill the caches. */
+    let generation = 0
 
     // The per-message operations carry no span: a span per call costs a stack capture, which
     // at thousands of messages a second is a measurable share of the CPU.
@@ -272,11 +307,15 @@ export const make = (
       if (known !== undefined) {
         return Effect.succeed({ ...known, contactCreated: false, identityCreated: false })
       }
+      // A merge or split while this reads would leave a stale entry: cache only if none ran.
+      const seen = generation
       return findOrCreateSender(inbound).pipe(
         Effect.tap((sender) =>
-          Effect.sync(() =>
-            senders.set(key, { contact: sender.contact, identity: sender.identity })
-          )
+          Effect.sync(() => {
+            if (seen === generation) {
+              senders.set(key, { contact: sender.contact, identity: sender.identity })
+            }
+          })
         ),
       )
     }
@@ -325,6 +364,10 @@ export const make = (
           name: sender.name ?? null,
           created_at: now,
           updated_at: now,
+          version: 1,
+          merged_into: null,
+          name_lower: sender.name?.toLowerCase() ?? null,
+          custom: "{}",
         }
         const identity: ChannelIdentityRow = {
           id: newId.channelIdentity(),
@@ -351,32 +394,123 @@ export const make = (
       })
     })
 
+    /** Each inbox's conversation mode, read once (inbox_settings is small and rarely set). */
+    const modes = new Map<string, ConversationMode>()
+    const modeOf = (channel: string, account: string) => {
+      const key = `${channel}\u0000${account}`
+      const known = modes.get(key)
+      if (known !== undefined) {
+        return Effect.succeed(known)
+      }
+      return database.query("inbox conversation mode", (db) =>
+        db.selectFrom("inbox_settings").select(["account", "conversation_mode"])
+          .where("channel", "=", channel).where("account", "in", [account, "*"]).execute()).pipe(
+          Effect.map((rows) => {
+            const row = rows.find((r) =>
+              r.account === account
+            ) ??
+              rows.find((r) =>
+                r.account === "*"
+              )
+            const mode = (row?.conversation_mode ?? "per_contact") as ConversationMode
+            modes.set(key, mode)
+            return mode
+          }),
+        )
+    }
+    /** The open-conversation cache key: the contact, or the contact on this inbox. */
+    const openKey = (contactId: ContactId, identity: ChannelIdentity, mode: ConversationMode) =>
+      mode === "per_channel"
+        ? `${contactId}\u0000${identity.channel}\u0000${identity.account}`
+        : contactId
+    const contactOfKey = (key: string) =>
+      key.split("\u0000", 1)[0]!
+
     const openConversation = (
       contactId: ContactId,
       identity: ChannelIdentity,
-    ): Effect.Effect<OpenedConversation, DatabaseError> => {
-      const known = openByContact.get(contactId)
-      if (known !== undefined) return Effect.succeed({ conversation: known, opened: false })
-      return findOrOpenConversation(contactId, identity).pipe(
-        Effect.tap((found) => Effect.sync(() => openByContact.set(contactId, found.conversation))),
-      )
-    }
+    ): Effect.Effect<OpenedConversation, DatabaseError> =>
+      Effect.flatMap(modeOf(identity.channel, identity.account), (mode) => {
+        const key = openKey(contactId, identity, mode)
+        const known = openByContact.get(key)
+        if (known !== undefined) {
+          return Effect.succeed({ conversation: known, opened: false })
+        }
+        const seen = generation
+        return findOrOpenConversation(contactId, identity, mode).pipe(
+          Effect.tap((found) =>
+            Effect.sync(() => {
+              if (seen === generation) openByContact.set(key, found.conversation)
+            })
+          ),
+        )
+      })
 
     const forgetOpenConversation = (contactId: ContactId, conversationId: ConversationId) =>
       Effect.sync(() => {
-        if (openByContact.get(contactId)?.id === conversationId) openByContact.delete(contactId)
+        if (openByContact.get(contactId)?.id === conversationId) {
+          openByContact.delete(contactId)
+        } else {
+          // A per-channel inbox's entry (rare: only when the actor found it closed).
+          openByContact.deleteWhere((conversation, key) =>
+            conversation.id === conversationId && contactOfKey(key) === contactId
+          )
+        }
       })
+
+    const forgetContacts = (contactIds: ReadonlyArray<string>) =>
+      Effect.sync(() => {
+        generation++
+        const ids = new Set(contactIds)
+        senders.deleteWhere((sender) => ids.has(sender.contact.id))
+        openByContact.deleteWhere((_, key) => ids.has(contactOfKey(key)))
+      })
+
+    const setConversationMode = (channel: string, account: string, mode: ConversationMode) =>
+      database.query("set inbox conversation mode", (db) =>
+        db.insertInto("inbox_settings")
+          .values({ channel, account, conversation_mode: mode })
+          .onConflict((oc) =>
+            oc.columns(["channel", "account"]).doUpdateSet({ conversation_mode: mode })
+          )
+          .execute()).pipe(
+          Effect.zipRight(Effect.sync(() => {
+            generation++
+            modes.clear()
+            openByContact.clear()
+          })),
+        )
 
     const findOrOpenConversation = Effect.fnUntraced(function* (
       contactId: ContactId,
       identity: ChannelIdentity,
+      mode: ConversationMode,
     ) {
-      const findOpen = (db: Trx) =>
-        db.selectFrom("conversations").selectAll()
+      const findOpen = (db: Trx) => {
+        let q = db.selectFrom("conversations").selectAll()
           .where("contact_id", "=", contactId)
           .where("status", "in", ["open", "pending"])
-          .orderBy("created_at", "desc")
-          .executeTakeFirst()
+        if (mode === "per_channel") {
+          q = q.where("last_channel", "=", identity.channel)
+            .where("last_account", "=", identity.account)
+        } else {
+          // Not a conversation a per-channel inbox keeps to itself.
+          q = q.where(({ exists, not, selectFrom }) =>
+            not(exists(
+              selectFrom("inbox_settings").select("inbox_settings.channel")
+                .where("inbox_settings.conversation_mode", "=", "per_channel")
+                .whereRef("inbox_settings.channel", "=", "conversations.last_channel")
+                .where((eb) =>
+                  eb.or([
+                    eb("inbox_settings.account", "=", "*"),
+                    eb("inbox_settings.account", "=", eb.ref("conversations.last_account")),
+                  ])
+                ),
+            ))
+          )
+        }
+        return q.orderBy("created_at", "desc").executeTakeFirst()
+      }
       // The common case (every message after a conversation's first) is a read, not a transaction.
       const existing = yield* database.query("find open conversation", findOpen)
       if (existing !== undefined) {
@@ -423,6 +557,53 @@ export const make = (
         return { conversation: toConversation(row), opened: true } satisfies OpenedConversation
       })
     })
+
+    const threadConversation = (contactId: ContactId, inbound: InboundMessage) => {
+      const ids = inbound.inReplyTo ?? []
+      if (ids.length === 0) return Effect.succeed(Option.none<Conversation>())
+      return database.query("thread conversation", (db) =>
+        db.selectFrom("messages")
+          .innerJoin("conversations", "conversations.id", "messages.conversation_id")
+          .selectAll("conversations")
+          .where("messages.channel", "=", inbound.channel)
+          .where("messages.account", "=", inbound.account)
+          .where("messages.external_id", "in", [...ids])
+          .where("conversations.contact_id", "=", contactId)
+          .where("conversations.status", "in", ["open", "pending"])
+          .orderBy("messages.created_at", "desc")
+          .limit(1)
+          .executeTakeFirst()).pipe(
+          Effect.map((row) => Option.fromNullable(row).pipe(Option.map(toConversation))),
+        )
+    }
+
+    const lastInboundIdentity = (
+      contactId: ContactId,
+      options: { readonly reachableOnly?: boolean } = {},
+    ) =>
+      database.query("last inbound identity", async (db) => {
+        // Each conversation's last customer message, by the conversations' own bookkeeping.
+        const rows = await db.selectFrom("conversations")
+          .select(["id", "last_identity_id"])
+          .where("contact_id", "=", contactId)
+          .where("last_identity_id", "is not", null)
+          .execute()
+        if (rows.length === 0) return Option.none<ChannelIdentityId>()
+        // The identity must still be the contact's (a split can leave another's messages here).
+        const last = await db.selectFrom("messages")
+          .innerJoin("channel_identities", "channel_identities.id", "messages.identity_id")
+          .select("messages.identity_id as identity_id")
+          .where("messages.conversation_id", "in", rows.map((r) => r.id))
+          .where("messages.direction", "=", "in")
+          .where("channel_identities.contact_id", "=", contactId)
+          .$if(
+            options.reachableOnly === true,
+            (q) => q.where("channel_identities.reachable", "=", 1),
+          )
+          .orderBy("messages.created_at", "desc").orderBy("messages.id", "desc")
+          .limit(1).executeTakeFirst()
+        return Option.fromNullable(last?.identity_id as ChannelIdentityId | null | undefined)
+      })
 
     const conversation = Effect.fnUntraced(function* (
       id: ConversationId,
@@ -471,6 +652,10 @@ export const make = (
       resolveSender,
       openConversation,
       forgetOpenConversation,
+      forgetContacts,
+      threadConversation,
+      lastInboundIdentity,
+      setConversationMode,
       conversation,
       isFirstConversation,
       appendInbound,

@@ -20,6 +20,7 @@ import { newId } from "../../core/ids.ts"
 import { publishEvent } from "../../core/pipeline/Events.ts"
 import { EventsStream, InboundStream, pipelineStreams } from "../../core/pipeline/Streams.ts"
 import { InboundMessage } from "../../schemas/Inbound.ts"
+import { IdentityGraph } from "../../core/identity/IdentityGraph.ts"
 import { ConversationActors } from "./ConversationActor.ts"
 import { ConversationStore } from "./ConversationStore.ts"
 
@@ -43,6 +44,7 @@ export const layer = (options: InboundConsumerOptions = {}) =>
     const bus = yield* Bus
     const store = yield* ConversationStore
     const actors = yield* ConversationActors
+    const graph = yield* IdentityGraph
     for (const stream of pipelineStreams) yield* bus.ensureStream(stream)
 
     yield* bus.consume(
@@ -63,8 +65,17 @@ export const layer = (options: InboundConsumerOptions = {}) =>
             })
           }
           const inbound = decoded.right
-          const sender = yield* store.resolveSender(inbound)
-          let { conversation } = yield* store.openConversation(sender.contact.id, sender.identity)
+          const resolved = yield* store.resolveSender(inbound)
+          // What the message proves about its sender may merge their contact into another.
+          const contactId = yield* graph.observe(resolved, inbound)
+          const sender = contactId === resolved.contact.id
+            ? resolved
+            : { ...(yield* store.resolveSender(inbound)), contactCreated: resolved.contactCreated }
+          // An answer to a message of an open conversation of this contact stays in that thread.
+          const thread = yield* store.threadConversation(sender.contact.id, inbound)
+          let { conversation } = thread._tag === "Some"
+            ? { conversation: thread.value }
+            : yield* store.openConversation(sender.contact.id, sender.identity)
           let reply = yield* actors.ask(conversation.id, {
             _tag: "AppendInbound",
             identityId: sender.identity.id,
@@ -95,11 +106,11 @@ export const layer = (options: InboundConsumerOptions = {}) =>
             (result.message.seq === 1 &&
               (yield* store.isFirstConversation(sender.contact.id, conversation.id)))
           ) {
-            yield* publishEvent(bus, sender.contact.id, {
+            yield* publishEvent(bus, resolved.contact.id, {
               type: "contact.created",
               version: 1,
               ...stamp(),
-              contact: sender.contact,
+              contact: resolved.contact,
             })
           }
           if (result.message.seq === 1) {

@@ -17,6 +17,7 @@ import { newId } from "../../core/ids.ts"
 import type { MessageRow, NewMessage } from "../../core/storage/ConversationTables.ts"
 import { Database, type DatabaseError, type DatabaseShape } from "../../core/storage/Database.ts"
 import * as GroupCommit from "../../core/storage/GroupCommit.ts"
+import type { ChannelReason } from "../../schemas/Message.ts"
 import { attachmentsJson, toIdentity, toMessage } from "./ConversationRows.ts"
 
 export interface AppendOutbound {
@@ -34,6 +35,8 @@ export interface AppendOutbound {
   readonly buttons?: ReplyButtons | undefined
   /** This reply is the fallback copy of that one (its channel could not deliver it). */
   readonly fallbackOf?: MessageId | undefined
+  /** Why it goes out on the recipient's channel (`last_used`, `operator_choice`). */
+  readonly channelReason?: ChannelReason | undefined
 }
 
 export type AppendOutboundResult =
@@ -243,6 +246,7 @@ const appendKind: GroupCommit.WriteKind<AppendOutbound, AppendOutboundResult, ne
         delivery_attempts: 0,
         buttons: input.buttons === undefined ? null : JSON.stringify(input.buttons),
         fallback_of: input.fallbackOf ?? null,
+        channel_reason: input.channelReason ?? null,
       }
       if (key !== undefined) stored.set(key, row as MessageRow)
       rows.push(row)

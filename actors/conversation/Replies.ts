@@ -23,7 +23,7 @@ import { outboundKey, OutboundStream, outboundSubject } from "../../core/pipelin
 import type { DatabaseError } from "../../core/storage/Database.ts"
 import type { InboundAttachment, ReplyButtons } from "../../schemas/Common.ts"
 import type { ChannelIdentityId, ConversationId, OperatorId } from "../../schemas/Ids.ts"
-import type { OutgoingMessage } from "../../schemas/Message.ts"
+import type { ChannelReason, OutgoingMessage } from "../../schemas/Message.ts"
 import { OutboundDelivery } from "../../schemas/Outbound.ts"
 import { ConversationActors } from "./ConversationActor.ts"
 import { ConversationStore } from "./ConversationStore.ts"
@@ -174,7 +174,27 @@ export const make: Effect.Effect<
     if (Option.isNone(conversation)) {
       return yield* new ReplyConversationNotFound({ conversationId: input.conversationId })
     }
-    const identityId = input.identityId ?? conversation.value.lastChannel?.identityId
+    // The customer's last channel (across the contact's conversations), unless the operator
+    // chose one; the reply records which it was.
+    const contactId = conversation.value.contactId
+    let channelReason: ChannelReason = input.identityId !== undefined
+      ? "operator_choice"
+      : "last_used"
+    let lastUsed = input.identityId === undefined
+      ? Option.getOrUndefined(yield* store.lastInboundIdentity(contactId))
+      : undefined
+    if (lastUsed !== undefined) {
+      const last = yield* outbound.identity(lastUsed)
+      if (Option.isSome(last) && !last.value.reachable) {
+        // Blocked, bounced: the most recent channel that can still reach them, if any.
+        const reachable = yield* store.lastInboundIdentity(contactId, { reachableOnly: true })
+        if (Option.isSome(reachable)) {
+          lastUsed = reachable.value
+          channelReason = "last_reachable"
+        }
+      }
+    }
+    const identityId = input.identityId ?? lastUsed ?? conversation.value.lastChannel?.identityId
     if (identityId === undefined) {
       return yield* new ReplyIdentityInvalid({
         field: "identityId",
@@ -220,6 +240,7 @@ export const make: Effect.Effect<
         attachments: input.attachments,
         clientId: input.clientId,
         authorId: input.authorId,
+        channelReason,
         ...(input.buttons !== undefined ? { buttons: input.buttons } : {}),
       },
     }).pipe(

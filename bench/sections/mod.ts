@@ -7,6 +7,7 @@ import { actorsMemory } from "./ActorsMemory.ts"
 import { deliveryLoad } from "./DeliveryLoad.ts"
 import { embeddedBus } from "./EmbeddedBus.ts"
 import { history } from "./History.ts"
+import { identity } from "./Identity.ts"
 import { ingest } from "./Ingest.ts"
 import { jetStreamBus } from "./JetStreamBus.ts"
 import { jetStreamRaw } from "./JetStreamRaw.ts"
@@ -25,4 +26,5 @@ export const sections: ReadonlyArray<BenchSection> = [
   replies,
   deliveryLoad,
   plugins,
+  identity,
 ]

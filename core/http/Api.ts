@@ -21,6 +21,7 @@ import { ConversationActionsApi, InboxApi, SupervisionApi } from "./InboxApi.ts"
 import { InboundApi } from "./InboundApi.ts"
 import { PeopleApi } from "./PeopleApi.ts"
 import { PluginsApi } from "./PluginsApi.ts"
+import { ProfileApi } from "./ProfileApi.ts"
 import { ContactsApi, ConversationsApi } from "./ReadApi.ts"
 import { RepliesApi } from "./RepliesApi.ts"
 
@@ -67,6 +68,7 @@ export class ChorusApi extends HttpApi.make("chorus")
   .add(ConversationsApi.prefix(API_V1))
   .add(RepliesApi.prefix(API_V1))
   .add(ContactsApi.prefix(API_V1))
+  .add(ProfileApi.prefix(API_V1))
   .add(PluginsApi.prefix(API_V1))
   .add(AttachmentsUploadApi.prefix(API_V1))
   .add(AttachmentsReadApi.prefix(API_V1))

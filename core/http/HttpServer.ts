@@ -36,6 +36,8 @@ import { AttachmentsReadHandlers, AttachmentsUploadHandlers } from "./Attachment
 import { InboundHandlers } from "./InboundHandlers.ts"
 import { PeopleHandlers } from "./PeopleHandlers.ts"
 import { PluginsHandlers } from "./PluginsHandlers.ts"
+import { ProfileHandlers } from "./ProfileHandlers.ts"
+import * as ContactDirectory from "../identity/ContactDirectory.ts"
 import { pluginRoutes } from "./PluginRoutes.ts"
 import { ContactsHandlers, ConversationsHandlers } from "./ReadHandlers.ts"
 import { RepliesHandlers } from "./RepliesHandlers.ts"
@@ -51,6 +53,7 @@ export const ApiLive = HttpApiBuilder.api(ChorusApi).pipe(
   Layer.provide([SystemHandlers, TokensHandlers]),
   Layer.provide(EventsHandlers),
   Layer.provide([InboundHandlers, ConversationsHandlers, ContactsHandlers, RepliesHandlers]),
+  Layer.provide(ProfileHandlers.pipe(Layer.provide(ContactDirectory.layer))),
   Layer.provide([PluginsHandlers, AttachmentsUploadHandlers, AttachmentsReadHandlers]),
   Layer.provide([AuthLoginHandlers, AuthHandlers]),
   Layer.provide([InboxHandlers, ConversationActionsHandlers, SupervisionHandlers, PeopleHandlers]),

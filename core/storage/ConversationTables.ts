@@ -14,6 +14,14 @@ export interface ContactsTable {
   name: string | null
   created_at: Millis
   updated_at: Millis
+  /** Row version: every merge, split and edit bumps it (compare-and-set). Default 1. */
+  version: ColumnType<number, number | undefined, number>
+  /** Set when merged into another contact (kept so a split can restore it). */
+  merged_into: ColumnType<string | null, string | null | undefined, string | null>
+  /** `lower(name)`, for prefix search. */
+  name_lower: ColumnType<string | null, string | null | undefined, string | null>
+  /** JSON object of custom fields. Default `{}`. */
+  custom: ColumnType<string, string | undefined, string>
 }
 
 export interface ChannelIdentitiesTable {
@@ -96,6 +104,8 @@ export interface MessagesTable {
   payload: ColumnType<string | null, string | null | undefined, string | null>
   /** Notes only: JSON array of the operator ids the note mentions. */
   mentions: ColumnType<string | null, string | null | undefined, string | null>
+  /** Outgoing only: why it went out on its channel (`last_used`, `operator_choice`). */
+  channel_reason: ColumnType<string | null, string | null | undefined, string | null>
   /** Outgoing only: the reply this one was sent instead of (a fallback copy). */
   fallback_of: ColumnType<string | null, string | null | undefined, string | null>
   /** Outgoing only: the fallback copy sent instead of this reply. */

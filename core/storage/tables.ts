@@ -7,6 +7,7 @@ import type { ApiTokensTables } from "../auth/ApiTokensTable.ts"
 import type { EmbeddedBusTables } from "../bus/EmbeddedBusTables.ts"
 import type { PluginTables } from "../plugins/PluginTables.ts"
 import type { ConversationTables } from "./ConversationTables.ts"
+import type { IdentityTables } from "./IdentityTables.ts"
 
 export interface CoreTables
   extends
@@ -15,4 +16,5 @@ export interface CoreTables
     ConversationTables,
     PluginTables,
     AttachmentTables,
-    AccountTables {}
+    AccountTables,
+    IdentityTables {}

@@ -1,3 +1,4 @@
+import * as IdentityGraph from "../../core/identity/IdentityGraph.ts"
 import { HttpServer } from "@effect/platform"
 import { ChannelAccounts } from "../../actors/channel/ChannelAccounts.ts"
 import { Recovery } from "../../actors/channel/Recovery.ts"
@@ -250,6 +251,7 @@ describe("POST /api/v1/inbound", () => {
           Layer.provide(
             RoutingLive(config).pipe(
               Layer.provideMerge(InboxLive(config)),
+              Layer.provideMerge(IdentityGraph.layer()),
               Layer.provideMerge(ConversationActor.layer()),
               Layer.provideMerge(Layer.merge(ConversationStore.layer(), OutboundWrites.layer())),
               Layer.provideMerge(Layer.succeed(Config, config)),

@@ -8,6 +8,7 @@ import { Bus, type BusShape } from "../../core/bus/Bus.ts"
 import * as EmbeddedBus from "../../core/bus/EmbeddedBus.ts"
 import * as JetStreamBus from "../../core/bus/JetStreamBus.ts"
 import { PipelineLive } from "../../core/Chorus.ts"
+import * as IdentityGraph from "../../core/identity/IdentityGraph.ts"
 import {
   EventsStream,
   inboundKey,
@@ -181,6 +182,7 @@ const pipelineBehaviour = (
         const { bus, db } = yield* open
         // Actors passivate quickly here, so the next message reloads the status from storage.
         const layer = InboundConsumer.layer().pipe(
+          Layer.provideMerge(IdentityGraph.layer()),
           Layer.provideMerge(ConversationActor.layer({ idleTimeout: "100 millis" })),
           Layer.provideMerge(Layer.merge(ConversationStore.layer(), OutboundWrites.layer())),
           Layer.provide(Layer.mergeAll(Layer.succeed(Bus, bus), Layer.succeed(Database, db))),

@@ -11,6 +11,7 @@ import * as sessionIds from "./2026_11_24_0008_session_ids_totp_steps.ts"
 import * as queueAnnouncements from "./2026_11_24_0009_queue_announcements.ts"
 import * as buttonsPayload from "./2026_11_24_0010_buttons_payload.ts"
 import * as delivery from "./2026_11_24_0011_delivery.ts"
+import * as identityGraph from "./2026_11_24_0012_identity_graph.ts"
 
 export const coreMigrations: Record<string, Migration> = {
   "2026_11_23_0001_embedded_bus": embeddedBus,
@@ -24,4 +25,5 @@ export const coreMigrations: Record<string, Migration> = {
   "2026_11_24_0009_queue_announcements": queueAnnouncements,
   "2026_11_24_0010_buttons_payload": buttonsPayload,
   "2026_11_24_0011_delivery": delivery,
+  "2026_11_24_0012_identity_graph": identityGraph,
 }

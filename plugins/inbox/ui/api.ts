@@ -7,6 +7,7 @@ import type {
   AssignmentChange,
   CannedResponse,
   ChannelHealth,
+  ContactProfile,
   ContactWithIdentities,
   Conversation,
   ConversationWithContact,
@@ -16,6 +17,8 @@ import type {
   InboxStatus,
   InboxView,
   Locale,
+  MergeRecord,
+  MergeSuggestion,
   MessageHistoryPage,
   Note,
   Operator,
@@ -191,6 +194,29 @@ export const api = {
     request<ContactWithIdentities>("GET", `/contacts/${id(contactId)}`),
   contactConversations: (contactId: string) =>
     request<{ conversations: Conversation[] }>("GET", `/contacts/${id(contactId)}/conversations`),
+  // The identity graph: suggestions to merge, merge history, split.
+  profile: (contactId: string) =>
+    request<ContactProfile>("GET", `/contacts/${id(contactId)}/profile`),
+  suggestions: (contactId: string) =>
+    request<{ suggestions: MergeSuggestion[] }>(
+      "GET",
+      `/contacts/suggestions${query({ contactId })}`,
+    ),
+  merges: (contactId: string) =>
+    request<{ merges: MergeRecord[] }>("GET", `/contacts/${id(contactId)}/merges`),
+  acceptSuggestion: (suggestionId: string, targetId: string) =>
+    request<{ suggestion: MergeSuggestion; merge: MergeRecord }>(
+      "POST",
+      `/contacts/suggestions/${id(suggestionId)}/accept`,
+      { body: { targetId } },
+    ),
+  rejectSuggestion: (suggestionId: string) =>
+    request<{ suggestion: MergeSuggestion }>(
+      "POST",
+      `/contacts/suggestions/${id(suggestionId)}/reject`,
+    ),
+  split: (mergeId: string, reason: string) =>
+    request<MergeRecord>("POST", `/contacts/merges/${id(mergeId)}/split`, { body: { reason } }),
   operators: () => request<{ operators: OperatorLoad[] }>("GET", "/operators"),
   teams: () => request<{ teams: Team[] }>("GET", "/teams"),
   cannedResponses: () => request<{ cannedResponses: CannedResponse[] }>("GET", "/canned-responses"),

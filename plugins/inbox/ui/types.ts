@@ -4,6 +4,7 @@
  */
 import type * as AttachmentsS from "../../../schemas/Attachments.ts"
 import type * as ContactS from "../../../schemas/Contact.ts"
+import type * as IdentityS from "../../../schemas/Identity.ts"
 import type * as ConversationS from "../../../schemas/Conversation.ts"
 import type * as DeliveryS from "../../../schemas/Delivery.ts"
 import type * as InboxS from "../../../schemas/Inbox.ts"
@@ -31,6 +32,9 @@ export type ConversationWithContact = typeof ReadApiS.ConversationWithContact.En
 export type ContactWithIdentities = typeof ReadApiS.ContactWithIdentities.Encoded
 export type MessageHistoryPage = typeof ReadApiS.MessageHistoryPage.Encoded
 export type ChannelIdentity = typeof ContactS.ChannelIdentity.Encoded
+export type MergeSuggestion = typeof IdentityS.MergeSuggestion.Encoded
+export type MergeRecord = typeof IdentityS.MergeRecord.Encoded
+export type ContactProfile = typeof IdentityS.ContactProfile.Encoded
 export type Message = typeof MessageS.Message.Encoded
 export type OutgoingMessage = typeof MessageS.OutgoingMessage.Encoded
 export type Note = typeof MessageS.Note.Encoded

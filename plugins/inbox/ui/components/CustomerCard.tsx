@@ -1,12 +1,14 @@
 /**
  * The right pane: who the customer is — name, every channel identity with how far it is trusted
- * and whether it can be reached, and their other conversations (click to open).
+ * and whether it can be reached, their other conversations (click to open), and the merge
+ * suggestions and history (MergePanel).
  */
 import { openConversation } from "../actions.ts"
 import { t } from "../i18n.ts"
 import { inboxStatus, useStore } from "../store.ts"
 import { clock, date } from "../time.ts"
 import { ChannelBadge, channelName } from "./ChannelBadge.tsx"
+import { MergePanel } from "./MergePanel.tsx"
 
 export function CustomerCard() {
   const id = useStore((s) => s.selectedId)
@@ -79,11 +81,7 @@ export function CustomerCard() {
           ))}
         </ul>
       )}
-      {/* MERGE SUGGESTIONS: filled by a later issue (the identity graph's suggestions API). */}
-      <section class="merge-slot" data-testid="merge-suggestions">
-        <h4>{t("card.merge")}</h4>
-        <p class="muted small">{t("card.mergeLater")}</p>
-      </section>
+      <MergePanel contactId={conversation.contactId} />
     </aside>
   )
 }

@@ -125,6 +125,14 @@ export function MessageItem(
           ? (
             <span class="msg-channel" title={t("msg.via", { channel: channelName(m.channel) })}>
               <ChannelBadge channel={m.channel} />
+              {m.direction === "out" && m.channelReason !== undefined
+                ? (
+                  <span class="muted small" data-channel-reason={m.channelReason}>
+                    {" "}
+                    {t(`msg.reason.${m.channelReason}`)}
+                  </span>
+                )
+                : null}
             </span>
           )
           : null}
@@ -151,13 +159,6 @@ export function MessageItem(
             ↪ {t("msg.fellBack", {
               channel: channelName(fallbackChannel?.(m.fallbackTo) ?? ""),
             })}
-          </div>
-        )
-        : null}
-      {m.direction === "out" && m.fallbackOf !== undefined
-        ? (
-          <div class="msg-fallback muted small" data-testid="fallback-of">
-            ↩ {t("msg.fallbackOf")}
           </div>
         )
         : null}

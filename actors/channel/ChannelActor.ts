@@ -74,6 +74,8 @@ export const channelActorKey = (channel: string, account: string): string => `${
 
 /** Retry delays up to this are slept in place; longer ones hand the reply back to the bus. */
 export const INLINE_DELAY = Duration.seconds(5)
+/** After this long in one handler, the next retry waits on the bus too. */
+export const INLINE_BUDGET = Duration.seconds(30)
 
 export const layer = Layer.effect(
   ChannelActors,
@@ -115,6 +117,7 @@ export const layer = Layer.effect(
       Effect.gen(function* () {
         const policy = acct.policy
         let calls = done
+        const began = yield* Clock.currentTimeMillis
         while (true) {
           const permit = yield* acct.breaker.acquire.pipe(Effect.either)
           if (Either.isLeft(permit)) {
@@ -199,7 +202,12 @@ export const layer = Layer.effect(
               delay: Duration.format(delay),
             }),
           )
-          if (Duration.greaterThan(delay, INLINE_DELAY)) {
+          // A long delay, or a handler busy for long already, goes back to the bus: a worker
+          // is not held by one reply, and the bus's handler timeout is never reached.
+          const busy = (yield* Clock.currentTimeMillis) - began
+          if (
+            Duration.greaterThan(delay, INLINE_DELAY) || busy > Duration.toMillis(INLINE_BUDGET)
+          ) {
             return { _tag: "Deferred", delay, reason: error.message } satisfies DeliveryReport
           }
           yield* Effect.sleep(delay)

@@ -18,7 +18,7 @@ import { newId } from "../../core/ids.ts"
 import { publishEvent } from "../../core/pipeline/Events.ts"
 import { OutboundStream } from "../../core/pipeline/Streams.ts"
 import { OutboundDelivery } from "../../schemas/Outbound.ts"
-import { ChannelActors, INLINE_DELAY } from "./ChannelActor.ts"
+import { ChannelActors, INLINE_BUDGET, INLINE_DELAY } from "./ChannelActor.ts"
 
 export interface OutboundConsumerOptions {
   /** Durable consumer name. Default `channels`. */
@@ -44,7 +44,11 @@ export const layer = (options: OutboundConsumerOptions = {}) =>
     const bus = yield* Bus
     const actors = yield* ChannelActors
     yield* bus.ensureStream(OutboundStream)
-    const worstCase = Policy.worstCase(Policy.resolve(options.delivery), INLINE_DELAY)
+    const worstCase = Policy.worstCase(
+      Policy.resolve(options.delivery),
+      INLINE_DELAY,
+      INLINE_BUDGET,
+    )
 
     yield* bus.consume(
       {

@@ -209,15 +209,20 @@ export const retryDelay = (
   )
 
 /**
- * The longest one delivery attempt chain can hold a worker when every delay is slept in place
- * (each call timing out, the inline retries at their cap): what the outbound consumer allows a
- * handler before it counts as stuck.
+ * The longest one delivery handler can hold a worker: the calls it makes in place (each up to the
+ * timeout, with retry delays of at most `inlineDelay` between them) until `inlineBudget` is
+ * spent, plus the call under way then. What the outbound consumer allows a handler before it
+ * counts as stuck.
  */
 export const worstCase = (
   policy: DeliveryPolicy,
   inlineDelay: Duration.Duration,
+  inlineBudget: Duration.Duration,
 ): Duration.Duration =>
-  Duration.sum(
-    Duration.times(policy.timeout, policy.maxAttempts),
-    Duration.times(Duration.min(policy.maxDelay, inlineDelay), policy.maxAttempts - 1),
+  Duration.min(
+    Duration.sum(
+      Duration.times(policy.timeout, policy.maxAttempts),
+      Duration.times(Duration.min(policy.maxDelay, inlineDelay), policy.maxAttempts - 1),
+    ),
+    Duration.sum(inlineBudget, Duration.sum(inlineDelay, Duration.times(policy.timeout, 2))),
   )

@@ -94,8 +94,13 @@ export const DeadLettersHandlers = HttpApiBuilder.group(
                 : {}),
             })
             const last = page[page.length - 1]
+            // Each with its reply as it is now (what was written, to whom), for the person deciding.
+            const withReplies = yield* Effect.forEach(page, (d) =>
+              outbound.reply(d.messageId).pipe(
+                Effect.map((r) => (Option.isSome(r) ? { ...d, message: r.value.message } : d)),
+              ))
             return {
-              deadLetters: page,
+              deadLetters: withReplies,
               next: page.length === limit && last !== undefined
                 ? `${last.deadAt.getTime()}_${last.messageId}`
                 : null,

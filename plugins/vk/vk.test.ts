@@ -104,9 +104,10 @@ describe("vk sending", () => {
   it("pacing: at most 20 calls in any second, in order", async () => {
     let clock = 0
     const slept: Array<number> = []
-    const go = pacer(20, 1000, () => clock, async (ms) => {
+    const go = pacer(20, 1000, () => clock, (ms) => {
       slept.push(ms)
       clock += ms
+      return Promise.resolve()
     })
     const at: Array<number> = []
     await Promise.all(Array.from({ length: 45 }, () => go().then(() => at.push(clock))))

@@ -474,6 +474,14 @@ export const startInboxContractServer = async (options: {
       res.writeHead(200, { "content-type": file.mimeType }).end(file.bytes)
       return
     }
+    // The identity graph's card panels: no suggestions or merges in these scenarios.
+    if (method === "GET" && path === "/contacts/suggestions") {
+      return send(res, 200, { suggestions: [] })
+    }
+    m = /^\/contacts\/([^/]+)\/merges$/.exec(path)
+    if (method === "GET" && m !== null) {
+      return contacts.has(m[1]!) ? send(res, 200, { merges: [] }) : fail(res, 404, "NotFound")
+    }
     m = /^\/contacts\/([^/]+)(\/conversations)?$/.exec(path)
     if (method === "GET" && m !== null) {
       const contact = contacts.get(m[1]!)

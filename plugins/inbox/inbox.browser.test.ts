@@ -1113,6 +1113,98 @@ describe.skipIf(!NodeFs.existsSync(CHROMIUM))("inbox with the real server", () =
   )
 
   it.scopedLive(
+    "the customer card suggests a merge with its evidence; accepting merges, the history shows it, and a split undoes it",
+    () =>
+      Effect.gen(function* () {
+        const plugins = yield* tempDir("chorus-plugins-")
+        installRepoPlugins(plugins, ["inbox"])
+        const server = yield* startReplyServer({
+          dataDir: yield* tempDir(),
+          pluginsDir: plugins,
+          routing: { autoAssign: false },
+        })
+        yield* addOperator(server, { email: "root@example.com", role: "admin" })
+        // The same claimed e-mail on two accounts: a suggestion, never an automatic merge.
+        for (
+          const [account, id, text] of [["shop", "hal-1", "Where is my order?"], [
+            "sales",
+            "hal-2",
+            "A quote, please",
+          ]]
+        ) {
+          const sent = yield* request(`${server.url}/api/v1/inbound`, {
+            token: server.token,
+            body: {
+              account,
+              sender: { id, name: "Hal Jordan", email: "hal@example.com" },
+              externalId: `${id}-m`,
+              text,
+            },
+          })
+          assert.strictEqual(sent.status, 202)
+        }
+        const contactIds = () =>
+          request(`${server.url}/api/v1/conversations?channel=api`, { token: server.token }).pipe(
+            Effect.map((r) =>
+              new Set(
+                (r.body as { conversations: Array<{ contactId: string }> }).conversations.map((c) =>
+                  c.contactId
+                ),
+              )
+            ),
+          )
+        yield* eventually("two contacts", () =>
+          contactIds().pipe(Effect.map((ids) => ids.size === 2)))
+        const browser = yield* Effect.acquireRelease(
+          Effect.promise(launch),
+          (b) =>
+            Effect.promise(() => b.close()),
+        )
+        const page = yield* Effect.promise(async () => {
+          const context = await browser.newContext({ viewport: { width: 1400, height: 860 } })
+          return await context.newPage()
+        })
+        const errors = watchErrors(page)
+        page.on("dialog", (dialog) => void dialog.accept("two different people after all"))
+        yield* Effect.promise(async () => {
+          await signIn(page, server.url, { email: "root@example.com", password: PASSWORD })
+          await page.click("[data-testid=view-all]")
+          await page.click(".list-pane >> text=Where is my order?")
+          const suggestion = "[data-testid=merge-suggestions] li[data-suggestion]"
+          await page.waitForSelector(`${suggestion} >> text=hal@example.com`)
+        })
+        yield* Effect.promise(() => shot(page, "merge-suggestion"))
+        yield* Effect.promise(async () => {
+          await page.click(
+            "[data-testid=merge-suggestions] button >> text=Merge into this customer",
+          )
+          await page.waitForSelector(
+            "[data-testid=merge-suggestions] li[data-merge] >> text=accepted suggestion",
+          )
+        })
+        yield* eventually(
+          "one contact",
+          () => contactIds().pipe(Effect.map((ids) => ids.size === 1)),
+        )
+        yield* Effect.promise(async () => {
+          await page.click(
+            "[data-testid=merge-suggestions] li[data-merge] button >> text=Undo (split)",
+          )
+          await page.waitForSelector(
+            "[data-testid=merge-suggestions] >> text=two different people after all",
+          )
+        })
+        yield* eventually(
+          "two contacts again",
+          () => contactIds().pipe(Effect.map((ids) => ids.size === 2)),
+        )
+        yield* Effect.promise(() => shot(page, "merge-split"))
+        assert.deepStrictEqual(errors, [])
+      }),
+    60_000,
+  )
+
+  it.scopedLive(
     "a customer writes to the Telegram bot (fake Bot API): live in the inbox; the reply reaches the chat, marked sent",
     () =>
       Effect.gen(function* () {

@@ -57,7 +57,9 @@ export const percentile = (sorted: ReadonlyArray<number>, p: number): number =>
     ? NaN
     : sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!
 
-export const ms = (x: number) => `${x.toFixed(1)} ms`
+/** Milliseconds for a report; "—" for no sample (a percentile of nothing comes back as null). */
+export const ms = (x: number | null) =>
+  x === null || !Number.isFinite(x) ? "—" : `${x.toFixed(1)} ms`
 
 /** "met" / "NOT met" for a target line. */
 export const verdict = (ok: boolean) => (ok ? "met" : "NOT met")

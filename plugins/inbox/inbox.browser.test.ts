@@ -68,6 +68,26 @@ const watchErrors = (page: Page) => {
   return errors
 }
 
+/** A Chromium for the test's scope, closed with it. */
+const scopedBrowser = Effect.acquireRelease(
+  Effect.promise(launch),
+  (b) => Effect.promise(() => b.close()),
+)
+
+/** An inbox page signed in as `who`, in a context of its own (its own cookies), with its errors. */
+const signedInPage = (
+  browser: Browser,
+  url: string,
+  who: { readonly email: string; readonly password: string },
+) =>
+  Effect.promise(async () => {
+    const context = await browser.newContext({ viewport: { width: 1400, height: 860 } })
+    const page = await context.newPage()
+    const errors = watchErrors(page)
+    await signIn(page, url, who)
+    return { page, errors }
+  })
+
 const shot = (page: Page, name: string) => {
   NodeFs.mkdirSync(ARTIFACTS, { recursive: true })
   return page.screenshot({ path: NodePath.join(ARTIFACTS, `${name}.png`) })
@@ -168,10 +188,7 @@ describe.skipIf(!NodeFs.existsSync(CHROMIUM))("inbox with the real host", () => 
         const plugins = yield* tempDir("chorus-plugins-")
         installRepoPlugins(plugins, ["inbox"])
         const server = yield* startReplyServer({ dataDir: yield* tempDir(), pluginsDir: plugins })
-        const browser = yield* Effect.acquireRelease(
-          Effect.promise(launch),
-          (b) => Effect.promise(() => b.close()),
-        )
+        const browser = yield* scopedBrowser
         const page = yield* Effect.promise(() => browser.newPage())
         const errors = watchErrors(page)
         const violations: Array<string> = []
@@ -701,10 +718,7 @@ describe.skipIf(!NodeFs.existsSync(CHROMIUM))("inbox with the real server", () =
             },
           }).pipe(Effect.tap((r) => assert.strictEqual(r.status, 202, r.text)))
 
-        const browser = yield* Effect.acquireRelease(
-          Effect.promise(launch),
-          (b) => Effect.promise(() => b.close()),
-        )
+        const browser = yield* scopedBrowser
         const open = (email: string) =>
           Effect.promise(async () => {
             const context = await browser.newContext({ viewport: { width: 1400, height: 860 } })
@@ -906,13 +920,7 @@ describe.skipIf(!NodeFs.existsSync(CHROMIUM))("inbox with the real server", () =
               return rows.length === 1
             }),
           ))
-        const browser = yield* Effect.acquireRelease(
-          Effect.promise(launch),
-          (b) =>
-            Effect.promise(() =>
-              b.close()
-            ),
-        )
+        const browser = yield* scopedBrowser
         const page = yield* Effect.promise(async () => {
           const context = await browser.newContext({ viewport: { width: 1400, height: 860 } })
           const page = await context.newPage()
@@ -925,7 +933,9 @@ describe.skipIf(!NodeFs.existsSync(CHROMIUM))("inbox with the real server", () =
           return page
         })
         // Bob's list holds nothing of Support's; the link to Eve's conversation opens nothing.
-        const listed = yield* Effect.promise(() => page.textContent(".list-pane"))
+        const listed = yield* Effect.promise(() =>
+          page.textContent(".list-pane")
+        )
         assert.notInclude(listed ?? "", "Customer eve")
         yield* Effect.promise(async () => {
           await page.goto(`${server.url}/plugins/inbox/#/c/${id}`)
@@ -951,22 +961,9 @@ describe.skipIf(!NodeFs.existsSync(CHROMIUM))("inbox with the real server", () =
           routing: { autoAssign: false },
         })
         yield* addOperator(server, { email: "root@example.com", role: "admin" })
-        const browser = yield* Effect.acquireRelease(
-          Effect.promise(launch),
-          (b) => Effect.promise(() => b.close()),
-        )
+        const browser = yield* scopedBrowser
         const signInAs = (email: string, password: string) =>
-          Effect.promise(async () => {
-            const context = await browser.newContext({ viewport: { width: 1400, height: 860 } })
-            const page = await context.newPage()
-            const errors = watchErrors(page)
-            await page.goto(`${server.url}/plugins/inbox/`)
-            await page.fill("input[name=email]", email)
-            await page.fill("input[name=password]", password)
-            await page.click("button[type=submit]")
-            await page.waitForSelector("header.topbar")
-            return { page, errors }
-          })
+          signedInPage(browser, server.url, { email, password })
         const root = yield* signInAs("root@example.com", PASSWORD)
         const page = root.page
         yield* Effect.promise(async () => {
@@ -1062,27 +1059,21 @@ describe.skipIf(!NodeFs.existsSync(CHROMIUM))("inbox with the real server", () =
             body: { text },
           })
         assert.strictEqual((yield* reply("Your refund is on its way.")).status, 202)
-        const browser = yield* Effect.acquireRelease(
-          Effect.promise(launch),
-          (b) =>
-            Effect.promise(() =>
-              b.close()
-            ),
-        )
-        const page = yield* Effect.promise(async () => {
-          const context = await browser.newContext({ viewport: { width: 1400, height: 860 } })
-          return await context.newPage()
+        const browser = yield* scopedBrowser
+        const { page, errors } = yield* signedInPage(browser, server.url, {
+          email: "root@example.com",
+          password: PASSWORD,
         })
-        const errors = watchErrors(page)
         yield* Effect.promise(async () => {
-          await signIn(page, server.url, { email: "root@example.com", password: PASSWORD })
           await page.click("[data-testid=view-all]")
           await page.click(".list-pane >> text=Customer gil")
           await page.waitForSelector('[data-delivery="failed"] >> text=Failed')
           await page.click('[data-delivery="failed"] button[title*="403"]')
           await page.waitForSelector(".delivery-error >> text=recipient blocked the business")
         })
-        yield* Effect.promise(() => shot(page, "delivery-failed"))
+        yield* Effect.promise(() =>
+          shot(page, "delivery-failed")
+        )
         refuse = false
         yield* Effect.promise(async () => {
           await page.click("[data-testid=resend]")
@@ -1106,7 +1097,9 @@ describe.skipIf(!NodeFs.existsSync(CHROMIUM))("inbox with the real server", () =
           await page.waitForSelector("text=Every reply was delivered.")
         })
         yield* eventually("both replies accepted", () =>
-          receiver.received.filter((r) => r.json?.text !== undefined).length >= 4)
+          receiver.received.filter((r) =>
+            r.json?.text !== undefined
+          ).length >= 4)
         assert.deepStrictEqual(errors, [])
       }),
     60_000,
@@ -1155,19 +1148,14 @@ describe.skipIf(!NodeFs.existsSync(CHROMIUM))("inbox with the real server", () =
           )
         yield* eventually("two contacts", () =>
           contactIds().pipe(Effect.map((ids) => ids.size === 2)))
-        const browser = yield* Effect.acquireRelease(
-          Effect.promise(launch),
-          (b) =>
-            Effect.promise(() => b.close()),
-        )
-        const page = yield* Effect.promise(async () => {
-          const context = await browser.newContext({ viewport: { width: 1400, height: 860 } })
-          return await context.newPage()
+        const browser = yield* scopedBrowser
+        const { page, errors } = yield* signedInPage(browser, server.url, {
+          email: "root@example.com",
+          password: PASSWORD,
         })
-        const errors = watchErrors(page)
-        page.on("dialog", (dialog) => void dialog.accept("two different people after all"))
+        page.on("dialog", (dialog) =>
+          void dialog.accept("two different people after all"))
         yield* Effect.promise(async () => {
-          await signIn(page, server.url, { email: "root@example.com", password: PASSWORD })
           await page.click("[data-testid=view-all]")
           await page.click(".list-pane >> text=Where is my order?")
           const suggestion = "[data-testid=merge-suggestions] li[data-suggestion]"
@@ -1230,10 +1218,7 @@ describe.skipIf(!NodeFs.existsSync(CHROMIUM))("inbox with the real server", () =
           Effect.orDie,
         )
         yield* addOperator(server, { email: "ann@example.com", teamIds: [team.id] })
-        const browser = yield* Effect.acquireRelease(
-          Effect.promise(launch),
-          (b) => Effect.promise(() => b.close()),
-        )
+        const browser = yield* scopedBrowser
         const page = yield* Effect.promise(async () => {
           const context = await browser.newContext({ viewport: { width: 1400, height: 860 } })
           const page = await context.newPage()

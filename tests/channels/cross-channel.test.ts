@@ -20,7 +20,7 @@ import MailComposer from "nodemailer/lib/mail-composer/index.js"
 import { request } from "../api/ApiServer.ts"
 import { eventually, startReplyServer } from "../api/ReplyServer.ts"
 import { dovecot, dovecotPath } from "../support/Dovecot.ts"
-import { mailFake } from "../support/fakes/MailFake.ts"
+import { mailFake, postfixBounce } from "../support/fakes/MailFake.ts"
 import { viberFake } from "../support/fakes/ViberFake.ts"
 import { vkFake } from "../support/fakes/VkFake.ts"
 import { postWebhook, statusWebhook, whatsAppFake } from "../support/fakes/WhatsAppFake.ts"
@@ -64,51 +64,6 @@ type Channel = typeof CHANNELS[number]
 
 const fixtureText = (provider: string, name: string) =>
   readFileSync(new URL(`../fixtures/providers/${provider}/${name}.json`, import.meta.url), "utf8")
-
-/** A hard bounce of `messageId` to `recipient`, as Postfix's bounce(8) writes it (RFC 3464). */
-const postfixBounce = (recipient: string, messageId: string) =>
-  `Return-Path: <>
-From: MAILER-DAEMON@mx.customer.example (Mail Delivery System)
-Subject: Undelivered Mail Returned to Sender
-To: ${MAILBOX}
-Date: ${new Date().toUTCString()}
-Message-Id: <bounce-${Date.now()}@mx.customer.example>
-MIME-Version: 1.0
-Content-Type: multipart/report; report-type=delivery-status;
-\tboundary="B1/mx.customer.example"
-
---B1/mx.customer.example
-Content-Description: Notification
-Content-Type: text/plain; charset=us-ascii
-
-This is the mail system at host mx.customer.example.
-
-<${recipient}>: host mx.customer.example said: 550 5.1.1 <${recipient}>:
-    Recipient address rejected: User unknown (in reply to RCPT TO command)
-
---B1/mx.customer.example
-Content-Description: Delivery report
-Content-Type: message/delivery-status
-
-Reporting-MTA: dns; mx.customer.example
-
-Final-Recipient: rfc822; ${recipient}
-Action: failed
-Status: 5.1.1
-Diagnostic-Code: smtp; 550 5.1.1 <${recipient}>: Recipient address rejected:
-    User unknown
-
---B1/mx.customer.example
-Content-Description: Undelivered Message Headers
-Content-Type: text/rfc822-headers
-
-From: Example Support <${MAILBOX}>
-To: ${recipient}
-Subject: Re: My order
-Message-ID: ${messageId}
-
---B1/mx.customer.example--
-`.replace(/\r?\n/g, "\r\n")
 
 const setup = Effect.gen(function* () {
   const whatsapp = yield* whatsAppFake({ numbers: [{ phoneNumberId: WA_PHONE, token: WA_TOKEN }] })
@@ -442,7 +397,10 @@ describeImap("cross-channel: one person on WhatsApp, VK, Viber and e-mail", () =
         const bounced = yield* reply("email", "One more thing, Anna")
         const bouncedSent = yield* settled("email", bounced, "sent")
         assert.lengthOf(smtp.received, 2)
-        yield* imap.append(MAILBOX, postfixBounce(ANNA_MAIL, bouncedSent.externalId))
+        yield* imap.append(
+          MAILBOX,
+          postfixBounce(MAILBOX, ANNA_MAIL, bouncedSent.externalId, "Re: My order"),
+        )
         const failed = yield* settled("email", bounced, "failed")
         assert.strictEqual(failed.delivery.error.code, "5.1.1")
 

@@ -20,7 +20,7 @@ import MailComposer from "nodemailer/lib/mail-composer/index.js"
 import { request } from "../api/ApiServer.ts"
 import { eventually, startReplyServer } from "../api/ReplyServer.ts"
 import { dovecot, dovecotPath } from "../support/Dovecot.ts"
-import { mailFake } from "../support/fakes/MailFake.ts"
+import { mailFake, postfixBounce } from "../support/fakes/MailFake.ts"
 import { installRepoPlugins } from "../support/PluginFixtures.ts"
 import { tempDir } from "../support/TestDatabase.ts"
 
@@ -94,54 +94,6 @@ const messagesOf = (api: Api, conversation: string) =>
   api("GET", `/conversations/${conversation}/messages`).pipe(
     Effect.map((r) => (r.body as { messages: Array<any> }).messages),
   )
-
-/** A hard bounce of `messageId` to `recipient`, as Postfix's bounce(8) writes it (RFC 3464). */
-const postfixBounce = (recipient: string, messageId: string) =>
-  `Return-Path: <>
-From: MAILER-DAEMON@mx.customer.example (Mail Delivery System)
-Subject: Undelivered Mail Returned to Sender
-To: ${MAILBOX}
-Date: ${new Date().toUTCString()}
-Message-Id: <bounce-${Date.now()}@mx.customer.example>
-MIME-Version: 1.0
-Content-Type: multipart/report; report-type=delivery-status;
-\tboundary="B1/mx.customer.example"
-
---B1/mx.customer.example
-Content-Description: Notification
-Content-Type: text/plain; charset=us-ascii
-
-This is the mail system at host mx.customer.example.
-
-I'm sorry to have to inform you that your message could not
-be delivered to one or more recipients.
-
-<${recipient}>: host mx.customer.example said: 550 5.1.1 <${recipient}>:
-    Recipient address rejected: User unknown (in reply to RCPT TO command)
-
---B1/mx.customer.example
-Content-Description: Delivery report
-Content-Type: message/delivery-status
-
-Reporting-MTA: dns; mx.customer.example
-
-Final-Recipient: rfc822; ${recipient}
-Action: failed
-Status: 5.1.1
-Diagnostic-Code: smtp; 550 5.1.1 <${recipient}>: Recipient address rejected:
-    User unknown
-
---B1/mx.customer.example
-Content-Description: Undelivered Message Headers
-Content-Type: text/rfc822-headers
-
-From: Example Support <${MAILBOX}>
-To: ${recipient}
-Subject: Re: Hello
-Message-ID: ${messageId}
-
---B1/mx.customer.example--
-`.replace(/\r?\n/g, "\r\n")
 
 const describeImap = dovecotPath() !== undefined ? describe : describe.skip
 if (dovecotPath() === undefined) {
@@ -417,7 +369,7 @@ describeImap("e-mail channel (Dovecot IMAP + SMTP)", () => {
         assert.strictEqual((yield* deliveryOf())!.externalId, sentId)
 
         // Bob's server refuses it later: a DSN as Postfix writes it comes back to the mailbox.
-        yield* imap.append(MAILBOX, postfixBounce("bob@customer.example", sentId))
+        yield* imap.append(MAILBOX, postfixBounce(MAILBOX, "bob@customer.example", sentId))
         yield* eventually(
           "the reply failed",
           () => deliveryOf().pipe(Effect.map((m) => m?.delivery.state === "failed")),

@@ -4,6 +4,7 @@
  * operator's replies through the API reach the Telegram chat and the widget respectively, each
  * recorded `sent` with the provider's id. Both channel plugins run in worker threads.
  */
+import { jpeg } from "../support/Files.ts"
 import * as NodeFs from "node:fs"
 import * as NodeHttp from "node:http"
 import type { AddressInfo } from "node:net"
@@ -19,22 +20,6 @@ import { tempDir } from "../support/TestDatabase.ts"
 const CHROMIUM = "/usr/bin/chromium"
 const TOKEN = "7003:both-channels-token"
 const CHAT = 4242
-const jpeg = new Uint8Array([
-  0xff,
-  0xd8,
-  0xff,
-  0xe0,
-  0,
-  0x10,
-  0x4a,
-  0x46,
-  0x49,
-  0x46,
-  0,
-  1,
-  0xff,
-  0xd9,
-])
 
 describe.skipIf(!NodeFs.existsSync(CHROMIUM))("Telegram and the widget, one operator", () => {
   it.scopedLive(

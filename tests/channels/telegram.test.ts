@@ -7,6 +7,7 @@
  * identity unreachable. In webhook mode the secret token is checked and the update is answered
  * only once stored.
  */
+import { jpeg } from "../support/Files.ts"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { request } from "../api/ApiServer.ts"
@@ -17,32 +18,6 @@ import { tempDir } from "../support/TestDatabase.ts"
 
 const TOKEN = "7001:test-secret-token"
 const CHAT = 12345678
-
-/** A small real JPEG (the attachment store checks the content). */
-const jpeg = new Uint8Array([
-  0xff,
-  0xd8,
-  0xff,
-  0xe0,
-  0x00,
-  0x10,
-  0x4a,
-  0x46,
-  0x49,
-  0x46,
-  0x00,
-  0x01,
-  0x01,
-  0x00,
-  0x00,
-  0x01,
-  0x00,
-  0x01,
-  0x00,
-  0x00,
-  0xff,
-  0xd9,
-])
 
 const setup = (settings: Record<string, string | number>) =>
   Effect.gen(function* () {

@@ -7,6 +7,7 @@
  * Chorus); Viber's statuses are retried or fail the reply; `unsubscribed` marks the person
  * unreachable; receipts (`delivered`, `seen`, `failed`) become the reply's delivery state.
  */
+import { jpeg } from "../support/Files.ts"
 import { readFileSync } from "node:fs"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
@@ -22,31 +23,6 @@ const USER = "01234567890A="
 const fixture = (name: string) =>
   readFileSync(new URL(`../fixtures/providers/viber/${name}.json`, import.meta.url), "utf8")
 
-/** A small real JPEG and a PDF (the attachment store checks the content). */
-const jpeg = new Uint8Array([
-  0xff,
-  0xd8,
-  0xff,
-  0xe0,
-  0x00,
-  0x10,
-  0x4a,
-  0x46,
-  0x49,
-  0x46,
-  0x00,
-  0x01,
-  0x01,
-  0x00,
-  0x00,
-  0x01,
-  0x00,
-  0x01,
-  0x00,
-  0x00,
-  0xff,
-  0xd9,
-])
 const pdf = new TextEncoder().encode("%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n")
 
 const setup = (settings: Record<string, string | number> = {}) =>

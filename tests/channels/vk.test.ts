@@ -7,6 +7,7 @@
  * are retried or fail the reply (901 and message_deny mark the person unreachable). Bots Long
  * Poll brings the same events in and survives `failed` answers.
  */
+import { jpeg } from "../support/Files.ts"
 import { readFileSync } from "node:fs"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
@@ -27,31 +28,6 @@ const fixture = (name: string): Record<string, any> =>
     readFileSync(new URL(`../fixtures/providers/vk/${name}.json`, import.meta.url), "utf8"),
   )
 
-/** A small real JPEG (the attachment store checks the content). */
-const jpeg = new Uint8Array([
-  0xff,
-  0xd8,
-  0xff,
-  0xe0,
-  0x00,
-  0x10,
-  0x4a,
-  0x46,
-  0x49,
-  0x46,
-  0x00,
-  0x01,
-  0x01,
-  0x00,
-  0x00,
-  0x01,
-  0x00,
-  0x01,
-  0x00,
-  0x00,
-  0xff,
-  0xd9,
-])
 const pdf = new TextEncoder().encode("%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n")
 const ogg = new Uint8Array([0x4f, 0x67, 0x67, 0x53, 0x00, 0x02, ...new Array(40).fill(0)])
 

@@ -8,6 +8,7 @@
  * 24-hour window failing the reply with `reply_window_closed`; templates through the plugin's
  * route; status webhooks moving a reply to delivered and read.
  */
+import { jpeg } from "../support/Files.ts"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { request } from "../api/ApiServer.ts"
@@ -22,32 +23,6 @@ const APP_SECRET = "test-app-secret"
 const VERIFY = "test-verify-token"
 const TEMPLATES = "test-templates-token"
 const CUSTOMER = "16505551234"
-
-/** A small real JPEG (the attachment store checks the content). */
-const jpeg = new Uint8Array([
-  0xff,
-  0xd8,
-  0xff,
-  0xe0,
-  0x00,
-  0x10,
-  0x4a,
-  0x46,
-  0x49,
-  0x46,
-  0x00,
-  0x01,
-  0x01,
-  0x00,
-  0x00,
-  0x01,
-  0x00,
-  0x01,
-  0x00,
-  0x00,
-  0xff,
-  0xd9,
-])
 
 const SECRETS = {
   CHORUS_PLUGIN_WHATSAPP_ACCESS_TOKEN_MAIN: TOKEN,

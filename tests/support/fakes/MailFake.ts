@@ -143,3 +143,56 @@ export const mailFake = (
       failNext: (failure) => failures.push(failure),
     } satisfies MailFake
   })
+
+/** A hard bounce of `messageId` (sent from `mailbox` to `recipient`), as Postfix's bounce(8) writes it (RFC 3464). */
+export const postfixBounce = (
+  mailbox: string,
+  recipient: string,
+  messageId: string,
+  subject = "Re: Hello",
+) =>
+  `Return-Path: <>
+From: MAILER-DAEMON@mx.customer.example (Mail Delivery System)
+Subject: Undelivered Mail Returned to Sender
+To: ${mailbox}
+Date: ${new Date().toUTCString()}
+Message-Id: <bounce-${Date.now()}@mx.customer.example>
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status;
+\tboundary="B1/mx.customer.example"
+
+--B1/mx.customer.example
+Content-Description: Notification
+Content-Type: text/plain; charset=us-ascii
+
+This is the mail system at host mx.customer.example.
+
+I'm sorry to have to inform you that your message could not
+be delivered to one or more recipients.
+
+<${recipient}>: host mx.customer.example said: 550 5.1.1 <${recipient}>:
+    Recipient address rejected: User unknown (in reply to RCPT TO command)
+
+--B1/mx.customer.example
+Content-Description: Delivery report
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.customer.example
+
+Final-Recipient: rfc822; ${recipient}
+Action: failed
+Status: 5.1.1
+Diagnostic-Code: smtp; 550 5.1.1 <${recipient}>: Recipient address rejected:
+    User unknown
+
+--B1/mx.customer.example
+Content-Description: Undelivered Message Headers
+Content-Type: text/rfc822-headers
+
+From: Example Support <${mailbox}>
+To: ${recipient}
+Subject: ${subject}
+Message-ID: ${messageId}
+
+--B1/mx.customer.example--
+`.replace(/\r?\n/g, "\r\n")

@@ -334,6 +334,8 @@ export const make = (
     const isOwnStream = (name: string) =>
       name.startsWith(streamPrefix) && !name.slice(streamPrefix.length).startsWith("_")
 
+    /** Between a `disconnect` and the next `reconnect` of the connection's status: false. */
+    let connected = true
     const nc: NatsConnection = yield* Effect.acquireRelease(
       call("connect", () =>
         connect({
@@ -346,11 +348,13 @@ export const make = (
           noAsyncTraces: true,
         })),
       (nc) =>
-        call("close", () => nc.drain()).pipe(
+        // Draining needs the server: while disconnected it could only wait out its timeout.
+        (connected ? call("close", () => nc.drain()) : Effect.void).pipe(
           Effect.timeout("5 seconds"),
           Effect.ignore,
           Effect.zipRight(
             call("close", () => (nc.isClosed() ? Promise.resolve() : nc.close())).pipe(
+              Effect.timeout("5 seconds"),
               Effect.ignore,
             ),
           ),
@@ -370,8 +374,13 @@ export const make = (
     void (async () => {
       // The one watch of the connection's status; ends when the connection closes.
       for await (const status of nc.status()) {
-        if (status.type === "disconnect") replies.connectionLost()
-        else if (status.type === "reconnect") reconnectListeners.forEach((listener) => listener())
+        if (status.type === "disconnect") {
+          connected = false
+          replies.connectionLost()
+        } else if (status.type === "reconnect") {
+          connected = true
+          reconnectListeners.forEach((listener) => listener())
+        }
       }
     })()
     const jsm: JetStreamManager = yield* call(

@@ -51,6 +51,13 @@ const eventually = <A>(
     Effect.timeoutFail({ duration: within, onTimeout: () => new Error(`timed out: ${label}`) }),
   )
 
+/** Fail with `step` when `self` takes longer than `seconds`. */
+const within = (step: string, seconds: number) => <A, E, R>(self: Effect.Effect<A, E, R>) =>
+  Effect.timeoutFail(self, {
+    duration: Duration.seconds(seconds),
+    onTimeout: () => new Error(`${step} took over ${seconds} s`),
+  })
+
 const sleep = (ms: number) => Effect.promise(() => new Promise((r) => setTimeout(r, ms)))
 
 describe("JetStreamBus", () => {
@@ -383,10 +390,13 @@ describe("JetStreamBus", () => {
     "a publish in flight when the connection drops fails at once, it does not wait out its timeout",
     () =>
       Effect.gen(function* () {
-        const server = yield* NatsServer.start()
-        const bus = yield* openBus(uniqueNamespace("jsb"), server.url)
-        yield* bus.ensureStream(orders)
-        yield* bus.publish("orders.created", bytes("before"), { id: "before" })
+        // Each step is bounded and named, so a slow machine fails with where it was stuck.
+        const server = yield* NatsServer.start().pipe(within("start nats-server", 30))
+        const bus = yield* openBus(uniqueNamespace("jsb"), server.url).pipe(within("connect", 15))
+        yield* bus.ensureStream(orders).pipe(within("ensure the stream", 15))
+        yield* bus.publish("orders.created", bytes("before"), { id: "before" }).pipe(
+          within("the first publish", 15),
+        )
         // The server hangs with 32 publishes in flight, then dies: their answers can never come,
         // so the callers must hear at once that the connection is gone (they retry with the same
         // id, and the duplicate window decides), not after the 5 s request timeout.
@@ -408,7 +418,7 @@ describe("JetStreamBus", () => {
         )
         yield* sleep(300)
         assert.strictEqual(outcomes.length, 0, "a frozen server answers nothing")
-        yield* server.kill9
+        yield* server.kill9.pipe(within("kill -9 nats-server", 10))
         const killedAt = Date.now()
         yield* eventually(
           "every publish answered",

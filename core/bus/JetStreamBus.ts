@@ -90,6 +90,7 @@ import {
   Schema,
   type Scope,
   Stream,
+  Take,
 } from "effect"
 import {
   Bus,
@@ -1210,7 +1211,9 @@ export const make = (
         let serial = 0
         /** The next sequence to emit; only ever moves forward. */
         let next = Math.max(1, options.fromSeq)
-        const buffer = yield* Queue.bounded<BusMessage>(READ_BATCH)
+        // Messages, then the reader's failure if it ever gives up: read as one stream without a
+        // race per element (`Stream.interruptWhen` forks one for every pull).
+        const buffer = yield* Queue.bounded<Take.Take<BusMessage, BusError>>(READ_BATCH)
 
         const open = Effect.suspend(() => {
           const consumer = `${prefix}_${++serial}`
@@ -1259,17 +1262,25 @@ export const make = (
             })
             reader.messages = messages
             const iterator = messages[Symbol.asyncIterator]()
+            // Heartbeats end a dead request sooner; this watchdog only guards against a stuck
+            // one. One timer per pull request: a timeout per message forked two fibers each.
+            let waitingSince = 0
+            let stuck = false
+            const watchdog = setInterval(() => {
+              if (waitingSince > 0 && Date.now() - waitingSince > READ_EXPIRES_MS * 2) {
+                stuck = true
+                messages.stop()
+              }
+            }, READ_EXPIRES_MS)
+            yield* Effect.addFinalizer(() => Effect.sync(() => clearInterval(watchdog)))
             for (;;) {
+              waitingSince = Date.now()
               const step = yield* Effect.tryPromise({
                 try: () => iterator.next(),
                 catch: readHiccup,
-              }).pipe(
-                // Heartbeats end a dead request sooner; this only guards against a stuck one.
-                Effect.timeoutFail({
-                  duration: Duration.millis(READ_EXPIRES_MS * 2),
-                  onTimeout: () => readHiccup("a pull request did not end"),
-                }),
-              )
+              })
+              waitingSince = 0
+              if (stuck) return yield* Effect.fail(readHiccup("a pull request did not end"))
               if (step.done) return
               const m: JsMsg = step.value
               if (m.info.deliverySequence !== reader.delivered + 1) {
@@ -1284,9 +1295,9 @@ export const make = (
               next = m.seq + 1
               // A replayed dead letter is meant for one durable consumer, not for readers.
               if (m.headers?.has(BusHeader.replayFor)) continue
-              yield* Queue.offer(buffer, { ...toBusMessage(m), deliveryCount: 1 })
+              yield* Queue.offer(buffer, Take.of({ ...toBusMessage(m), deliveryCount: 1 }))
             }
-          })
+          }).pipe(Effect.scoped)
 
         const session = Effect.acquireUseRelease(
           open,
@@ -1307,9 +1318,13 @@ export const make = (
             ),
           }),
         )
-        const fiber = yield* Effect.forkScoped(pump)
-        return Stream.fromQueue(buffer).pipe(Stream.interruptWhen(Fiber.join(fiber)))
-      })).pipe(Stream.withSpan("JetStreamBus.read"))
+        yield* pump.pipe(
+          Effect.catchAllCause((cause) => Queue.offer(buffer, Take.failCause(cause))),
+          Effect.forkScoped,
+        )
+        // No span around the stream: it would be provided to every pull of every message.
+        return Stream.fromQueue(buffer).pipe(Stream.flattenTake)
+      }))
 
     // -------------------------------------------------------------------------------------------
     // The advisory backstop: move the message each MAX_DELIVERIES advisory names to the DLQ.

@@ -22,10 +22,12 @@ import {
   Duration,
   Effect,
   Either,
+  Exit,
   ParseResult,
-  Schedule,
+  Queue,
   Schema,
   Stream,
+  Take,
 } from "effect"
 import { Presence } from "../../actors/routing/Presence.ts"
 import type { OperatorId, TeamId } from "../../schemas/Ids.ts"
@@ -44,6 +46,9 @@ export interface EventStreamOptions {
   /** How often a `: keepalive` comment line is sent, so proxies keep the connection. Default: 15 s. */
   readonly keepAlive: Duration.DurationInput
 }
+
+/** Chunks of frames queued for a client that reads slower than events come. */
+const OUT_CHUNKS = 16
 
 export class EventStreamSettings extends Context.Reference<EventStreamSettings>()(
   "chorus/core/http/EventStreamSettings",
@@ -242,20 +247,36 @@ export const EventsHandlers = HttpApiBuilder.group(
               )
             ),
           )
-          const keepAlive = Stream.fromSchedule(Schedule.spaced(settings.keepAlive)).pipe(
-            Stream.as(": keepalive\n\n"),
-          )
           const operator = operatorOf(principal)
-          const body = Stream.make(": connected\n\n").pipe(
-            Stream.concat(Stream.merge(events, keepAlive, { haltStrategy: "left" })),
-            Stream.interruptWhen(Deferred.await(stopping)),
+          // The frames, keep-alives and the end meet in one queue the response reads. Merging
+          // streams (`Stream.merge`, `Stream.interruptWhen`) would fork and race fibers for every
+          // frame of every open inbox.
+          const body = Stream.unwrapScoped(Effect.gen(function* () {
             // An operator's open inbox keeps them present (actors/routing/Presence.ts).
-            operator === undefined ? (stream) => stream : (stream) =>
-              Stream.unwrapScoped(
-                Effect.as(presence.connected(operator.id), stream),
+            if (operator !== undefined) yield* presence.connected(operator.id)
+            const out = yield* Queue.bounded<Take.Take<string>>(OUT_CHUNKS)
+            yield* Queue.offer(out, Take.of(": connected\n\n"))
+            yield* events.pipe(
+              Stream.runForEachChunk((chunk) => Queue.offer(out, Take.chunk(chunk))),
+              Effect.exit,
+              Effect.flatMap((exit) =>
+                Queue.offer(out, Exit.isSuccess(exit) ? Take.end : Take.failCause(exit.cause))
               ),
-            Stream.map((text) => encoder.encode(text)),
-          )
+              Effect.forkScoped,
+            )
+            yield* Queue.offer(out, Take.of(": keepalive\n\n")).pipe(
+              Effect.delay(settings.keepAlive),
+              Effect.forever,
+              Effect.forkScoped,
+            )
+            // The server stops: end at once, whatever a slow client has not read yet.
+            yield* Deferred.await(stopping).pipe(
+              Effect.zipRight(Queue.takeAll(out)),
+              Effect.zipRight(Queue.offer(out, Take.end)),
+              Effect.forkScoped,
+            )
+            return Stream.fromQueue(out).pipe(Stream.flattenTake)
+          })).pipe(Stream.map((text) => encoder.encode(text)))
           return HttpServerResponse.stream(body, {
             contentType: "text/event-stream",
             headers: { "cache-control": "no-cache", "x-accel-buffering": "no" },

@@ -320,35 +320,21 @@ export const make = (
       )
     }
 
-    const findOrCreateSender = Effect.fnUntraced(function* (inbound: InboundMessage) {
-      const find = (db: Trx) =>
-        db.selectFrom("channel_identities").selectAll()
-          .where("channel", "=", inbound.channel)
-          .where("account", "=", inbound.account)
-          .where("external_id", "=", inbound.sender.externalId)
-          .executeTakeFirst()
-      const found = yield* database.query("find identity", find)
-      if (found !== undefined) {
-        const contact = yield* database.query("find contact", (db) =>
-          db.selectFrom("contacts").selectAll().where("id", "=", found.contact_id)
-            .executeTakeFirstOrThrow())
-        return {
-          contact: toContact(contact),
-          identity: toIdentity(found),
-          contactCreated: false,
-          identityCreated: false,
-        } satisfies ResolvedSender
-      }
-      const now = Date.now()
-      const sender = inbound.sender
-      const verification = sender.verified
-        ? "verified"
-        : sender.phone !== undefined || sender.email !== undefined
-        ? "claimed"
-        : "unverified"
-      return yield* database.transaction("create identity", async (trx) => {
-        // Created concurrently by another writer (another node)? Then use theirs.
-        const raced = await find(trx)
+    const findIdentity = (db: Trx, inbound: InboundMessage) =>
+      db.selectFrom("channel_identities").selectAll()
+        .where("channel", "=", inbound.channel)
+        .where("account", "=", inbound.account)
+        .where("external_id", "=", inbound.sender.externalId)
+        .executeTakeFirst()
+
+    // A new sender's contact and identity, group-committed: a burst of first messages (a
+    // campaign's answers) costs one fsync per batch, not one per sender.
+    const createSender = GroupCommit.eachInSavepoint({
+      name: "create identity",
+      rank: -2,
+      write: async (trx: Trx, inbound: InboundMessage, now: number) => {
+        // Created meanwhile, by an earlier write of this batch or another node? Then use theirs.
+        const raced = await findIdentity(trx, inbound)
         if (raced !== undefined) {
           const contact = await trx.selectFrom("contacts").selectAll()
             .where("id", "=", raced.contact_id).executeTakeFirstOrThrow()
@@ -359,6 +345,12 @@ export const make = (
             identityCreated: false,
           } satisfies ResolvedSender
         }
+        const sender = inbound.sender
+        const verification = sender.verified
+          ? "verified"
+          : sender.phone !== undefined || sender.email !== undefined
+          ? "claimed"
+          : "unverified"
         const contact: ContactRow = {
           id: newId.contact(),
           name: sender.name ?? null,
@@ -391,7 +383,23 @@ export const make = (
           contactCreated: true,
           identityCreated: true,
         } satisfies ResolvedSender
-      })
+      },
+    })
+
+    const findOrCreateSender = Effect.fnUntraced(function* (inbound: InboundMessage) {
+      const found = yield* database.query("find identity", (db) => findIdentity(db, inbound))
+      if (found !== undefined) {
+        const contact = yield* database.query("find contact", (db) =>
+          db.selectFrom("contacts").selectAll().where("id", "=", found.contact_id)
+            .executeTakeFirstOrThrow())
+        return {
+          contact: toContact(contact),
+          identity: toIdentity(found),
+          contactCreated: false,
+          identityCreated: false,
+        } satisfies ResolvedSender
+      }
+      return yield* writer.submit(createSender, inbound)
     })
 
     /** Each inbox's conversation mode, read once (inbox_settings is small and rarely set). */
@@ -481,54 +489,53 @@ export const make = (
           })),
         )
 
-    const findOrOpenConversation = Effect.fnUntraced(function* (
-      contactId: ContactId,
-      identity: ChannelIdentity,
-      mode: ConversationMode,
-    ) {
-      const findOpen = (db: Trx) => {
-        let q = db.selectFrom("conversations").selectAll()
-          .where("contact_id", "=", contactId)
-          .where("status", "in", ["open", "pending"])
-        if (mode === "per_channel") {
-          q = q.where("last_channel", "=", identity.channel)
-            .where("last_account", "=", identity.account)
-        } else {
-          // Not a conversation a per-channel inbox keeps to itself.
-          q = q.where(({ exists, not, selectFrom }) =>
-            not(exists(
-              selectFrom("inbox_settings").select("inbox_settings.channel")
-                .where("inbox_settings.conversation_mode", "=", "per_channel")
-                .whereRef("inbox_settings.channel", "=", "conversations.last_channel")
-                .where((eb) =>
-                  eb.or([
-                    eb("inbox_settings.account", "=", "*"),
-                    eb("inbox_settings.account", "=", eb.ref("conversations.last_account")),
-                  ])
-                ),
-            ))
-          )
-        }
-        return q.orderBy("created_at", "desc").executeTakeFirst()
+    const findOpen = (
+      db: Trx,
+      { contactId, identity, mode }: {
+        readonly contactId: ContactId
+        readonly identity: ChannelIdentity
+        readonly mode: ConversationMode
+      },
+    ) => {
+      let q = db.selectFrom("conversations").selectAll()
+        .where("contact_id", "=", contactId)
+        .where("status", "in", ["open", "pending"])
+      if (mode === "per_channel") {
+        q = q.where("last_channel", "=", identity.channel)
+          .where("last_account", "=", identity.account)
+      } else {
+        // Not a conversation a per-channel inbox keeps to itself.
+        q = q.where(({ exists, not, selectFrom }) =>
+          not(exists(
+            selectFrom("inbox_settings").select("inbox_settings.channel")
+              .where("inbox_settings.conversation_mode", "=", "per_channel")
+              .whereRef("inbox_settings.channel", "=", "conversations.last_channel")
+              .where((eb) =>
+                eb.or([
+                  eb("inbox_settings.account", "=", "*"),
+                  eb("inbox_settings.account", "=", eb.ref("conversations.last_account")),
+                ])
+              ),
+          ))
+        )
       }
-      // The common case (every message after a conversation's first) is a read, not a transaction.
-      const existing = yield* database.query("find open conversation", findOpen)
-      if (existing !== undefined) {
-        return {
-          conversation: toConversation(existing),
-          opened: false,
-        } satisfies OpenedConversation
-      }
-      return yield* database.transaction("open conversation", async (trx) => {
-        // Opened meanwhile by another writer? Then use theirs.
-        const current = await findOpen(trx)
+      return q.orderBy("created_at", "desc").executeTakeFirst()
+    }
+
+    // Group-committed like `createSender`: a burst of new conversations shares its fsyncs.
+    const openNew = GroupCommit.eachInSavepoint({
+      name: "open conversation",
+      rank: -1,
+      write: async (trx: Trx, input: Parameters<typeof findOpen>[1], now: number) => {
+        // Opened meanwhile, by an earlier write of this batch or another node? Then use theirs.
+        const current = await findOpen(trx, input)
         if (current !== undefined) {
           return {
             conversation: toConversation(current),
             opened: false,
           } satisfies OpenedConversation
         }
-        const now = Date.now()
+        const { contactId, identity } = input
         // The inbox's team owns the conversation: the account's own entry, else the channel's `*`.
         const owner = await inboxOwner(trx, identity.channel, identity.account)
         const row: ConversationRow = {
@@ -555,7 +562,24 @@ export const make = (
         }
         await trx.insertInto("conversations").values(row).execute()
         return { conversation: toConversation(row), opened: true } satisfies OpenedConversation
-      })
+      },
+    })
+
+    const findOrOpenConversation = Effect.fnUntraced(function* (
+      contactId: ContactId,
+      identity: ChannelIdentity,
+      mode: ConversationMode,
+    ) {
+      const input = { contactId, identity, mode }
+      // The common case (every message after a conversation's first) is a read, not a transaction.
+      const existing = yield* database.query("find open conversation", (db) => findOpen(db, input))
+      if (existing !== undefined) {
+        return {
+          conversation: toConversation(existing),
+          opened: false,
+        } satisfies OpenedConversation
+      }
+      return yield* writer.submit(openNew, input)
     })
 
     const threadConversation = (contactId: ContactId, inbound: InboundMessage) => {

@@ -85,7 +85,8 @@ const isRetryable = (cause: unknown): boolean => {
   return cause instanceof Error && RETRYABLE_MESSAGES.test(cause.message)
 }
 
-const toError = (operation: string) => (cause: unknown) =>
+/** A driver's error as a `DatabaseError` of `operation` (retryable when the driver says so). */
+export const toError = (operation: string) => (cause: unknown) =>
   new DatabaseError({ operation, cause, retryable: isRetryable(cause) })
 
 export const redactUrl = (url: string): string => url.replace(/\/\/([^:/@]+):[^@]*@/, "//$1:***@")

@@ -22,8 +22,8 @@ import {
   Schedule,
   type Scope,
 } from "effect"
-import type { Kysely } from "kysely"
-import { DatabaseError, type DatabaseShape } from "./Database.ts"
+import { type Kysely, sql } from "kysely"
+import { DatabaseError, type DatabaseShape, toError } from "./Database.ts"
 import type { CoreTables } from "./tables.ts"
 
 export type Trx = Kysely<CoreTables>
@@ -48,6 +48,38 @@ export interface WriteKind<I, A, E> {
   /** Runs after the commit, before the caller is answered (signals, in-memory caches). */
   readonly afterCommit?: (input: I, result: A) => void
 }
+
+/**
+ * A kind whose inputs are written one by one, each under a savepoint of the batch's transaction:
+ * a failing input rolls back only its own writes and answers its own `DatabaseError`, while the
+ * others commit together — one fsync for a burst of new senders instead of one each. `write` may
+ * read what earlier inputs of the batch wrote (one transaction, one writer).
+ */
+export const eachInSavepoint = <I, A>(options: {
+  readonly name: string
+  readonly rank: number
+  readonly write: (trx: Trx, input: I, now: number) => Promise<A>
+}): WriteKind<I, A, DatabaseError> => ({
+  name: options.name,
+  rank: options.rank,
+  execute: async (trx, inputs, now) => {
+    const results: Array<Either.Either<A, DatabaseError>> = []
+    for (const input of inputs) {
+      await sql`savepoint chorus_write`.execute(trx)
+      try {
+        const result = await options.write(trx, input, now)
+        await sql`release savepoint chorus_write`.execute(trx)
+        results.push(Either.right(result))
+      } catch (cause) {
+        // A failure here fails the batch, whose jobs are then retried one per transaction.
+        await sql`rollback to savepoint chorus_write`.execute(trx)
+        await sql`release savepoint chorus_write`.execute(trx)
+        results.push(Either.left(toError(options.name)(cause)))
+      }
+    }
+    return results
+  },
+})
 
 interface Job {
   readonly kind: WriteKind<any, any, any>

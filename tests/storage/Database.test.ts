@@ -2,6 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { type Kysely, sql } from "kysely"
 import { type DatabaseShape, makeDatabase } from "../../core/storage/Database.ts"
+import * as GroupCommit from "../../core/storage/GroupCommit.ts"
 import {
   coreMigrationSet,
   migrate,
@@ -101,6 +102,79 @@ const storageBehaviour = (
           (k as unknown as Kysely<any>).selectFrom("acme_notes").selectAll().execute())
         assert.lengthOf(rows, 0)
       }))
+
+    it.scoped(
+      "group-committed writes under savepoints: one failing write rolls back only its own rows",
+      () =>
+        Effect.gen(function* () {
+          const db = yield* open
+          yield* migrate(db, notesPlugin)
+          const writer = yield* GroupCommit.make(db, { label: "test", maxBatch: 100 })
+          // Each write inserts two rows; id 7's second row collides with id 1's, after its
+          // first row went in: that first row must not survive, nor may the others suffer.
+          const addPair = GroupCommit.eachInSavepoint({
+            name: "add pair",
+            rank: 0,
+            write: async (trx, id: number) => {
+              const t = trx as unknown as Kysely<any>
+              await t.insertInto("acme_notes").values({ id, body: "first", created_at: 1 })
+                .execute()
+              const second = id === 7 ? 1001 : 1000 + id
+              await t.insertInto("acme_notes").values({ id: second, body: "second", created_at: 1 })
+                .execute()
+              // What an earlier write of the same batch wrote is visible to a later one.
+              const seen = await t.selectFrom("acme_notes").select("id").execute()
+              return seen.length
+            },
+          })
+          const results = yield* Effect.forEach(
+            [1, 2, 3, 7, 4],
+            (id) =>
+              writer.submit(addPair, id).pipe(Effect.either),
+            { concurrency: "unbounded" },
+          )
+          const before = writer.stats().transactions
+          assert.deepStrictEqual(
+            results.map((r) =>
+              r._tag
+            ),
+            [
+              "Right",
+              "Right",
+              "Right",
+              "Left",
+              "Right",
+            ],
+          )
+          // Rows each write saw: the pairs written before it in the batch, and its own.
+          assert.deepStrictEqual(
+            results.map((r) => (r._tag === "Right" ? r.right : undefined)),
+            [2, 4, 6, undefined, 8],
+          )
+          const failed = results[3]!
+          assert.strictEqual(failed._tag === "Left" && failed.left.operation, "add pair")
+          // One transaction for the five (they were queued together).
+          assert.strictEqual(before, 1)
+          const rows = yield* db.query("read", (k) =>
+            (k as unknown as Kysely<any>).selectFrom("acme_notes").select("id").orderBy("id")
+              .execute())
+          assert.deepStrictEqual(
+            rows.map((r) =>
+              Number(r.id)
+            ),
+            [
+              1,
+              2,
+              3,
+              4,
+              1001,
+              1002,
+              1003,
+              1004,
+            ],
+          )
+        }),
+    )
 
     it.scoped("ping answers", () =>
       Effect.gen(function* () {

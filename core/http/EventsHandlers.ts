@@ -40,11 +40,19 @@ import { EventsStream, eventSubject } from "../pipeline/Streams.ts"
 import { ChorusEvent } from "../../schemas/Events.ts"
 import { ChorusApi } from "./Api.ts"
 import { EventsUnavailable } from "./EventsApi.ts"
+import * as EventTail from "./EventTail.ts"
 
 /** Tunables of the event stream; tests shorten the keepalive. */
 export interface EventStreamOptions {
   /** How often a `: keepalive` comment line is sent, so proxies keep the connection. Default: 15 s. */
   readonly keepAlive: Duration.DurationInput
+  /** Recent events the shared reader keeps for reconnecting clients. Default: 1,024. */
+  readonly tailCapacity?: number
+  /**
+   * Events a connection following the shared reader may have waiting; beyond, it falls behind
+   * and reads the bus on its own until it has caught up. Default: 4,096.
+   */
+  readonly followBuffer?: number
 }
 
 /** Chunks of frames queued for a client that reads slower than events come. */
@@ -69,21 +77,53 @@ const decodeEvent = Schema.decodeUnknownEither(Schema.parseJson(ChorusEvent))
 const decoder = new TextDecoder()
 const encoder = new TextEncoder()
 
+/** An event as every connection needs it: decoded (or why not) and framed. */
+interface Decoded {
+  readonly event: ChorusEvent | undefined
+  /** Why it does not decode. */
+  readonly error: string | undefined
+  readonly frame: string
+}
+
 /**
  * One SSE frame per event: the JSON as published, one `data:` line per line of it. An event that
  * does not decode is logged and sent as a bare `id:` (no event is dispatched, but the client's
  * last event id moves past it, so a reconnect does not ask for it again).
  */
-const frame = (message: BusMessage, invalid: Array<BusMessage>): string => {
+const decode = (message: BusMessage): Decoded => {
   const json = decoder.decode(message.data)
   const decoded = decodeEvent(json)
   if (Either.isLeft(decoded)) {
-    invalid.push(message)
-    return `id: ${message.seq}\n\n`
+    return {
+      event: undefined,
+      error: ParseResult.TreeFormatter.formatErrorSync(decoded.left),
+      frame: `id: ${message.seq}\n\n`,
+    }
   }
   const data = json.split(/\r\n|\r|\n/).map((line) => `data: ${line}\n`).join("")
-  return `id: ${message.seq}\nevent: ${decoded.right.type}\n${data}\n`
+  return {
+    event: decoded.right,
+    error: undefined,
+    frame: `id: ${message.seq}\nevent: ${decoded.right.type}\n${data}\n`,
+  }
 }
+
+/**
+ * Every open inbox reads every event: each is decoded and framed once per server, not once per
+ * connection (with 50 inboxes open the decoding was most of the cost of an event).
+ */
+const decodedEvents = () => {
+  const recent = new Lru<string, Decoded>(4_096)
+  return (message: BusMessage): Decoded => {
+    const key = `${message.seq}\u0000${message.id}`
+    const known = recent.get(key)
+    if (known !== undefined) return known
+    const decoded = decode(message)
+    recent.set(key, decoded)
+    return decoded
+  }
+}
+type DecodeOnce = ReturnType<typeof decodedEvents>
 
 /**
  * The frames of a chunk of events as one piece of text: the stream machinery then runs once per
@@ -91,29 +131,26 @@ const frame = (message: BusMessage, invalid: Array<BusMessage>): string => {
  * stream steps cost more than the framing itself).
  */
 const frames = (
+  decodeOnce: DecodeOnce,
   chunk: Chunk.Chunk<BusMessage>,
   wanted: ReadonlySet<string>,
 ): Effect.Effect<Chunk.Chunk<string>> => {
-  const invalid: Array<BusMessage> = []
+  const invalid: Array<[BusMessage, string]> = []
   let text = ""
   for (const message of chunk) {
-    if (wanted.size === 0 || wanted.has(message.subject)) text += frame(message, invalid)
+    if (wanted.size === 0 || wanted.has(message.subject)) {
+      const decoded = decodeOnce(message)
+      if (decoded.error !== undefined) invalid.push([message, decoded.error])
+      text += decoded.frame
+    }
   }
   const out = text === "" ? Chunk.empty<string>() : Chunk.of(text)
   if (invalid.length === 0) return Effect.succeed(out)
   return Effect.forEach(
     invalid,
-    (message) =>
+    ([message, error]) =>
       Effect.logWarning("skipping an event that does not decode").pipe(
-        Effect.annotateLogs({
-          seq: message.seq,
-          subject: message.subject,
-          id: message.id,
-          error: Either.match(decodeEvent(decoder.decode(message.data)), {
-            onLeft: (e) => ParseResult.TreeFormatter.formatErrorSync(e),
-            onRight: () => "",
-          }),
-        }),
+        Effect.annotateLogs({ seq: message.seq, subject: message.subject, id: message.id, error }),
       ),
     { discard: true },
   ).pipe(Effect.as(out))
@@ -140,7 +177,11 @@ const conversationOf = (event: ChorusEvent): string | undefined =>
  * every `operator.updated`, no contact events. Where each conversation is comes from the events
  * themselves, or the store for one not seen yet on this connection (one query per chunk).
  */
-const operatorFilter = (database: DatabaseShape, visibility: Visibility) => {
+const operatorFilter = (
+  database: DatabaseShape,
+  decodeOnce: DecodeOnce,
+  visibility: Visibility,
+) => {
   const placements = new Lru<string, Placement>(10_000)
   const visible = (p: Placement | undefined) => p !== undefined && canSee(visibility, p)
   return (chunk: Chunk.Chunk<BusMessage>) =>
@@ -148,7 +189,7 @@ const operatorFilter = (database: DatabaseShape, visibility: Visibility) => {
       const decoded: Array<[BusMessage, ChorusEvent | undefined]> = []
       const missing = new Set<string>()
       for (const message of chunk) {
-        const event = Either.getOrUndefined(decodeEvent(decoder.decode(message.data)))
+        const event = decodeOnce(message).event
         decoded.push([message, event])
         const id = event === undefined ? undefined : conversationOf(event)
         if (
@@ -215,11 +256,16 @@ export const EventsHandlers = HttpApiBuilder.group(
       const stopping = yield* EventStreamsStop
       const database = yield* Database
       const presence = yield* Presence
+      const decodeOnce = decodedEvents()
+      const tail = yield* EventTail.make(bus, { capacity: settings.tailCapacity ?? 1_024 })
+      const followBuffer = Math.max(1, settings.followBuffer ?? 4_096)
       return handlers.handle("stream", ({ headers, urlParams }) =>
         Effect.gen(function* () {
           const principal = yield* CurrentPrincipal
           const visibility = visibilityOf(principal)
-          const filter = visibility.all ? undefined : operatorFilter(database, visibility)
+          const filter = visibility.all
+            ? undefined
+            : operatorFilter(database, decodeOnce, visibility)
           const after = headers["last-event-id"] ?? urlParams.lastEventId ??
             (yield* bus.lastSeq(EventsStream.name).pipe(
               Effect.mapError((e) => new EventsUnavailable({ message: describeCause(e) })),
@@ -228,25 +274,80 @@ export const EventsHandlers = HttpApiBuilder.group(
             ...new Set((urlParams.types ?? "").split(",").map((t) => t.trim()).filter((t) => t)),
           ]
           const wanted = new Set(types.map(eventSubject))
-          const events = bus.read(EventsStream.name, {
-            fromSeq: after + 1,
-            // One type is a filter the bus applies; several are picked here.
-            ...(types.length === 1 ? { filter: eventSubject(types[0]!) } : {}),
-          }).pipe(
-            Stream.mapChunksEffect((chunk) =>
-              filter === undefined
-                ? frames(chunk, wanted)
-                : Effect.flatMap(filter(chunk), (visible) => frames(visible, wanted))
-            ),
-            // The client reconnects with its last id; a broken read must not look like the end.
-            Stream.catchAll((e) =>
-              Stream.fromEffect(
-                Effect.logWarning("event stream ended by a bus failure", e).pipe(
-                  Effect.as(": the bus failed; reconnect with Last-Event-ID\n\n"),
-                ),
+          /** The last event sequence this connection has passed (sent or filtered out). */
+          let position = after
+          const emit = (out: Queue.Enqueue<Take.Take<string>>, batch: Iterable<BusMessage>) =>
+            Effect.gen(function* () {
+              const fresh: Array<BusMessage> = []
+              for (const m of batch) if (m.seq > position) fresh.push(m)
+              if (fresh.length === 0) return
+              position = fresh[fresh.length - 1]!.seq
+              const chunk = Chunk.unsafeFromArray(fresh)
+              const text = yield* filter === undefined
+                ? frames(decodeOnce, chunk, wanted)
+                : Effect.flatMap(filter(chunk), (visible) => frames(decodeOnce, visible, wanted))
+              if (Chunk.isNonEmpty(text)) yield* Queue.offer(out, Take.chunk(text))
+            })
+
+          /** Follow the shared tail while it has this connection; returns when dropped. */
+          const follow = (out: Queue.Enqueue<Take.Take<string>>) =>
+            Effect.gen(function* () {
+              const inbox = yield* Queue.bounded<BusMessage | null>(followBuffer)
+              let lost = false
+              const joined = tail.join(position, {
+                push: (messages) => {
+                  for (const m of messages) if (!Queue.unsafeOffer(inbox, m)) return false
+                  return true
+                },
+                lost: () => {
+                  lost = true
+                  Queue.unsafeOffer(inbox, null) // wakes a waiting take; full means awake anyway
+                },
+              })
+              if (joined === undefined) return false
+              yield* Effect.gen(function* () {
+                yield* emit(out, joined.backlog)
+                while (!(lost && (yield* Queue.isEmpty(inbox)))) {
+                  const batch = yield* Queue.takeBetween(inbox, 1, 1_024)
+                  yield* emit(out, Chunk.filter(batch, (m): m is BusMessage => m !== null))
+                }
+              }).pipe(Effect.ensuring(Effect.sync(joined.leave)))
+              return true
+            })
+
+          /**
+           * Read the bus from this connection's position until the tail holds what follows it.
+           * False when the bus failed (the client is told, and reconnects with its last id).
+           */
+          const catchUp = (out: Queue.Enqueue<Take.Take<string>>) =>
+            Effect.scoped(Effect.gen(function* () {
+              // Every type, filtered here: the position must pass every event to meet the tail.
+              const pull = yield* Stream.toPull(
+                bus.read(EventsStream.name, { fromSeq: position + 1 }),
               )
-            ),
-          )
+              for (;;) {
+                const next = yield* Effect.either(pull)
+                if (Either.isLeft(next)) {
+                  if (next.left._tag === "None") return true
+                  yield* Effect.logWarning("event stream ended by a bus failure", next.left.value)
+                  yield* Queue.offer(
+                    out,
+                    Take.of(": the bus failed; reconnect with Last-Event-ID\n\n"),
+                  )
+                  return false
+                }
+                yield* emit(out, next.right)
+                if (tail.canJoin(position)) return true
+              }
+            }))
+
+          const events = (out: Queue.Enqueue<Take.Take<string>>) =>
+            Effect.gen(function* () {
+              for (;;) {
+                if (yield* follow(out)) continue // dropped: catch up from where it stopped
+                if (!(yield* catchUp(out))) return
+              }
+            })
           const operator = operatorOf(principal)
           // The frames, keep-alives and the end meet in one queue the response reads. Merging
           // streams (`Stream.merge`, `Stream.interruptWhen`) would fork and race fibers for every
@@ -256,8 +357,7 @@ export const EventsHandlers = HttpApiBuilder.group(
             if (operator !== undefined) yield* presence.connected(operator.id)
             const out = yield* Queue.bounded<Take.Take<string>>(OUT_CHUNKS)
             yield* Queue.offer(out, Take.of(": connected\n\n"))
-            yield* events.pipe(
-              Stream.runForEachChunk((chunk) => Queue.offer(out, Take.chunk(chunk))),
+            yield* events(out).pipe(
               Effect.exit,
               Effect.flatMap((exit) =>
                 Queue.offer(out, Exit.isSuccess(exit) ? Take.end : Take.failCause(exit.cause))

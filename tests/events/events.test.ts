@@ -23,6 +23,10 @@ import { testNatsUrl } from "../support/TestServices.ts"
 interface Options {
   readonly keepAlive?: Duration.DurationInput
   readonly natsUrl?: string
+  /** The shared reader's memory of recent events (small: reconnects catch up from the bus). */
+  readonly tailCapacity?: number
+  /** A follower's buffer (1: bursts drop it from the shared reader, it catches up alone). */
+  readonly followBuffer?: number
 }
 
 /** A server in this process on a fresh SQLite database (and the embedded bus, unless NATS). */
@@ -42,7 +46,11 @@ const startServer = (options: Options = {}) =>
     const context = yield* Layer.build(
       ServerLive(config).pipe(
         Layer.provide(
-          Layer.succeed(EventStreamSettings, { keepAlive: options.keepAlive ?? "15 seconds" }),
+          Layer.succeed(EventStreamSettings, {
+            keepAlive: options.keepAlive ?? "15 seconds",
+            ...(options.tailCapacity !== undefined ? { tailCapacity: options.tailCapacity } : {}),
+            ...(options.followBuffer !== undefined ? { followBuffer: options.followBuffer } : {}),
+          }),
         ),
       ),
     )
@@ -82,6 +90,7 @@ const publishEvents = (
   bus: typeof Bus.Service,
   from: number,
   count: number,
+  concurrency: number | "unbounded" = 1,
 ): Effect.Effect<Array<Published>, unknown> =>
   Effect.forEach(Array.from({ length: count }, (_, i) => from + i), (n) =>
     Effect.gen(function* () {
@@ -92,7 +101,19 @@ const publishEvents = (
         id: event.id,
       })
       return { seq: ack.seq, json, n }
-    }))
+    }), { concurrency }).pipe(Effect.map((all) => all.sort((a, b) => a.seq - b.seq)))
+
+/** A burst published at once reaches a connected client whole, in stream order. */
+const burst = (options: Options) =>
+  Effect.gen(function* () {
+    const { auth, bus, url } = yield* startServer(options)
+    const client = yield* connect(`${url}/api/v1/events`, auth)
+    yield* connected(client)
+    const published = yield* publishEvents(bus, 0, 200, "unbounded")
+    yield* until("200 events", () => client.events().length >= 200)
+    yield* Effect.sleep("300 millis")
+    assert.deepStrictEqual(received(client), expected(published))
+  })
 
 // ---------------------------------------------------------------------------------------------
 // A minimal EventSource: frames parsed as the HTML spec says, kept for the test to look at.
@@ -206,6 +227,7 @@ const resumesWithoutGapOrRepeat = (options: Options) =>
     const { auth, bus, namespace, url } = yield* startServer(options)
     const endpoint = `${url}/api/v1/events`
     yield* publishEvents(bus, 0, 2) // before anyone listens: not sent to a new client
+    const serverReaders = options.natsUrl === undefined ? [] : yield* readers(options, namespace)
 
     const first = yield* connect(endpoint, auth)
     assert.strictEqual(first.status, 200)
@@ -232,31 +254,32 @@ const resumesWithoutGapOrRepeat = (options: Options) =>
     assert.deepStrictEqual(received(third), expected([...missed.slice(2), ...live]))
 
     if (options.natsUrl !== undefined) {
-      // A client that goes away takes its reader (an ephemeral consumer) with it; the server's
-      // own (the typing relay's) stays.
-      const readers = () =>
-        Effect.acquireUseRelease(
-          Effect.promise(() => natsConnect({ servers: options.natsUrl! })),
-          (nc) =>
-            Effect.promise(async () => {
-              const jsm = await jetstreamManager(nc)
-              const names: Array<string> = []
-              for await (const c of jsm.consumers.list(`${namespace}_events`)) {
-                if (c.name.startsWith("read_")) names.push(c.name)
-              }
-              return names
-            }),
-          (nc) => Effect.promise(() => nc.close()),
-        )
-      const withClients = yield* readers()
-      second.close()
-      third.close()
-      yield* readers().pipe(
-        Effect.filterOrFail((names) => names.length === withClients.length - 2),
+      // Clients that are up to date follow the server's own readers (the shared events reader,
+      // the typing relay): none holds a consumer of its own, and one that had to catch up on
+      // its own has given its consumer back.
+      yield* readers(options, namespace).pipe(
+        Effect.filterOrFail((names) => names.length === serverReaders.length),
         Effect.retry(Schedule.spaced("100 millis").pipe(Schedule.upTo("10 seconds"))),
       )
+      assert.isAtMost(serverReaders.length, 2)
     }
   })
+
+/** The ephemeral readers (consumers) of the events stream on JetStream. */
+const readers = (options: Options, namespace: string | undefined) =>
+  Effect.acquireUseRelease(
+    Effect.promise(() => natsConnect({ servers: options.natsUrl! })),
+    (nc) =>
+      Effect.promise(async () => {
+        const jsm = await jetstreamManager(nc)
+        const names: Array<string> = []
+        for await (const c of jsm.consumers.list(`${namespace}_events`)) {
+          if (c.name.startsWith("read_")) names.push(c.name)
+        }
+        return names
+      }),
+    (nc) => Effect.promise(() => nc.close()),
+  )
 
 describe("GET /api/v1/events", () => {
   it.scopedLive(
@@ -269,6 +292,19 @@ describe("GET /api/v1/events", () => {
     "the same on JetStream",
     () => resumesWithoutGapOrRepeat({ natsUrl: testNatsUrl }),
     30_000,
+  )
+
+  it.scopedLive(
+    "the same when the missed events are older than the server's memory, or a client falls " +
+      "behind the shared reader: it catches up from the bus",
+    () =>
+      Effect.gen(function* () {
+        yield* resumesWithoutGapOrRepeat({ tailCapacity: 2, followBuffer: 1 })
+        yield* resumesWithoutGapOrRepeat({ natsUrl: testNatsUrl, tailCapacity: 2, followBuffer: 1 })
+        yield* burst({ tailCapacity: 2, followBuffer: 1 })
+        yield* burst({ natsUrl: testNatsUrl, tailCapacity: 2, followBuffer: 1 })
+      }),
+    60_000,
   )
 
   it.scopedLive("without Last-Event-ID a client gets only events published after it connected", () =>

@@ -120,11 +120,12 @@ export interface OutboundStoreShape {
    */
   readonly markUnreachable: (id: ChannelIdentityId) => Effect.Effect<void, DatabaseError>
   /**
-   * Replies still `queued`, oldest first, created before `createdBefore` (epoch ms); page on with
-   * `after` = the last one's `[createdAt, id]`.
+   * Replies still `queued`, oldest first, created before `createdBefore` (and at or after
+   * `createdAfter`, if given; epoch ms); page on with `after` = the last one's `[createdAt, id]`.
    */
   readonly queued: (options: {
     readonly createdBefore: number
+    readonly createdAfter?: number
     readonly after?: readonly [number, string]
     readonly limit: number
   }) => Effect.Effect<ReadonlyArray<OutgoingMessage>, DatabaseError>
@@ -435,6 +436,7 @@ export const make = (
 
     const queued = Effect.fn("OutboundStore.queued")(function* (options: {
       readonly createdBefore: number
+      readonly createdAfter?: number
       readonly after?: readonly [number, string]
       readonly limit: number
     }) {
@@ -443,6 +445,9 @@ export const make = (
           .where("delivery_state", "=", "queued")
           .where("direction", "=", "out")
           .where("created_at", "<", options.createdBefore)
+        if (options.createdAfter !== undefined) {
+          q = q.where("created_at", ">=", options.createdAfter)
+        }
         const after = options.after
         if (after !== undefined) {
           q = q.where((eb) =>

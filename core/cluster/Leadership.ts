@@ -309,3 +309,18 @@ export const prometheus = (leadership: LeadershipShape): Effect.Effect<string> =
       `chorus_cluster_leader{node=${JSON.stringify(leadership.nodeId)}} ${leader ? 1 : 0}\n`
     ),
   )
+
+/**
+ * A layer built only while this node leads (and torn down when it stops leading): how the
+ * single-owner parts (consumers, relays) are started without knowing about leadership.
+ *
+ * @example
+ * leaderOnly("inbound consumer", InboundConsumer.layer())
+ */
+export const leaderOnly = <E, R>(
+  name: string,
+  layer: Layer.Layer<never, E, R>,
+): Layer.Layer<never, never, R | Leadership> =>
+  Layer.scopedDiscard(
+    Effect.flatMap(Leadership, (leadership) => leadership.whileLeader(name, Layer.build(layer))),
+  )

@@ -4,10 +4,17 @@
  * and it handles one message at a time, so a conversation's messages are numbered in the order
  * they were handled. Its state is a cache of `ConversationStore`: a restart or a passivation
  * drops it and `load` rebuilds it.
+ *
+ * Several nodes: the API (replies, notes, status) runs on every node, so two nodes may each have
+ * an actor for one conversation. Numbering stays optimistic: an append whose sequence number
+ * another node's actor took first breaks the unique index on (conversation, seq); the actor then
+ * restarts (reloading `lastSeq` from storage) and handles the command again with the next free
+ * number. Nothing is lost or numbered twice; a conversation written from two nodes at once costs
+ * a retry per collision.
  */
 import { Context, Data, Effect, Layer, Option } from "effect"
 import * as Actors from "../../core/actor/mod.ts"
-import type { DatabaseError } from "../../core/storage/Database.ts"
+import { type DatabaseError, violatesUnique } from "../../core/storage/Database.ts"
 import type { ConversationStatus } from "../../schemas/Conversation.ts"
 import type { ChannelIdentityId, ConversationId } from "../../schemas/Ids.ts"
 import type { InboundMessage } from "../../schemas/Inbound.ts"
@@ -136,6 +143,13 @@ export interface ConversationActorOptions {
   readonly mailboxCapacity?: number
 }
 
+/** The unique index that keeps a conversation's numbering gap-free and single (migration 0003). */
+const SEQ_INDEX = {
+  name: "messages_conversation_seq",
+  table: "messages",
+  columns: ["conversation_id", "seq"],
+} as const
+
 export const layer = (options: ConversationActorOptions = {}) =>
   Layer.scoped(
     ConversationActors,
@@ -215,8 +229,10 @@ export const layer = (options: ConversationActorOptions = {}) =>
                 ] as const
               ),
             ),
-        // Storage that is briefly unavailable: reload and try again rather than fail the ask.
-        restartOn: (error) => error._tag === "DatabaseError" && error.retryable,
+        // Storage that is briefly unavailable, or a sequence number another node's actor took
+        // first (our `lastSeq` is stale): reload and try again rather than fail the ask.
+        restartOn: (error) =>
+          error._tag === "DatabaseError" && (error.retryable || violatesUnique(error, SEQ_INDEX)),
       }
       const supervisor: Supervisor = yield* Actors.make(behaviour, {
         name: "conversation",

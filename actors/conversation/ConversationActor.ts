@@ -10,7 +10,9 @@
  * another node's actor took first breaks the unique index on (conversation, seq); the actor then
  * restarts (reloading `lastSeq` from storage) and handles the command again with the next free
  * number. Nothing is lost or numbered twice; a conversation written from two nodes at once costs
- * a retry per collision.
+ * a retry per collision. Likewise for the status: an append to a conversation another node's
+ * actor resolved meanwhile is refused by the store (`ResolvedMeanwhile`), and the reloaded actor
+ * answers `Closed`, as it would have on one node.
  */
 import { Context, Data, Effect, Layer, Option } from "effect"
 import * as Actors from "../../core/actor/mod.ts"
@@ -19,6 +21,7 @@ import type { ConversationStatus } from "../../schemas/Conversation.ts"
 import type { ChannelIdentityId, ConversationId } from "../../schemas/Ids.ts"
 import type { InboundMessage } from "../../schemas/Inbound.ts"
 import { type AppendResult, ConversationStore } from "./ConversationStore.ts"
+import { ResolvedMeanwhile } from "./ConversationRows.ts"
 import { type AppendOutbound, type AppendOutboundResult, OutboundStore } from "./OutboundWrites.ts"
 import {
   type AppendNote,
@@ -231,8 +234,11 @@ export const layer = (options: ConversationActorOptions = {}) =>
             ),
         // Storage that is briefly unavailable, or a sequence number another node's actor took
         // first (our `lastSeq` is stale): reload and try again rather than fail the ask.
+        // So does a conversation another node's actor resolved meanwhile: reloaded, it is Closed.
         restartOn: (error) =>
-          error._tag === "DatabaseError" && (error.retryable || violatesUnique(error, SEQ_INDEX)),
+          error._tag === "DatabaseError" &&
+          (error.retryable || violatesUnique(error, SEQ_INDEX) ||
+            error.cause instanceof ResolvedMeanwhile),
       }
       const supervisor: Supervisor = yield* Actors.make(behaviour, {
         name: "conversation",

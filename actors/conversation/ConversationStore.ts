@@ -37,6 +37,7 @@ import { Database, type DatabaseError, type DatabaseShape } from "../../core/sto
 import * as GroupCommit from "../../core/storage/GroupCommit.ts"
 import {
   attachmentsJson,
+  ResolvedMeanwhile,
   toContact,
   toConversation,
   toIdentity,
@@ -250,7 +251,7 @@ const appendKind: GroupCommit.WriteKind<AppendInbound, AppendResult, never> = {
         .execute()
     }
     for (const [conversationId, { input, row, count }] of touched) {
-      await trx.updateTable("conversations").set((eb) => ({
+      const updated = await trx.updateTable("conversations").set((eb) => ({
         last_seq: row.seq,
         last_message_at: now,
         updated_at: now,
@@ -262,7 +263,10 @@ const appendKind: GroupCommit.WriteKind<AppendInbound, AppendResult, never> = {
         snoozed_until: null,
         unread_count: eb("unread_count", "+", count),
         waiting_since: eb.fn.coalesce("waiting_since", eb.val(now)),
-      })).where("id", "=", conversationId).execute()
+      })).where("id", "=", conversationId).where("status", "!=", "resolved").executeTakeFirst()
+      // The actor only appends to a conversation it knows as not resolved; resolved here means
+      // another node's actor resolved it since (see `ResolvedMeanwhile`).
+      if (Number(updated.numUpdatedRows) === 0) throw new ResolvedMeanwhile(conversationId)
     }
     return results
   },

@@ -48,7 +48,18 @@ const seed = (store: Context.Tag.Service<typeof ConversationStore.ConversationSt
       identityId: sender.identity.id,
       inbound,
     })
-    return conversation.id
+    return { id: conversation.id, identity: sender.identity }
+  })
+
+const inboundOf = (externalId: string) =>
+  Schema.decodeUnknownSync(InboundMessage)({
+    channel: "api",
+    account: "shop",
+    sender: { externalId: "c1", name: "Customer" },
+    externalId,
+    text: `text of ${externalId}`,
+    sentAt: "2026-11-24T10:01:00Z",
+    receivedAt: "2026-11-24T10:01:01Z",
   })
 
 const note = (
@@ -81,7 +92,7 @@ describe("two nodes' actors writing one conversation", () => {
         const db = yield* open
         const a = yield* node(db)
         const b = yield* node(db)
-        const id = yield* seed(a.store)
+        const { id } = yield* seed(a.store)
         assert.strictEqual(yield* note(a.actors, id, "a1"), 2) // a's actor now holds lastSeq 2
         assert.strictEqual(yield* note(b.actors, id, "b1"), 3) // b's loads 2, stores 3
         // a still believes lastSeq is 2: its append at 3 collides; it reloads and stores 4.
@@ -100,12 +111,54 @@ describe("two nodes' actors writing one conversation", () => {
       }))
   }
 
+  it.scopedLive("PostgreSQL: a conversation resolved on one node takes no more messages through the other's actor", () =>
+    Effect.gen(function* () {
+      const db = yield* postgresDatabase("writers")
+      const a = yield* node(db)
+      const b = yield* node(db)
+      const { id, identity } = yield* seed(a.store)
+      assert.strictEqual(yield* note(a.actors, id, "a1"), 2) // a's actor: open, lastSeq 2
+      const resolved = yield* b.actors.ask(id, {
+        _tag: "Change",
+        change: { status: "resolved" },
+      })
+      assert.strictEqual(resolved._tag, "Changed")
+      // a's actor still believes it open: each append is refused by the store, a reloads and
+      // answers Closed, as one node would (the inbound consumer then opens the next conversation).
+      const inbound = yield* a.actors.ask(id, {
+        _tag: "AppendInbound",
+        identityId: identity.id,
+        inbound: inboundOf("c1-2"),
+      })
+      assert.strictEqual(inbound._tag, "Closed")
+      const noteAfter = yield* a.actors.ask(id, {
+        _tag: "AppendNote",
+        note: { authorId: null, text: "late", mentions: [], clientId: undefined },
+      })
+      assert.strictEqual(noteAfter._tag, "Closed")
+      const reply = yield* a.actors.ask(id, {
+        _tag: "AppendOutbound",
+        reply: {
+          recipient: identity,
+          text: "late reply",
+          attachments: [],
+          clientId: undefined,
+          authorId: null,
+        },
+      })
+      assert.strictEqual(reply._tag, "Closed")
+      const rows = yield* storedSeqs(db, id)
+      assert.deepStrictEqual(rows.map((r) => Number(r.seq)), [1, 2])
+      const conversation = yield* a.store.conversation(id)
+      assert.strictEqual(conversation._tag === "Some" && conversation.value.status, "resolved")
+    }))
+
   it.scopedLive("PostgreSQL: both nodes writing at once store every note once, gap-free", () =>
     Effect.gen(function* () {
       const db = yield* postgresDatabase("writers")
       const a = yield* node(db)
       const b = yield* node(db)
-      const id = yield* seed(a.store)
+      const { id } = yield* seed(a.store)
       const texts = Array.from({ length: 12 }, (_, i) => `n${i}`)
       const seqs = yield* Effect.forEach(
         texts,

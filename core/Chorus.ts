@@ -13,6 +13,7 @@ import * as Failures from "../actors/channel/Failures.ts"
 import * as Recovery from "../actors/channel/Recovery.ts"
 import * as OutboundConsumer from "../actors/channel/OutboundConsumer.ts"
 import * as ConversationActor from "../actors/conversation/ConversationActor.ts"
+import * as ContactCacheSync from "../actors/conversation/ContactCacheSync.ts"
 import * as ConversationStore from "../actors/conversation/ConversationStore.ts"
 import * as InboundConsumer from "../actors/conversation/InboundConsumer.ts"
 import * as OutboundWrites from "../actors/conversation/OutboundWrites.ts"
@@ -114,6 +115,15 @@ export const PipelineLive = Leadership.leaderOnly("inbound consumer", InboundCon
   Layer.provideMerge(ConversationActor.layer()),
   Layer.provideMerge(Layer.merge(ConversationStore.layer(), OutboundWrites.layer())),
 )
+
+/**
+ * On JetStream (several nodes may serve one namespace): forget cached senders and open
+ * conversations of contacts that another node merged, split or edited (see ContactCacheSync).
+ */
+export const ContactCachesLive = (
+  config: ChorusConfig,
+): Layer.Layer<never, unknown, Bus | ConversationStore.ConversationStore> =>
+  config.bus.natsUrl !== undefined ? ContactCacheSync.layer : Layer.empty
 
 /**
  * The channel adapters this node sends through: the built-in `api` webhook, then the channels
@@ -252,6 +262,7 @@ export const ServerLive = (
     Layer.provideMerge(PluginTyping.layer),
     Layer.provideMerge(PluginHostLive(config, options.plugins)),
     Layer.provideMerge(InboxLive(config)),
+    Layer.provideMerge(ContactCachesLive(config)),
     Layer.provideMerge(PipelineLive),
     Layer.provideMerge(ClusterLive(config)),
     Layer.provideMerge(CoreLive(config)),

@@ -13,8 +13,10 @@
  * caches, so a message of a known sender costs no query before its append. The open-conversation
  * cache can only go stale through a status change, and status changes go through the
  * conversation's actor, which refuses an append to a resolved conversation (`Closed`): the
- * consumer then calls `forgetOpenConversation` and opens a new one. Like the ordered inbound
- * consumer, this assumes one node writes a given sender's messages (see README, "one node").
+ * consumer then calls `forgetOpenConversation` and opens a new one. With several nodes only the
+ * leader runs the inbound consumer; a conversation resolved by another node's actor is refused by
+ * the append (`ResolvedMeanwhile`), and contacts merged elsewhere reach these caches through
+ * `ContactCacheSync` (README, "Several nodes").
  */
 import { Context, Effect, Either, Layer, Option, type Scope } from "effect"
 import type { Kysely } from "kysely"

@@ -97,8 +97,11 @@ const makeShape = (nodeId: string, leading: SubscriptionRef.SubscriptionRef<bool
     )
   const whileLeader = <A, E, R>(name: string, effect: Effect.Effect<A, E, R>) => {
     // Runs until interrupted: a completed effect keeps its scope (what it built) open.
+    // Defects too (sandboxed): a task that dies is started again after a pause, never in a
+    // tight loop.
     const guarded = Effect.scoped(Effect.zipRight(effect, Effect.never)).pipe(
-      Effect.tapErrorCause((cause) =>
+      Effect.sandbox,
+      Effect.tapError((cause) =>
         Effect.logWarning("leader task failed; starting it again").pipe(
           Effect.annotateLogs({ task: name, nodeId, cause: String(cause) }),
         )

@@ -10,14 +10,20 @@ import { connect } from "@nats-io/transport-node"
 import { type Duration, Effect, Exit, Ref, Scope } from "effect"
 import * as Leadership from "../../core/cluster/Leadership.ts"
 import { freshNamespace } from "../support/NatsCleanup.ts"
+import * as NatsServer from "../support/NatsServer.ts"
 import { testNatsUrl } from "../support/TestServices.ts"
 
 /** A contender in a scope of its own, so a test can stop it (a clean shutdown) when it likes. */
-const contender = (namespace: string, nodeId: string, ttl: Duration.DurationInput) =>
+const contender = (
+  namespace: string,
+  nodeId: string,
+  ttl: Duration.DurationInput,
+  servers = testNatsUrl,
+) =>
   Effect.gen(function* () {
     const scope = yield* Scope.make()
     yield* Effect.addFinalizer(() => Scope.close(scope, Exit.void))
-    const leadership = yield* Leadership.lease({ servers: testNatsUrl, namespace, nodeId, ttl })
+    const leadership = yield* Leadership.lease({ servers, namespace, nodeId, ttl })
       .pipe(Scope.extend(scope))
     return { leadership, stop: Scope.close(scope, Exit.void) }
   })
@@ -110,6 +116,37 @@ describe("cluster leadership over a NATS KV lease", () => {
       const entry = yield* Effect.promise(() => kv.get("leader"))
       assert.strictEqual(entry?.json<{ node: string }>().node, "standby")
     }))
+
+  it.scopedLive(
+    "a holder whose server hangs gives the lease up before its ttl ends, and leads again after",
+    () =>
+      Effect.gen(function* () {
+        const server = yield* NatsServer.start()
+        const holder = yield* contender("hang", "holder", "3 seconds", server.url)
+        const running = yield* Ref.make(false)
+        yield* holder.leadership.whileLeader(
+          "test task",
+          Effect.acquireRelease(Ref.set(running, true), () => Ref.set(running, false)),
+        )
+        yield* eventually("the holder leads", holder.leadership.isLeader, 5_000)
+        yield* eventually("its task runs", Ref.get(running), 1_000)
+        // A hung server answers nothing: no renew can succeed. The holder must stop leading
+        // before its lease (3 s from its last renew, at most 1 s ago) could be taken over.
+        yield* server.freeze
+        const gaveUp = yield* eventually(
+          "the holder gives up",
+          holder.leadership.isLeader.pipe(Effect.map((l) => !l)),
+          3_000,
+        )
+        assert.isBelow(gaveUp, 2_500)
+        assert.isFalse(yield* Ref.get(running))
+        // The server back (same store): nobody renewed the lease, so after a ttl it leads again.
+        yield* server.restart
+        yield* eventually("the holder leads again", holder.leadership.isLeader, 10_000)
+        yield* eventually("its task runs again", Ref.get(running), 1_000)
+        yield* holder.stop
+      }),
+  )
 
   it.scopedLive(
     "a holder whose lease was taken reports the loss at once, stops its tasks, and leads again later",

@@ -13,7 +13,7 @@
 import { Clock, Context, Duration, Effect, Layer, Option, Queue, Schedule } from "effect"
 import { Bus } from "../../core/bus/Bus.ts"
 import { ChannelAdapters } from "../../core/channels/ChannelAdapter.ts"
-import { Leadership } from "../../core/cluster/Leadership.ts"
+import { Leadership } from "../../core/cluster/mod.ts"
 import { Config } from "../../core/config/ChorusConfig.ts"
 import * as Bulkhead from "../../core/delivery/Bulkhead.ts"
 import * as CircuitBreaker from "../../core/delivery/CircuitBreaker.ts"

@@ -18,7 +18,7 @@
  * once cannot both assign it.
  */
 import { Context, Duration, Effect, Layer, Option, Queue, Schedule } from "effect"
-import { Leadership } from "../../core/cluster/Leadership.ts"
+import { Leadership } from "../../core/cluster/mod.ts"
 import { Database, type DatabaseError } from "../../core/storage/Database.ts"
 import type { ConversationId, OperatorId } from "../../schemas/Ids.ts"
 import { type CommandError, ConversationCommands } from "../conversation/ConversationCommands.ts"

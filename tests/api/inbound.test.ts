@@ -12,7 +12,7 @@ import { Replies } from "../../actors/conversation/Replies.ts"
 import { ApiTokens } from "../../core/auth/ApiTokens.ts"
 import { Bus, type BusMessage, BusUnavailable } from "../../core/bus/Bus.ts"
 import * as EmbeddedBus from "../../core/bus/EmbeddedBus.ts"
-import * as Leadership from "../../core/cluster/Leadership.ts"
+import * as Leadership from "../../core/cluster/mod.ts"
 import {
   AttachmentsLive,
   InboxLive,

@@ -7,7 +7,7 @@ import { Effect, Layer, Schedule, Schema, type Scope } from "effect"
 import { Bus, type BusShape } from "../../core/bus/Bus.ts"
 import * as EmbeddedBus from "../../core/bus/EmbeddedBus.ts"
 import * as JetStreamBus from "../../core/bus/JetStreamBus.ts"
-import * as Leadership from "../../core/cluster/Leadership.ts"
+import * as Leadership from "../../core/cluster/mod.ts"
 import { PipelineLive } from "../../core/Chorus.ts"
 import * as IdentityGraph from "../../core/identity/IdentityGraph.ts"
 import {

@@ -146,12 +146,24 @@ export interface ConversationActorOptions {
   readonly mailboxCapacity?: number
 }
 
-/** The unique index that keeps a conversation's numbering gap-free and single (migration 0003). */
-const SEQ_INDEX = {
-  name: "messages_conversation_seq",
-  table: "messages",
-  columns: ["conversation_id", "seq"],
-} as const
+/**
+ * Unique indexes whose violation means another writer (another node's actor) stored first: the
+ * sequence number (migration 0003), a provider's message id (0003), a client's idempotency key
+ * (0004). Reloaded and handled again, the command takes the next number or answers `Duplicate`.
+ */
+const STORED_FIRST = [
+  { name: "messages_conversation_seq", table: "messages", columns: ["conversation_id", "seq"] },
+  {
+    name: "messages_inbound_external",
+    table: "messages",
+    columns: ["channel", "account", "external_id"],
+  },
+  {
+    name: "messages_outbound_client",
+    table: "messages",
+    columns: ["conversation_id", "client_id"],
+  },
+] as const
 
 export const layer = (options: ConversationActorOptions = {}) =>
   Layer.scoped(
@@ -237,7 +249,7 @@ export const layer = (options: ConversationActorOptions = {}) =>
         // So does a conversation another node's actor resolved meanwhile: reloaded, it is Closed.
         restartOn: (error) =>
           error._tag === "DatabaseError" &&
-          (error.retryable || violatesUnique(error, SEQ_INDEX) ||
+          (error.retryable || STORED_FIRST.some((index) => violatesUnique(error, index)) ||
             error.cause instanceof ResolvedMeanwhile),
       }
       const supervisor: Supervisor = yield* Actors.make(behaviour, {

@@ -153,6 +153,30 @@ describe("two nodes' actors writing one conversation", () => {
       assert.strictEqual(conversation._tag === "Some" && conversation.value.status, "resolved")
     }))
 
+  it.scopedLive("PostgreSQL: the same customer message through both nodes' actors at once is stored once", () =>
+    Effect.gen(function* () {
+      const db = yield* postgresDatabase("writers")
+      const a = yield* node(db)
+      const b = yield* node(db)
+      const { id, identity } = yield* seed(a.store)
+      // Both actors loaded (lastSeq 1) before the race, as two leaders overlapping briefly would.
+      assert.strictEqual(yield* note(a.actors, id, "a1"), 2)
+      assert.strictEqual(yield* note(b.actors, id, "b1"), 3)
+      const appendVia = (actors: ConversationActor.ConversationActorsShape) =>
+        actors.ask(id, {
+          _tag: "AppendInbound",
+          identityId: identity.id,
+          inbound: inboundOf("c1-2"),
+        })
+      const [ra, rb] = yield* Effect.all([appendVia(a.actors), appendVia(b.actors)], {
+        concurrency: "unbounded",
+      })
+      assert.sameMembers([ra._tag, rb._tag], ["Stored", "Duplicate"])
+      const rows = yield* storedSeqs(db, id)
+      assert.deepStrictEqual(rows.map((r) => Number(r.seq)), [1, 2, 3, 4])
+      assert.strictEqual(rows.filter((r) => r.text === "text of c1-2").length, 1)
+    }))
+
   it.scopedLive("PostgreSQL: both nodes writing at once store every note once, gap-free", () =>
     Effect.gen(function* () {
       const db = yield* postgresDatabase("writers")

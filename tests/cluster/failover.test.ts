@@ -79,6 +79,17 @@ describe("two nodes, one leader", () => {
         const urls = [url1, url2]
         const down = new Set<string>()
 
+        const leaderGauge = (url: string) =>
+          Effect.promise(async () => {
+            const response = await fetch(`${url}/metrics`, {
+              headers: { authorization: `Bearer ${token}` },
+            })
+            const text = await response.text()
+            return /^chorus_cluster_leader\{node="([^"]+)"\} ([01])$/m.exec(text)?.slice(1)
+          })
+        assert.deepStrictEqual(yield* leaderGauge(url1), ["n1", "1"])
+        assert.deepStrictEqual(yield* leaderGauge(url2), ["n2", "0"])
+
         const accepted = new Map<string, number>() // externalId → n
         let killedAt: number | undefined
         const post = async (k: number, n: number) => {
@@ -139,6 +150,7 @@ describe("two nodes, one leader", () => {
         const leaderLine = n2.lines.find((l) => l.includes(`"message":"became leader"`))!
         const takeoverMs = Date.parse(JSON.parse(leaderLine).timestamp) - killedAt!
         assert.isBelow(takeoverMs, (LEASE_SECONDS + 5) * 1000)
+        assert.deepStrictEqual(yield* leaderGauge(url2), ["n2", "1"])
 
         // Everything accepted is stored once, each sender's messages in the order sent.
         const db = yield* makeDatabase({ url: POSTGRES_URL, schema, sqliteFile: "" })

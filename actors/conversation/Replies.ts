@@ -339,6 +339,16 @@ export const make: Effect.Effect<
 
 export const layer = Layer.scoped(Replies, make)
 
+/** Replies the outbox relay put on the bus anew (they had never reached it): this process. */
+let republishedTotal = 0
+
+/** `chorus_outbox_republished_total` for `GET /metrics`. */
+export const outboxPrometheus = (): string =>
+  "# HELP chorus_outbox_republished_total Replies the outbox relay published anew " +
+  "(stored but never published: a crash between commit and publish).\n" +
+  "# TYPE chorus_outbox_republished_total counter\n" +
+  `chorus_outbox_republished_total ${republishedTotal}\n`
+
 export interface OutboxRelayOptions {
   /** How often the outbox is swept for stranded replies. Default: 30 seconds. */
   readonly interval?: Duration.DurationInput
@@ -364,13 +374,17 @@ export const outboxRelay = (options: OutboxRelayOptions = {}) =>
     const grace = Duration.toMillis(options.grace ?? "30 seconds")
     const horizon = Duration.toMillis(options.horizon ?? "9 minutes")
     const report = (pass: "start" | "sweep") => (r: { queued: number; published: number }) =>
-      r.published > 0
-        ? Effect.logInfo("outbox relayed").pipe(
-          Effect.annotateLogs({ pass, queued: r.queued, republished: r.published }),
-        )
-        : Effect.logDebug("outbox checked").pipe(
-          Effect.annotateLogs({ pass, queued: r.queued, republished: 0 }),
-        )
+      Effect.sync(() => {
+        republishedTotal += r.published
+      }).pipe(Effect.zipRight(
+        r.published > 0
+          ? Effect.logInfo("outbox relayed").pipe(
+            Effect.annotateLogs({ pass, queued: r.queued, republished: r.published }),
+          )
+          : Effect.logDebug("outbox checked").pipe(
+            Effect.annotateLogs({ pass, queued: r.queued, republished: 0 }),
+          ),
+      ))
     yield* replies.relayOutboxCounted().pipe(
       Effect.tap(report("start")),
       Effect.retry(

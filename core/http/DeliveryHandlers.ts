@@ -9,6 +9,7 @@ import { prometheus } from "../../actors/channel/ChannelMetrics.ts"
 import { Recovery, type RecoveryResult } from "../../actors/channel/Recovery.ts"
 import { ConversationStore } from "../../actors/conversation/ConversationStore.ts"
 import { OutboundStore } from "../../actors/conversation/OutboundWrites.ts"
+import { outboxPrometheus } from "../../actors/conversation/Replies.ts"
 import type { Principal } from "../accounts/Access.ts"
 import { Leadership, prometheus as clusterPrometheus } from "../cluster/mod.ts"
 import { PluginHost } from "../plugins/PluginHost.ts"
@@ -61,7 +62,9 @@ export const MetricsHandlers = HttpApiBuilder.group(
         "metrics",
         () =>
           Effect.all([accounts.health, clusterPrometheus(leadership)]).pipe(
-            Effect.map(([health, cluster]) => prometheus(health) + host.prometheus() + cluster),
+            Effect.map(([health, cluster]) =>
+              prometheus(health) + host.prometheus() + cluster + outboxPrometheus()
+            ),
           ),
       )
     }),

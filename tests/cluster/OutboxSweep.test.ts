@@ -54,5 +54,10 @@ describe("the outbox sweep", () => {
       // Several more sweeps: nothing is queued any more, nothing is sent again.
       yield* Effect.sleep("1500 millis")
       assert.lengthOf(receiver.received, 1)
+      const metrics = yield* Effect.promise(() =>
+        fetch(`${server.url}/metrics`, { headers: { authorization: `Bearer ${server.token}` } })
+          .then((r) => r.text())
+      )
+      assert.match(metrics, /^chorus_outbox_republished_total 1$/m)
     }))
 })

@@ -13,6 +13,7 @@ import * as Failures from "../actors/channel/Failures.ts"
 import * as Recovery from "../actors/channel/Recovery.ts"
 import * as OutboundConsumer from "../actors/channel/OutboundConsumer.ts"
 import * as ConversationActor from "../actors/conversation/ConversationActor.ts"
+import * as ContactCacheSync from "../actors/conversation/ContactCacheSync.ts"
 import * as ConversationStore from "../actors/conversation/ConversationStore.ts"
 import * as InboundConsumer from "../actors/conversation/InboundConsumer.ts"
 import * as OutboundWrites from "../actors/conversation/OutboundWrites.ts"
@@ -32,6 +33,7 @@ import * as CannedResponses from "./inbox/CannedResponses.ts"
 import * as ApiWebhookAdapter from "./channels/ApiWebhookAdapter.ts"
 import * as ChannelAdapter from "./channels/ChannelAdapter.ts"
 import type { DeliverySettingsInput } from "./delivery/Policy.ts"
+import * as Leadership from "./cluster/mod.ts"
 import { type ChorusConfig, Config, sqliteFileOf } from "./config/ChorusConfig.ts"
 import * as HttpServer from "./http/HttpServer.ts"
 import { pipelineStreams } from "./pipeline/Streams.ts"
@@ -89,14 +91,39 @@ export const CoreLive = (config: ChorusConfig) =>
   )
 
 /**
- * The message pipeline: the inbound consumer feeding the conversation actors, which store
- * through the conversation store. Leaves the store and the actors in the context for the API.
+ * Who leads the namespace: on JetStream the holder of the KV lease `<namespace>_leases` (one
+ * node), on the embedded bus this process (it owns the database file).
  */
-export const PipelineLive = InboundConsumer.layer().pipe(
+export const ClusterLive = (config: ChorusConfig): Layer.Layer<Leadership.Leadership, unknown> =>
+  config.bus.natsUrl !== undefined
+    ? Leadership.leaseLayer({
+      servers: config.bus.natsUrl.split(","),
+      namespace: config.bus.namespace,
+      ttl: Duration.seconds(config.cluster.leaseSeconds),
+      replicas: config.bus.replicas,
+      ...(config.cluster.nodeId !== undefined ? { nodeId: config.cluster.nodeId } : {}),
+    })
+    : Leadership.single(config.cluster.nodeId)
+
+/**
+ * The message pipeline: the inbound consumer (on the leader only: it is ordered per sender and
+ * assumes one active instance) feeding the conversation actors, which store through the
+ * conversation store. Leaves the store and the actors in the context for the API.
+ */
+export const PipelineLive = Leadership.leaderOnly("inbound consumer", InboundConsumer.layer()).pipe(
   Layer.provideMerge(IdentityGraph.layer()),
   Layer.provideMerge(ConversationActor.layer()),
   Layer.provideMerge(Layer.merge(ConversationStore.layer(), OutboundWrites.layer())),
 )
+
+/**
+ * On JetStream (several nodes may serve one namespace): forget cached senders and open
+ * conversations of contacts that another node merged, split or edited (see ContactCacheSync).
+ */
+export const ContactCachesLive = (
+  config: ChorusConfig,
+): Layer.Layer<never, unknown, Bus | ConversationStore.ConversationStore> =>
+  config.bus.natsUrl !== undefined ? ContactCacheSync.layer : Layer.empty
 
 /**
  * The channel adapters this node sends through: the built-in `api` webhook, then the channels
@@ -119,17 +146,25 @@ export interface OutboundOptions {
   readonly delivery?: DeliverySettingsInput
   /** Adapters instead of `ChannelsLive(config)` (tests). */
   readonly adapters?: Layer.Layer<ChannelAdapter.ChannelAdapters, never, PluginHost.PluginHost>
+  /** The outbox sweep's timing (tests). Default: every 30 s, replies queued over 30 s. */
+  readonly outbox?: Replies.OutboxRelayOptions
 }
 
 /**
- * Replies: the reply service (leaves `Replies` in the context for the API), the outbox relay run
- * at start, and the outbound consumer feeding one channel actor per channel account.
- * Needs the pipeline (conversation actors and stores) and the bus.
+ * Replies: the reply service (leaves `Replies` in the context for the API), and on the leader the
+ * outbox relay (at once, then a sweep every 30 s) and the outbound consumer feeding one channel
+ * actor per channel account. Needs the pipeline (conversation actors and stores) and the bus.
  */
 export const OutboundLive = (config: ChorusConfig, options: OutboundOptions = {}) =>
   Layer.merge(
-    OutboundConsumer.layer({ ...(options.delivery ? { delivery: options.delivery } : {}) }),
-    Replies.relayOnStart,
+    Leadership.leaderOnly(
+      "outbound consumer",
+      OutboundConsumer.layer({ ...(options.delivery ? { delivery: options.delivery } : {}) }),
+    ),
+    Leadership.leaderOnly(
+      "outbox relay",
+      Layer.scopedDiscard(Effect.forkScoped(Replies.outboxRelay(options.outbox))),
+    ),
   ).pipe(
     Layer.provideMerge(Recovery.layer),
     Layer.provideMerge(ChannelActor.layer),
@@ -227,6 +262,8 @@ export const ServerLive = (
     Layer.provideMerge(PluginTyping.layer),
     Layer.provideMerge(PluginHostLive(config, options.plugins)),
     Layer.provideMerge(InboxLive(config)),
+    Layer.provideMerge(ContactCachesLive(config)),
     Layer.provideMerge(PipelineLive),
+    Layer.provideMerge(ClusterLive(config)),
     Layer.provideMerge(CoreLive(config)),
   )

@@ -7,11 +7,13 @@
  *
  * A monitor fiber recomputes every account's health every `healthInterval` (and at once when a
  * breaker changes state), and publishes `channel.health_changed` when a status changes, and
- * `channel.alert` when an account goes down or comes back up.
+ * `channel.alert` when an account goes down or comes back up. The monitor runs on the cluster's
+ * leader only (the node that sends); `health` answers on every node from its own figures.
  */
 import { Clock, Context, Duration, Effect, Layer, Option, Queue, Schedule } from "effect"
 import { Bus } from "../../core/bus/Bus.ts"
 import { ChannelAdapters } from "../../core/channels/ChannelAdapter.ts"
+import { Leadership } from "../../core/cluster/mod.ts"
 import { Config } from "../../core/config/ChorusConfig.ts"
 import * as Bulkhead from "../../core/delivery/Bulkhead.ts"
 import * as CircuitBreaker from "../../core/delivery/CircuitBreaker.ts"
@@ -96,6 +98,7 @@ export const layer = (options: ChannelAccountsOptions = {}) =>
       const adapters = yield* ChannelAdapters
       const outbound = yield* OutboundStore
       const bus = yield* Bus
+      const leadership = yield* Leadership
       const wake = yield* Queue.sliding<void>(1)
       const accounts = new Map<
         string,
@@ -301,11 +304,15 @@ export const layer = (options: ChannelAccountsOptions = {}) =>
       )
 
       const interval = Duration.decode(options.healthInterval ?? "2 seconds")
-      yield* Effect.raceFirst(Effect.sleep(interval), Queue.take(wake)).pipe(
-        Effect.zipRight(monitor),
-        Effect.repeat(Schedule.forever),
-        Effect.interruptible,
-        Effect.forkScoped,
+      // On the leader only: it is the node that sends, so its breakers are the ones that matter,
+      // and one node's alerts are enough.
+      yield* leadership.whileLeader(
+        "channel health monitor",
+        Effect.raceFirst(Effect.sleep(interval), Queue.take(wake)).pipe(
+          Effect.zipRight(monitor),
+          Effect.repeat(Schedule.forever),
+          Effect.interruptible,
+        ),
       )
 
       return { get, health, policyOf } satisfies ChannelAccountsShape

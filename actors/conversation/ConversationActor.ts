@@ -4,14 +4,24 @@
  * and it handles one message at a time, so a conversation's messages are numbered in the order
  * they were handled. Its state is a cache of `ConversationStore`: a restart or a passivation
  * drops it and `load` rebuilds it.
+ *
+ * Several nodes: the API (replies, notes, status) runs on every node, so two nodes may each have
+ * an actor for one conversation. Numbering stays optimistic: an append whose sequence number
+ * another node's actor took first breaks the unique index on (conversation, seq); the actor then
+ * restarts (reloading `lastSeq` from storage) and handles the command again with the next free
+ * number. Nothing is lost or numbered twice; a conversation written from two nodes at once costs
+ * a retry per collision. Likewise for the status: an append to a conversation another node's
+ * actor resolved meanwhile is refused by the store (`ResolvedMeanwhile`), and the reloaded actor
+ * answers `Closed`, as it would have on one node.
  */
 import { Context, Data, Effect, Layer, Option } from "effect"
 import * as Actors from "../../core/actor/mod.ts"
-import type { DatabaseError } from "../../core/storage/Database.ts"
+import { type DatabaseError, violatesUnique } from "../../core/storage/Database.ts"
 import type { ConversationStatus } from "../../schemas/Conversation.ts"
 import type { ChannelIdentityId, ConversationId } from "../../schemas/Ids.ts"
 import type { InboundMessage } from "../../schemas/Inbound.ts"
 import { type AppendResult, ConversationStore } from "./ConversationStore.ts"
+import { ResolvedMeanwhile } from "./ConversationRows.ts"
 import { type AppendOutbound, type AppendOutboundResult, OutboundStore } from "./OutboundWrites.ts"
 import {
   type AppendNote,
@@ -136,6 +146,25 @@ export interface ConversationActorOptions {
   readonly mailboxCapacity?: number
 }
 
+/**
+ * Unique indexes whose violation means another writer (another node's actor) stored first: the
+ * sequence number (migration 0003), a provider's message id (0003), a client's idempotency key
+ * (0004). Reloaded and handled again, the command takes the next number or answers `Duplicate`.
+ */
+const STORED_FIRST = [
+  { name: "messages_conversation_seq", table: "messages", columns: ["conversation_id", "seq"] },
+  {
+    name: "messages_inbound_external",
+    table: "messages",
+    columns: ["channel", "account", "external_id"],
+  },
+  {
+    name: "messages_outbound_client",
+    table: "messages",
+    columns: ["conversation_id", "client_id"],
+  },
+] as const
+
 export const layer = (options: ConversationActorOptions = {}) =>
   Layer.scoped(
     ConversationActors,
@@ -215,8 +244,13 @@ export const layer = (options: ConversationActorOptions = {}) =>
                 ] as const
               ),
             ),
-        // Storage that is briefly unavailable: reload and try again rather than fail the ask.
-        restartOn: (error) => error._tag === "DatabaseError" && error.retryable,
+        // Storage that is briefly unavailable, or a sequence number another node's actor took
+        // first (our `lastSeq` is stale): reload and try again rather than fail the ask.
+        // So does a conversation another node's actor resolved meanwhile: reloaded, it is Closed.
+        restartOn: (error) =>
+          error._tag === "DatabaseError" &&
+          (error.retryable || STORED_FIRST.some((index) => violatesUnique(error, index)) ||
+            error.cause instanceof ResolvedMeanwhile),
       }
       const supervisor: Supervisor = yield* Actors.make(behaviour, {
         name: "conversation",

@@ -13,7 +13,7 @@ import { Database, type DatabaseError, type DatabaseShape } from "../../core/sto
 import type { Conversation } from "../../schemas/Conversation.ts"
 import type { ConversationId, OperatorId, TeamId } from "../../schemas/Ids.ts"
 import type { Note } from "../../schemas/Message.ts"
-import { toConversation, toMessage } from "./ConversationRows.ts"
+import { ResolvedMeanwhile, toConversation, toMessage } from "./ConversationRows.ts"
 
 /** What to change; absent fields stay as they are. */
 export interface ConversationChange {
@@ -202,8 +202,12 @@ export const make: Effect.Effect<ConversationChangesShape, never, Database> = Ef
           fallback_to: null,
         }
         await trx.insertInto("messages").values(row).execute()
-        await trx.updateTable("conversations").set({ last_seq: input.seq, updated_at: now })
-          .where("id", "=", input.conversationId).execute()
+        const updated = await trx.updateTable("conversations")
+          .set({ last_seq: input.seq, updated_at: now })
+          .where("id", "=", input.conversationId).where("status", "!=", "resolved")
+          .executeTakeFirst()
+        // The actor refuses notes on a resolved conversation: another node's actor resolved it.
+        if (Number(updated.numUpdatedRows) === 0) throw new ResolvedMeanwhile(input.conversationId)
         return { _tag: "Stored", message: toMessage(row) as Note } as AppendNoteResult
       })
     })

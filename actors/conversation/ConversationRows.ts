@@ -26,6 +26,17 @@ import type {
   MessageRow,
 } from "../../core/storage/ConversationTables.ts"
 
+/**
+ * Thrown inside an append's transaction when the conversation was resolved since its actor last
+ * loaded it (another node's actor resolved it): the transaction rolls back and the actor, which
+ * restarts on it, reloads the status and answers `Closed`. Only possible with several nodes.
+ */
+export class ResolvedMeanwhile extends Error {
+  constructor(readonly conversationId: string) {
+    super(`conversation ${conversationId} was resolved meanwhile (by another node)`)
+  }
+}
+
 /** Epoch milliseconds from a bigint column (a string on PostgreSQL). */
 export const millis = (value: number | string): number => Number(value)
 

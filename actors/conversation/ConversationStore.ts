@@ -13,8 +13,10 @@
  * caches, so a message of a known sender costs no query before its append. The open-conversation
  * cache can only go stale through a status change, and status changes go through the
  * conversation's actor, which refuses an append to a resolved conversation (`Closed`): the
- * consumer then calls `forgetOpenConversation` and opens a new one. Like the ordered inbound
- * consumer, this assumes one node writes a given sender's messages (see README, "one node").
+ * consumer then calls `forgetOpenConversation` and opens a new one. With several nodes only the
+ * leader runs the inbound consumer; a conversation resolved by another node's actor is refused by
+ * the append (`ResolvedMeanwhile`), and contacts merged elsewhere reach these caches through
+ * `ContactCacheSync` (README, "Several nodes").
  */
 import { Context, Effect, Either, Layer, Option, type Scope } from "effect"
 import type { Kysely } from "kysely"
@@ -37,6 +39,7 @@ import { Database, type DatabaseError, type DatabaseShape } from "../../core/sto
 import * as GroupCommit from "../../core/storage/GroupCommit.ts"
 import {
   attachmentsJson,
+  ResolvedMeanwhile,
   toContact,
   toConversation,
   toIdentity,
@@ -250,7 +253,7 @@ const appendKind: GroupCommit.WriteKind<AppendInbound, AppendResult, never> = {
         .execute()
     }
     for (const [conversationId, { input, row, count }] of touched) {
-      await trx.updateTable("conversations").set((eb) => ({
+      const updated = await trx.updateTable("conversations").set((eb) => ({
         last_seq: row.seq,
         last_message_at: now,
         updated_at: now,
@@ -262,7 +265,10 @@ const appendKind: GroupCommit.WriteKind<AppendInbound, AppendResult, never> = {
         snoozed_until: null,
         unread_count: eb("unread_count", "+", count),
         waiting_since: eb.fn.coalesce("waiting_since", eb.val(now)),
-      })).where("id", "=", conversationId).execute()
+      })).where("id", "=", conversationId).where("status", "!=", "resolved").executeTakeFirst()
+      // The actor only appends to a conversation it knows as not resolved; resolved here means
+      // another node's actor resolved it since (see `ResolvedMeanwhile`).
+      if (Number(updated.numUpdatedRows) === 0) throw new ResolvedMeanwhile(conversationId)
     }
     return results
   },

@@ -18,7 +18,7 @@ import type { MessageRow, NewMessage } from "../../core/storage/ConversationTabl
 import { Database, type DatabaseError, type DatabaseShape } from "../../core/storage/Database.ts"
 import * as GroupCommit from "../../core/storage/GroupCommit.ts"
 import type { ChannelReason } from "../../schemas/Message.ts"
-import { attachmentsJson, toIdentity, toMessage } from "./ConversationRows.ts"
+import { attachmentsJson, ResolvedMeanwhile, toIdentity, toMessage } from "./ConversationRows.ts"
 
 export interface AppendOutbound {
   readonly conversationId: ConversationId
@@ -120,11 +120,12 @@ export interface OutboundStoreShape {
    */
   readonly markUnreachable: (id: ChannelIdentityId) => Effect.Effect<void, DatabaseError>
   /**
-   * Replies still `queued`, oldest first, created before `createdBefore` (epoch ms); page on with
-   * `after` = the last one's `[createdAt, id]`.
+   * Replies still `queued`, oldest first, created before `createdBefore` (and at or after
+   * `createdAfter`, if given; epoch ms); page on with `after` = the last one's `[createdAt, id]`.
    */
   readonly queued: (options: {
     readonly createdBefore: number
+    readonly createdAfter?: number
     readonly after?: readonly [number, string]
     readonly limit: number
   }) => Effect.Effect<ReadonlyArray<OutgoingMessage>, DatabaseError>
@@ -215,7 +216,10 @@ const appendKind: GroupCommit.WriteKind<AppendOutbound, AppendOutboundResult, ne
     const results: Array<Either.Either<AppendOutboundResult, never>> = []
     const rows: Array<NewMessage> = []
     const last = new Map<string, { seq: number; authorId: OperatorId | null }>()
+    /** Conversations that get only fallback copies here: those may follow a resolution. */
+    const fallbacksOnly = new Set<string>(inputs.map((i) => i.conversationId))
     for (const input of inputs) {
+      if (input.fallbackOf === undefined) fallbacksOnly.delete(input.conversationId)
       const key = input.clientId === undefined
         ? undefined
         : keyOf(input.conversationId, input.clientId)
@@ -260,7 +264,7 @@ const appendKind: GroupCommit.WriteKind<AppendOutbound, AppendOutboundResult, ne
       for (const [conversationId, { seq, authorId }] of last) {
         // Answered: the customer no longer waits; the assignee's answer keeps it theirs (routing
         // gives back to the queue only what the assignee left unanswered).
-        await trx.updateTable("conversations")
+        const updated = await trx.updateTable("conversations")
           .set((eb) => ({
             last_seq: seq,
             last_message_at: now,
@@ -273,7 +277,11 @@ const appendKind: GroupCommit.WriteKind<AppendOutbound, AppendOutboundResult, ne
               .else(eb.ref("assignee_replied_at"))
               .end(),
           }))
-          .where("id", "=", conversationId).execute()
+          .where("id", "=", conversationId)
+          .$if(!fallbacksOnly.has(conversationId), (q) => q.where("status", "!=", "resolved"))
+          .executeTakeFirst()
+        // Refused by the actor had it known: resolved by another node's actor meanwhile.
+        if (Number(updated.numUpdatedRows) === 0) throw new ResolvedMeanwhile(conversationId)
       }
     }
     return results
@@ -435,6 +443,7 @@ export const make = (
 
     const queued = Effect.fn("OutboundStore.queued")(function* (options: {
       readonly createdBefore: number
+      readonly createdAfter?: number
       readonly after?: readonly [number, string]
       readonly limit: number
     }) {
@@ -443,6 +452,9 @@ export const make = (
           .where("delivery_state", "=", "queued")
           .where("direction", "=", "out")
           .where("created_at", "<", options.createdBefore)
+        if (options.createdAfter !== undefined) {
+          q = q.where("created_at", ">=", options.createdAfter)
+        }
         const after = options.after
         if (after !== undefined) {
           q = q.where((eb) =>

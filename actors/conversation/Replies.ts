@@ -7,14 +7,30 @@
  * ordering key = conversation), where its channel's actor picks it up.
  *
  * Outbox guarantee: a stored reply always reaches the outbound stream. The publish after the
- * commit is retried; if the process dies first, `relayOutbox` (run at every start) publishes
- * every reply still `queued` again. Republishing is harmless: the bus drops an id it saw
- * within its duplicate window, and the channel actor skips a message no longer `queued`.
+ * commit is retried; if the process dies first, `relayOutbox` publishes every reply still
+ * `queued` again: the leader runs it when it starts leading (`outboxRelay`), and then sweeps
+ * every `interval` (30 s) the replies queued for longer than `grace` (30 s) but younger than the
+ * bus's duplicate window (10 minutes): a node that died between its commit and its publish
+ * leaves such a reply, and another node may hold the leadership meanwhile. Republishing is
+ * harmless: the bus drops an id it saw within its duplicate window (so the sweep, which stays
+ * inside it, publishes nothing new for a reply that did reach the bus, however often it runs),
+ * and the channel actor skips a message no longer `queued`.
  *
  * Idempotency: a reply may carry the client's key (`clientId` / `Idempotency-Key`); posting it
  * again in the same conversation stores nothing and answers the stored reply (`duplicate`).
  */
-import { Clock, Context, Data, Effect, Layer, Option, Schedule, Schema, type Scope } from "effect"
+import {
+  Clock,
+  Context,
+  Data,
+  Duration,
+  Effect,
+  Layer,
+  Option,
+  Schedule,
+  Schema,
+  type Scope,
+} from "effect"
 import type { ActorError } from "../../core/actor/mod.ts"
 import { Bus, type BusError, type BusShape } from "../../core/bus/Bus.ts"
 import { ChannelAdapters } from "../../core/channels/ChannelAdapter.ts"
@@ -95,12 +111,21 @@ export type ReplyError =
 export interface RepliesShape {
   readonly send: (input: ReplyInput) => Effect.Effect<ReplyResult, ReplyError>
   /**
-   * Publish every reply still `queued` (created before `createdBefore`, default now) again,
-   * with its `message.sent` event. Returns how many.
+   * Publish every reply still `queued` (created before `createdBefore`, default now, and at or
+   * after `createdAfter`, default ever) again, with its `message.sent` event. Returns how many
+   * were queued (`relayOutbox`'s number), and how many of them the bus stored anew, i.e. had
+   * never reached it or had left its duplicate window (`published`).
    */
   readonly relayOutbox: (
-    options?: { readonly createdBefore?: number },
+    options?: { readonly createdBefore?: number; readonly createdAfter?: number },
   ) => Effect.Effect<number, DatabaseError | BusError>
+  /** `relayOutbox` with both counts: `queued` found, `published` new on the bus. */
+  readonly relayOutboxCounted: (
+    options?: { readonly createdBefore?: number; readonly createdAfter?: number },
+  ) => Effect.Effect<
+    { readonly queued: number; readonly published: number },
+    DatabaseError | BusError
+  >
 }
 
 export class Replies extends Context.Tag("chorus/actors/Replies")<Replies, RepliesShape>() {}
@@ -133,7 +158,10 @@ export const publishOutbound = (
       ),
     )
 
-/** Publish `message.sent` for a stored reply, then (while `queued`) the reply itself. */
+/**
+ * Publish `message.sent` for a stored reply, then (while `queued`) the reply itself. Answers
+ * whether the bus stored the reply anew (false: not queued, or a duplicate within the window).
+ */
 export const announce = (bus: BusShape, message: OutgoingMessage) =>
   publishEvent(bus, message.id, {
     type: "message.sent",
@@ -144,8 +172,8 @@ export const announce = (bus: BusShape, message: OutgoingMessage) =>
   }).pipe(
     Effect.zipRight(
       message.delivery.state === "queued"
-        ? Effect.asVoid(publishOutbound(bus, message))
-        : Effect.void,
+        ? publishOutbound(bus, message).pipe(Effect.map((ack) => !ack.duplicate))
+        : Effect.succeed(false),
     ),
   )
 
@@ -258,7 +286,7 @@ export const make: Effect.Effect<
     // and the publish). Publish now; if the bus is down, keep trying in the background (and the
     // next start relays it in any case).
     const settled = result._tag === "Duplicate" && result.message.delivery.state !== "queued"
-    yield* (settled ? Effect.void : announce(bus, result.message)).pipe(
+    yield* (settled ? Effect.void : Effect.asVoid(announce(bus, result.message))).pipe(
       Effect.retry(publishRetry),
       Effect.catchAll((error) =>
         Effect.logWarning("reply stored but not yet published; retrying in the background").pipe(
@@ -279,44 +307,103 @@ export const make: Effect.Effect<
     return { message: result.message, duplicate: result._tag === "Duplicate" } satisfies ReplyResult
   })
 
-  const relayOutbox = Effect.fn("Replies.relayOutbox")(function* (
-    options: { readonly createdBefore?: number } = {},
+  const relayOutboxCounted = Effect.fn("Replies.relayOutbox")(function* (
+    options: { readonly createdBefore?: number; readonly createdAfter?: number } = {},
   ) {
     const createdBefore = options.createdBefore ?? (yield* Clock.currentTimeMillis) + 1
     let after: readonly [number, string] | undefined = undefined
-    let count = 0
+    let queued = 0
+    let published = 0
     while (true) {
       const page: ReadonlyArray<OutgoingMessage> = yield* outbound.queued({
         createdBefore,
         limit: 200,
+        ...(options.createdAfter !== undefined ? { createdAfter: options.createdAfter } : {}),
         ...(after !== undefined ? { after } : {}),
       })
-      for (const message of page) yield* announce(bus, message)
-      count += page.length
+      for (const message of page) if (yield* announce(bus, message)) published++
+      queued += page.length
       const last = page[page.length - 1]
       if (last === undefined || page.length < 200) break
       after = [last.createdAt.getTime(), last.id]
     }
-    return count
+    return { queued, published }
   })
 
-  return { send, relayOutbox } satisfies RepliesShape
+  const relayOutbox = (
+    options: { readonly createdBefore?: number; readonly createdAfter?: number } = {},
+  ) => relayOutboxCounted(options).pipe(Effect.map((r) => r.queued))
+
+  return { send, relayOutbox, relayOutboxCounted } satisfies RepliesShape
 })
 
 export const layer = Layer.scoped(Replies, make)
 
-/** At start: publish every reply left `queued` by a previous run (in the background). */
-export const relayOnStart = Layer.scopedDiscard(Effect.gen(function* () {
-  const replies = yield* Replies
-  yield* replies.relayOutbox().pipe(
-    Effect.tap((count) =>
-      count > 0
-        ? Effect.logInfo("outbox relayed").pipe(Effect.annotateLogs({ replies: count }))
-        : Effect.void
-    ),
-    Effect.retry(
-      Schedule.exponential("1 second").pipe(Schedule.either(Schedule.spaced("30 seconds"))),
-    ),
-    Effect.forkScoped,
-  )
-}))
+/** Replies the outbox relay put on the bus anew (they had never reached it): this process. */
+let republishedTotal = 0
+
+/** `chorus_outbox_republished_total` for `GET /metrics`. */
+export const outboxPrometheus = (): string =>
+  "# HELP chorus_outbox_republished_total Replies the outbox relay published anew " +
+  "(stored but never published: a crash between commit and publish).\n" +
+  "# TYPE chorus_outbox_republished_total counter\n" +
+  `chorus_outbox_republished_total ${republishedTotal}\n`
+
+export interface OutboxRelayOptions {
+  /** How often the outbox is swept for stranded replies. Default: 30 seconds. */
+  readonly interval?: Duration.DurationInput
+  /** A reply queued for less than this is left to its own publish. Default: 30 seconds. */
+  readonly grace?: Duration.DurationInput
+  /**
+   * The sweep looks no further back than this, so it stays inside the bus's duplicate window
+   * (10 minutes) and a reply that is on the bus is never stored there twice. Default: 9 minutes.
+   */
+  readonly horizon?: Duration.DurationInput
+}
+
+/**
+ * The outbox relay, for the leader: at once, every reply left `queued` (by a previous run, or by
+ * a node that died between its commit and its publish); then every `interval`, the replies
+ * queued for longer than `grace` within `horizon`. Logs how many were queued and how many the bus
+ * stored anew (those had been stranded). Runs until interrupted; a failed pass is retried later.
+ */
+export const outboxRelay = (options: OutboxRelayOptions = {}) =>
+  Effect.gen(function* () {
+    const replies = yield* Replies
+    const interval = options.interval ?? "30 seconds"
+    const grace = Duration.toMillis(options.grace ?? "30 seconds")
+    const horizon = Duration.toMillis(options.horizon ?? "9 minutes")
+    const report = (pass: "start" | "sweep") => (r: { queued: number; published: number }) =>
+      Effect.sync(() => {
+        republishedTotal += r.published
+      }).pipe(Effect.zipRight(
+        r.published > 0
+          ? Effect.logInfo("outbox relayed").pipe(
+            Effect.annotateLogs({ pass, queued: r.queued, republished: r.published }),
+          )
+          : Effect.logDebug("outbox checked").pipe(
+            Effect.annotateLogs({ pass, queued: r.queued, republished: 0 }),
+          ),
+      ))
+    yield* replies.relayOutboxCounted().pipe(
+      Effect.tap(report("start")),
+      Effect.retry(
+        Schedule.exponential("1 second").pipe(Schedule.either(Schedule.spaced("30 seconds"))),
+      ),
+    )
+    const sweep = Effect.gen(function* () {
+      const now = yield* Clock.currentTimeMillis
+      return yield* replies.relayOutboxCounted({
+        createdBefore: now - grace,
+        createdAfter: now - horizon,
+      })
+    }).pipe(
+      Effect.tap(report("sweep")),
+      Effect.catchAll((error) =>
+        Effect.logWarning("outbox sweep failed; trying again at the next one").pipe(
+          Effect.annotateLogs({ error: error.message }),
+        )
+      ),
+    )
+    yield* Effect.sleep(interval).pipe(Effect.zipRight(sweep), Effect.forever)
+  })

@@ -2,6 +2,8 @@
  * Routing: the queue and auto-assignment. One supervised fiber that, every second (and at once
  * when woken: a new conversation, an operator coming online, a conversation let go):
  *
+ * (The loop runs on the cluster's leader only; `runOnce` and `wake` work on every node.)
+ *
  * 1. opens snoozed conversations whose time has come;
  * 2. gives back to the queue what an assignee left unanswered for `answerTimeout` since they
  *    got it (the customer still waiting), remembering them: it goes to someone else, never
@@ -16,6 +18,7 @@
  * once cannot both assign it.
  */
 import { Context, Duration, Effect, Layer, Option, Queue, Schedule } from "effect"
+import { Leadership } from "../../core/cluster/mod.ts"
 import { Database, type DatabaseError } from "../../core/storage/Database.ts"
 import type { ConversationId, OperatorId } from "../../schemas/Ids.ts"
 import { type CommandError, ConversationCommands } from "../conversation/ConversationCommands.ts"
@@ -86,6 +89,7 @@ export const make = (options: RouterOptions = {}) =>
     const commands = yield* ConversationCommands
     const replies = yield* Replies
     const queries = yield* InboxQueries
+    const leadership = yield* Leadership
     const autoAssign = options.autoAssign ?? true
     const answerTimeoutMs = Duration.toMillis(options.answerTimeout ?? "5 minutes")
     const wakeups = yield* Queue.sliding<void>(1)
@@ -302,16 +306,19 @@ export const make = (options: RouterOptions = {}) =>
     }).pipe(oneAtATime.withPermits(1), Effect.withSpan("Router.runOnce"))
 
     const interval = options.interval ?? "1 second"
-    // One pass at a time: every interval, or sooner when woken.
-    yield* Effect.raceFirst(Queue.take(wakeups), Effect.sleep(interval)).pipe(
-      Effect.zipRight(runOnce),
-      Effect.catchAllCause((cause) =>
-        Effect.logWarning("routing pass failed; next one soon").pipe(
-          Effect.annotateLogs({ cause: String(cause) }),
-        )
+    // One pass at a time: every interval, or sooner when woken; on the leader only (its
+    // compare-and-sets make a second router harmless, but only one should do the work).
+    yield* leadership.whileLeader(
+      "router",
+      Effect.raceFirst(Queue.take(wakeups), Effect.sleep(interval)).pipe(
+        Effect.zipRight(runOnce),
+        Effect.catchAllCause((cause) =>
+          Effect.logWarning("routing pass failed; next one soon").pipe(
+            Effect.annotateLogs({ cause: String(cause) }),
+          )
+        ),
+        Effect.repeat(Schedule.forever),
       ),
-      Effect.repeat(Schedule.forever),
-      Effect.forkScoped,
     )
 
     return {

@@ -42,6 +42,16 @@ export const BusConfig = Schema.Struct({
   replicas: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, 5)), { default: () => 1 }),
 })
 
+/** Several nodes on one namespace (core/cluster/Leadership.ts). */
+export const ClusterConfig = Schema.Struct({
+  /** How long the leader's lease lasts without a renew: failover takes about this long. */
+  leaseSeconds: Schema.optionalWith(Schema.Int.pipe(Schema.between(3, 300)), {
+    default: () => 10,
+  }),
+  /** This node's id in the lease and logs. Default: host name, pid and a random suffix. */
+  nodeId: Schema.optional(Schema.String.pipe(Schema.pattern(/^[A-Za-z0-9._-]{1,64}$/))),
+})
+
 export const LogConfig = Schema.Struct({
   level: Schema.optionalWith(LogLevel, { default: () => "info" as const }),
   format: Schema.optionalWith(LogFormat, { default: () => "json" as const }),
@@ -133,6 +143,7 @@ export const ChorusConfigSchema = Schema.Struct({
   http: Schema.optionalWith(HttpConfig, { default: () => HttpConfig.make({}) }),
   database: Schema.optionalWith(DatabaseConfig, { default: () => DatabaseConfig.make({}) }),
   bus: Schema.optionalWith(BusConfig, { default: () => BusConfig.make({}) }),
+  cluster: Schema.optionalWith(ClusterConfig, { default: () => ClusterConfig.make({}) }),
   log: Schema.optionalWith(LogConfig, { default: () => LogConfig.make({}) }),
   channels: Schema.optionalWith(ChannelsConfig, { default: () => ChannelsConfig.make({}) }),
   plugins: Schema.optionalWith(PluginsConfig, { default: () => PluginsConfig.make({}) }),
@@ -248,6 +259,23 @@ export const settings: ReadonlyArray<Setting> = [
     expected: "an integer from 1 to 5",
     default: "1",
     doc: "JetStream stream replicas (3 on a three-node NATS cluster survives the loss of a node).",
+  },
+  {
+    key: "cluster.leaseSeconds",
+    env: "CHORUS_CLUSTER_LEASE_SECONDS",
+    kind: "integer",
+    expected: "an integer from 3 to 300",
+    default: "10",
+    doc: "On JetStream: how long the leader's lease lasts without a renew. A standby takes over " +
+      "this long after the leader stops renewing (at once after a clean shutdown).",
+  },
+  {
+    key: "cluster.nodeId",
+    env: "CHORUS_CLUSTER_NODE_ID",
+    kind: "string",
+    expected: "1 to 64 letters, digits, '.', '_' or '-'",
+    default: "<hostname>-<pid>-<random>",
+    doc: "This node's name in the cluster lease, logs and `chorus_cluster_leader`.",
   },
   {
     key: "log.level",

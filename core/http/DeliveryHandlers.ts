@@ -9,7 +9,9 @@ import { prometheus } from "../../actors/channel/ChannelMetrics.ts"
 import { Recovery, type RecoveryResult } from "../../actors/channel/Recovery.ts"
 import { ConversationStore } from "../../actors/conversation/ConversationStore.ts"
 import { OutboundStore } from "../../actors/conversation/OutboundWrites.ts"
+import { outboxPrometheus } from "../../actors/conversation/Replies.ts"
 import type { Principal } from "../accounts/Access.ts"
+import { Leadership, prometheus as clusterPrometheus } from "../cluster/mod.ts"
 import { PluginHost } from "../plugins/PluginHost.ts"
 import type { MessageId } from "../../schemas/Ids.ts"
 import { ChorusApi } from "./Api.ts"
@@ -55,9 +57,15 @@ export const MetricsHandlers = HttpApiBuilder.group(
     Effect.gen(function* () {
       const accounts = yield* ChannelAccounts
       const host = yield* PluginHost
+      const leadership = yield* Leadership
       return handlers.handle(
         "metrics",
-        () => accounts.health.pipe(Effect.map((health) => prometheus(health) + host.prometheus())),
+        () =>
+          Effect.all([accounts.health, clusterPrometheus(leadership)]).pipe(
+            Effect.map(([health, cluster]) =>
+              prometheus(health) + host.prometheus() + cluster + outboxPrometheus()
+            ),
+          ),
       )
     }),
 )

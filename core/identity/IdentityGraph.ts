@@ -17,8 +17,8 @@
  * other gets `MergeConflict` (HTTP 409), never a half-merged pair.
  *
  * After a merge or split the conversation store forgets the cached senders and open
- * conversations of both contacts (see `ConversationStore.forgetContacts`). Like the store's
- * caches, this assumes one node handles inbound messages (README, "one node").
+ * conversations of both contacts (see `ConversationStore.forgetContacts`); other nodes forget
+ * them when the `contact.merged` / `contact.split` event reaches them (`ContactCacheSync`).
  */
 import { Context, Data, Effect, Layer, Option } from "effect"
 import type { Kysely } from "kysely"

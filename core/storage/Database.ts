@@ -85,6 +85,22 @@ const isRetryable = (cause: unknown): boolean => {
   return cause instanceof Error && RETRYABLE_MESSAGES.test(cause.message)
 }
 
+/**
+ * The write broke the unique index `index` on `table` (`columns`): another writer stored that key
+ * first. PostgreSQL names the index (`23505` with `constraint`); SQLite names the columns.
+ */
+export const violatesUnique = (
+  error: DatabaseError,
+  index: { readonly name: string; readonly table: string; readonly columns: ReadonlyArray<string> },
+): boolean => {
+  const cause = error.cause as { code?: unknown; constraint?: unknown; message?: unknown } | null
+  if (cause === null || typeof cause !== "object") return false
+  if (cause.code === "23505") return cause.constraint === index.name
+  return typeof cause.code === "string" && cause.code.startsWith("SQLITE_CONSTRAINT") &&
+    typeof cause.message === "string" &&
+    cause.message.includes(index.columns.map((c) => `${index.table}.${c}`).join(", "))
+}
+
 /** A driver's error as a `DatabaseError` of `operation` (retryable when the driver says so). */
 export const toError = (operation: string) => (cause: unknown) =>
   new DatabaseError({ operation, cause, retryable: isRetryable(cause) })

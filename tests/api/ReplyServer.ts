@@ -8,7 +8,7 @@ import { HttpServer } from "@effect/platform"
 import { Context, Effect, Layer, Redacted, Schedule, Schema, Stream } from "effect"
 import { ConversationStore } from "../../actors/conversation/ConversationStore.ts"
 import { OutboundStore } from "../../actors/conversation/OutboundWrites.ts"
-import { Replies } from "../../actors/conversation/Replies.ts"
+import { type OutboxRelayOptions, Replies } from "../../actors/conversation/Replies.ts"
 import { Router } from "../../actors/routing/Router.ts"
 import { Operators } from "../../core/accounts/Operators.ts"
 import { Teams } from "../../core/accounts/Teams.ts"
@@ -47,6 +47,8 @@ export interface ReplyServerOptions {
   readonly delivery?: unknown
   /** Delivery settings over every layer (default: `FAST_DELIVERY`). */
   readonly overrides?: DeliverySettingsInput
+  /** The outbox sweep's timing (default: every 30 s, replies queued over 30 s). */
+  readonly outbox?: OutboxRelayOptions
   /** PostgreSQL schema and JetStream namespace instead of SQLite and the embedded bus. */
   readonly shared?: {
     readonly databaseUrl: string
@@ -84,7 +86,12 @@ export const startReplyServer = (options: ReplyServerOptions) =>
         : {}),
     })
     const context = yield* Layer.build(
-      ServerLive(config, { outbound: { delivery: options.overrides ?? FAST_DELIVERY } }),
+      ServerLive(config, {
+        outbound: {
+          delivery: options.overrides ?? FAST_DELIVERY,
+          ...(options.outbox !== undefined ? { outbox: options.outbox } : {}),
+        },
+      }),
     )
     const server = Context.get(context, HttpServer.HttpServer)
     if (server.address._tag !== "TcpAddress") throw new Error("expected a TCP address")

@@ -12,6 +12,7 @@ import { Replies } from "../../actors/conversation/Replies.ts"
 import { ApiTokens } from "../../core/auth/ApiTokens.ts"
 import { Bus, type BusMessage, BusUnavailable } from "../../core/bus/Bus.ts"
 import * as EmbeddedBus from "../../core/bus/EmbeddedBus.ts"
+import * as Leadership from "../../core/cluster/mod.ts"
 import {
   AttachmentsLive,
   InboxLive,
@@ -259,6 +260,7 @@ describe("POST /api/v1/inbound", () => {
               Layer.provideMerge(Layer.succeed(Replies, {
                 send: () => Effect.dieMessage("not used by this test"),
                 relayOutbox: () => Effect.succeed(0),
+                relayOutboxCounted: () => Effect.succeed({ queued: 0, published: 0 }),
               })),
               Layer.provideMerge(Layer.succeed(Recovery, {
                 retry: () => Effect.dieMessage("not used by this test"),
@@ -273,6 +275,7 @@ describe("POST /api/v1/inbound", () => {
           ),
           Layer.provide([PluginHostLive(config), AttachmentsLive(config)]),
           Layer.provideMerge(FlakyBus),
+          Layer.provideMerge(Leadership.single()),
           Layer.provideMerge(StorageLive(config)),
         ),
       )

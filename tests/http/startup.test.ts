@@ -10,6 +10,7 @@ import { Duration, Effect, Fiber, Layer } from "effect"
 import { createServer as createTcpServer } from "node:net"
 import { Bus } from "../../core/bus/Bus.ts"
 import {
+  ClusterLive,
   CoreLive,
   InboxLive,
   OutboundLive,
@@ -79,6 +80,7 @@ describe("the HTTP server while it starts", () => {
           Layer.provideMerge(PluginHostLive(config)),
           Layer.provideMerge(InboxLive(config)),
           Layer.provideMerge(PipelineLive),
+          Layer.provideMerge(ClusterLive(config)),
           Layer.provideMerge(CoreLive(config)),
         )
         const building = yield* Effect.forkScoped(Layer.build(server))

@@ -7,6 +7,7 @@ import { Effect, Layer, Schedule, Schema, type Scope } from "effect"
 import { Bus, type BusShape } from "../../core/bus/Bus.ts"
 import * as EmbeddedBus from "../../core/bus/EmbeddedBus.ts"
 import * as JetStreamBus from "../../core/bus/JetStreamBus.ts"
+import * as Leadership from "../../core/cluster/mod.ts"
 import { PipelineLive } from "../../core/Chorus.ts"
 import * as IdentityGraph from "../../core/identity/IdentityGraph.ts"
 import {
@@ -79,7 +80,13 @@ const pipelineBehaviour = (
       Effect.gen(function* () {
         const { bus, db } = yield* open
         const layer = PipelineLive.pipe(
-          Layer.provide(Layer.mergeAll(Layer.succeed(Bus, bus), Layer.succeed(Database, db))),
+          Layer.provide(
+            Layer.mergeAll(
+              Layer.succeed(Bus, bus),
+              Layer.succeed(Database, db),
+              Leadership.single(),
+            ),
+          ),
         )
         return yield* body(bus, db).pipe(Effect.provide(layer))
       })
@@ -185,7 +192,13 @@ const pipelineBehaviour = (
           Layer.provideMerge(IdentityGraph.layer()),
           Layer.provideMerge(ConversationActor.layer({ idleTimeout: "100 millis" })),
           Layer.provideMerge(Layer.merge(ConversationStore.layer(), OutboundWrites.layer())),
-          Layer.provide(Layer.mergeAll(Layer.succeed(Bus, bus), Layer.succeed(Database, db))),
+          Layer.provide(
+            Layer.mergeAll(
+              Layer.succeed(Bus, bus),
+              Layer.succeed(Database, db),
+              Leadership.single(),
+            ),
+          ),
         )
         yield* Effect.gen(function* () {
           const received = (es: ReadonlyArray<ChorusEvent>, externalId: string) =>

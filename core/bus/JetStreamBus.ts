@@ -21,8 +21,8 @@
  * Ordered consumers (`ordering: "key"`) assume ONE active instance per durable consumer at a time:
  * on start, a consumer that a previous incarnation left with unacknowledged deliveries is deleted
  * and recreated at its ack floor (see `prepareConsumer`). Running two instances of the same
- * ordered consumer would make them rewind each other. Ownership across nodes (KV leases) comes
- * later. An incarnation that stops cleanly (everything it held acked or nak'd, and the server's
+ * ordered consumer would make them rewind each other; with several nodes only the leader (the
+ * holder of the cluster lease, core/cluster/Leadership.ts) runs them. An incarnation that stops cleanly (everything it held acked or nak'd, and the server's
  * pending count agrees) records that in the consumer's description, and the next one does not
  * rewind: a rewind redelivers messages acked above the ack floor. A running ordered consumer
  * rewinds the same way (through the runner, once its handlers are done) after a reconnect and when

@@ -46,6 +46,8 @@ import type { LeaseUnavailable } from "./LeaseBucket.ts"
 export interface LeadershipShape {
   /** This node's id (config `cluster.nodeId`, else host name, pid and a random suffix). */
   readonly nodeId: string
+  /** Leader for its whole life, with no lease (one process: the embedded bus, tests). */
+  readonly alone: boolean
   /** Whether this node holds the lease now. */
   readonly isLeader: Effect.Effect<boolean>
   /** The current value, then every change. */
@@ -88,7 +90,11 @@ export const defaultNodeId = (): string =>
   `${NodeOs.hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`
 
 /** Builds the shape from a SubscriptionRef the lease (or nothing) drives. */
-const makeShape = (nodeId: string, leading: SubscriptionRef.SubscriptionRef<boolean>) => {
+const makeShape = (
+  nodeId: string,
+  leading: SubscriptionRef.SubscriptionRef<boolean>,
+  alone = false,
+) => {
   const awaitState = (wanted: boolean) =>
     leading.changes.pipe(
       Stream.filter((l) => l === wanted),
@@ -121,6 +127,7 @@ const makeShape = (nodeId: string, leading: SubscriptionRef.SubscriptionRef<bool
   }
   return {
     nodeId,
+    alone,
     isLeader: SubscriptionRef.get(leading),
     changes: leading.changes,
     whileLeader,
@@ -131,7 +138,7 @@ const makeShape = (nodeId: string, leading: SubscriptionRef.SubscriptionRef<bool
 export const single = (nodeId: string = defaultNodeId()): Layer.Layer<Leadership> =>
   Layer.effect(
     Leadership,
-    SubscriptionRef.make(true).pipe(Effect.map((leading) => makeShape(nodeId, leading))),
+    SubscriptionRef.make(true).pipe(Effect.map((leading) => makeShape(nodeId, leading, true))),
   )
 
 export interface LeaseOptions {
@@ -315,7 +322,13 @@ export const prometheus = (leadership: LeadershipShape): Effect.Effect<string> =
 
 /**
  * A layer built only while this node leads (and torn down when it stops leading): how the
- * single-owner parts (consumers, relays) are started without knowing about leadership.
+ * single-owner parts (consumers, relays) are started without knowing about leadership. A node
+ * that is `alone` builds it in place, as part of the server (its errors are the server's).
+ *
+ * On a lease, the parts are built in the background when leadership comes, after the server
+ * has started. Known: the VK long-poll end-to-end test, run on the embedded bus with the outbound
+ * consumer built in the background, stored nothing (its first event never reached `users.get`);
+ * built in place it passes. Not understood yet; it has not been seen on JetStream.
  *
  * @example
  * leaderOnly("inbound consumer", InboundConsumer.layer())
@@ -323,7 +336,11 @@ export const prometheus = (leadership: LeadershipShape): Effect.Effect<string> =
 export const leaderOnly = <E, R>(
   name: string,
   layer: Layer.Layer<never, E, R>,
-): Layer.Layer<never, never, R | Leadership> =>
+): Layer.Layer<never, E, Exclude<R, Scope.Scope> | Leadership> =>
   Layer.scopedDiscard(
-    Effect.flatMap(Leadership, (leadership) => leadership.whileLeader(name, Layer.build(layer))),
+    Effect.flatMap(Leadership, (leadership) =>
+      // Alone, the parts are built in place, before the layers after them, as on one node.
+      leadership.alone
+        ? Effect.asVoid(Layer.build(layer))
+        : leadership.whileLeader(name, Layer.build(layer))),
   )

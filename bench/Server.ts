@@ -10,6 +10,7 @@ import { HttpServer } from "@effect/platform"
 import { Context, Effect, Layer, Logger, LogLevel, Redacted } from "effect"
 import { ConversationStore } from "../actors/conversation/ConversationStore.ts"
 import { ApiTokens } from "../core/auth/ApiTokens.ts"
+import { Bus } from "../core/bus/Bus.ts"
 import { ServerLive } from "../core/Chorus.ts"
 import { decodeConfig } from "../core/config/loadConfig.ts"
 import { deleteNamespaceStreams } from "../tests/support/NatsCleanup.ts"
@@ -48,6 +49,7 @@ export const startServer = (
       token: Redacted.value(token),
       store: Context.get(context, ConversationStore),
       outbound: Context.get(context, OutboundStore),
+      bus: Context.get(context, Bus),
     }
   })
 

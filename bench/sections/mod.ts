@@ -6,6 +6,7 @@ import type { BenchSection } from "../Benchmark.ts"
 import { actorsMemory } from "./ActorsMemory.ts"
 import { deliveryLoad } from "./DeliveryLoad.ts"
 import { embeddedBus } from "./EmbeddedBus.ts"
+import { eventsFanout } from "./EventsFanout.ts"
 import { history } from "./History.ts"
 import { identity } from "./Identity.ts"
 import { ingest } from "./Ingest.ts"
@@ -21,6 +22,7 @@ export const sections: ReadonlyArray<BenchSection> = [
   jetStreamBus,
   embeddedBus,
   ingest,
+  eventsFanout,
   actorsMemory,
   history,
   replies,

@@ -325,10 +325,8 @@ export const prometheus = (leadership: LeadershipShape): Effect.Effect<string> =
  * single-owner parts (consumers, relays) are started without knowing about leadership. A node
  * that is `alone` builds it in place, as part of the server (its errors are the server's).
  *
- * On a lease, the parts are built in the background when leadership comes, after the server
- * has started. Known: the VK long-poll end-to-end test, run on the embedded bus with the outbound
- * consumer built in the background, stored nothing (its first event never reached `users.get`);
- * built in place it passes. Not understood yet; it has not been seen on JetStream.
+ * On a lease, the parts are built in the background when leadership comes, so the server can
+ * answer (ingest, reads, SSE) before they run.
  *
  * @example
  * leaderOnly("inbound consumer", InboundConsumer.layer())

@@ -548,12 +548,16 @@ describe("e-mail channel (SMTP receiver)", () => {
         }
         const accepted = yield* deliver(mail)
         assert.deepStrictEqual(accepted, { ok: true, response: "250 2.0.0 Ok: stored" })
-        // Accepted means stored: the conversation is there already.
+        // Accepted means durable on the bus (`channels.receive`); the pipeline stores it next.
+        yield* eventually("the conversation stored", () =>
+          conversations(api).pipe(Effect.map((l) => l.length > 0)))
         const list = yield* conversations(api)
         assert.lengthOf(list, 1)
         const conversation = list[0]!.id
         assert.deepStrictEqual(
-          (yield* messagesOf(api, conversation)).map((m) => m.text),
+          (yield* messagesOf(api, conversation)).map((m) =>
+            m.text
+          ),
           ["Please send me the invoice."],
         )
         const contactId =
@@ -597,6 +601,10 @@ describe("e-mail channel (SMTP receiver)", () => {
             text: "Thanks!",
           })).ok,
         )
+        yield* eventually("the answer stored", () =>
+          messagesOf(api, conversation).pipe(Effect.map((m) =>
+            m.length === 3
+          )))
         assert.lengthOf(yield* conversations(api), 1)
         assert.deepStrictEqual(
           (yield* messagesOf(api, conversation)).map((m) => m.text),

@@ -7,13 +7,14 @@ import { OutboundStore } from "../actors/conversation/OutboundWrites.ts"
 import { mkdtempSync } from "node:fs"
 import { join } from "node:path"
 import { HttpServer } from "@effect/platform"
-import { Context, Effect, Layer, Logger, LogLevel, Redacted } from "effect"
+import { Context, Effect, Layer, Logger, LogLevel, Redacted, Schema } from "effect"
 import { ConversationStore } from "../actors/conversation/ConversationStore.ts"
 import { ApiTokens } from "../core/auth/ApiTokens.ts"
 import { Bus } from "../core/bus/Bus.ts"
 import { ServerLive } from "../core/Chorus.ts"
 import { decodeConfig } from "../core/config/loadConfig.ts"
 import { deleteNamespaceStreams } from "../tests/support/NatsCleanup.ts"
+import { InboundMessage } from "../schemas/Inbound.ts"
 import type { BenchContext } from "./Benchmark.ts"
 
 export const startServer = (
@@ -51,6 +52,40 @@ export const startServer = (
       outbound: Context.get(context, OutboundStore),
       bus: Context.get(context, Bus),
     }
+  })
+
+/**
+ * `count` `api` conversations, each opened by one customer message stored straight through the
+ * store (no bus), spread over `accounts` accounts named `<prefix>-<n>`: what replies go to.
+ */
+export const seedConversations = (
+  store: ConversationStore["Type"],
+  options: { readonly count: number; readonly accounts: number; readonly prefix: string },
+) =>
+  Effect.gen(function* () {
+    const conversations: Array<string> = []
+    for (let i = 0; i < options.count; i++) {
+      const inbound = Schema.decodeUnknownSync(InboundMessage)({
+        channel: "api",
+        account: `${options.prefix}-${i % options.accounts}`,
+        sender: { externalId: `${options.prefix}-${i}` },
+        externalId: `${options.prefix}-${i}-0`,
+        text: "question",
+        sentAt: "2026-11-23T10:00:00Z",
+        receivedAt: "2026-11-23T10:00:01Z",
+      })
+      const sender = yield* store.resolveSender(inbound)
+      const { conversation } = yield* store.openConversation(sender.contact.id, sender.identity)
+      yield* store.appendInbound({
+        conversationId: conversation.id,
+        seq: 1,
+        status: "open",
+        identityId: sender.identity.id,
+        inbound,
+      })
+      conversations.push(conversation.id)
+    }
+    return conversations
   })
 
 /** Percentile (0–100) of ascending-sorted samples. */

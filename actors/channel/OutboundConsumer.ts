@@ -14,8 +14,7 @@
 import { Duration, Effect, Layer, Schema } from "effect"
 import { Bus, Disposition } from "../../core/bus/Bus.ts"
 import * as Policy from "../../core/delivery/Policy.ts"
-import { newId } from "../../core/ids.ts"
-import { publishEvent } from "../../core/pipeline/Events.ts"
+import { publishDeliveryChanged } from "../../core/pipeline/Events.ts"
 import { OutboundStream } from "../../core/pipeline/Streams.ts"
 import { OutboundDelivery } from "../../schemas/Outbound.ts"
 import { ChannelActors, INLINE_BUDGET, INLINE_DELAY } from "./ChannelActor.ts"
@@ -83,20 +82,12 @@ export const layer = (options: OutboundConsumerOptions = {}) =>
           }
           const current = report.message
           if (current.delivery.state === "queued" || after === "failed") return
-          yield* publishEvent(bus, `${current.id}:${current.delivery.state}`, {
-            type: "message.delivery_changed",
-            version: 1,
-            id: newId.event(),
-            occurredAt: new Date(),
-            conversationId: current.conversationId,
-            messageId: current.id,
-            seq: current.seq,
-            channel: current.channel,
-            account: current.account,
-            externalId: current.externalId,
-            delivery: current.delivery,
-            ...(report.attempts > 0 ? { attempts: report.attempts } : {}),
-          })
+          yield* publishDeliveryChanged(
+            bus,
+            `${current.id}:${current.delivery.state}`,
+            current,
+            report.attempts,
+          )
         }).pipe(Effect.withSpan("OutboundConsumer.handle")),
     )
     yield* Effect.logInfo("outbound consumer started").pipe(

@@ -16,8 +16,7 @@
  */
 import { Effect, Option, Schedule } from "effect"
 import type { BusError, BusShape } from "../../core/bus/Bus.ts"
-import { newId } from "../../core/ids.ts"
-import { publishEvent } from "../../core/pipeline/Events.ts"
+import { publishDeliveryChanged } from "../../core/pipeline/Events.ts"
 import type { DatabaseError, DatabaseShape } from "../../core/storage/Database.ts"
 import type { OutgoingMessage } from "../../schemas/Message.ts"
 import type { DeliveryReceipt } from "../../schemas/Outbound.ts"
@@ -110,19 +109,7 @@ export const record = (
       delivery_at: at,
       ...(error !== undefined ? { delivery_error: JSON.stringify(error) } : {}),
     }) as OutgoingMessage
-    yield* publishEvent(bus, `${message.id}:${message.delivery.state}`, {
-      type: "message.delivery_changed",
-      version: 1,
-      id: newId.event(),
-      occurredAt: new Date(),
-      conversationId: message.conversationId,
-      messageId: message.id,
-      seq: message.seq,
-      channel: message.channel,
-      account: message.account,
-      externalId: message.externalId,
-      delivery: message.delivery,
-    })
+    yield* publishDeliveryChanged(bus, `${message.id}:${message.delivery.state}`, message)
     if (receipt.state === "failed") {
       // The channel side falls back or dead-letters it, like a send that failed.
       yield* publishOutbound(bus, message, { after: "failed", busId: `${message.id}:failed` })

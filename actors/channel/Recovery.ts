@@ -7,8 +7,7 @@
  */
 import { Context, Effect, Layer, Option } from "effect"
 import { Bus, type BusError } from "../../core/bus/Bus.ts"
-import { newId } from "../../core/ids.ts"
-import { publishEvent } from "../../core/pipeline/Events.ts"
+import { publishDeliveryChanged } from "../../core/pipeline/Events.ts"
 import type { DatabaseError } from "../../core/storage/Database.ts"
 import type { MessageId } from "../../schemas/Ids.ts"
 import type { OutgoingMessage } from "../../schemas/Message.ts"
@@ -43,19 +42,11 @@ export const layer = Layer.effect(
       const { changed, message } = result.value
       if (!changed) return { _tag: "Unchanged", message } satisfies RecoveryResult
       yield* Effect.logInfo("failed reply retried").pipe(Effect.annotateLogs({ messageId: id, by }))
-      yield* publishEvent(bus, `${message.id}:queued:${message.delivery.at.getTime()}`, {
-        type: "message.delivery_changed",
-        version: 1,
-        id: newId.event(),
-        occurredAt: new Date(),
-        conversationId: message.conversationId,
-        messageId: message.id,
-        seq: message.seq,
-        channel: message.channel,
-        account: message.account,
-        externalId: message.externalId,
-        delivery: message.delivery,
-      })
+      yield* publishDeliveryChanged(
+        bus,
+        `${message.id}:queued:${message.delivery.at.getTime()}`,
+        message,
+      )
       // A fresh bus id: the bus would drop the message id it saw within its duplicate window.
       yield* publishOutbound(bus, message, {
         busId: `${message.id}:retry:${message.delivery.at.getTime()}`,

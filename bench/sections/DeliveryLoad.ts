@@ -10,10 +10,9 @@
  */
 import * as NodeHttp from "node:http"
 import type { AddressInfo } from "node:net"
-import { Effect, Schema } from "effect"
-import { InboundMessage } from "../../schemas/Inbound.ts"
+import { Effect } from "effect"
 import type { BenchSection, Measurement } from "../Benchmark.ts"
-import { ms, percentile, startServer } from "../Server.ts"
+import { ms, percentile, seedConversations, startServer } from "../Server.ts"
 
 const NORMAL_PER_SECOND = 10
 const RATE = NORMAL_PER_SECOND * 10
@@ -72,31 +71,11 @@ export const deliveryLoad: BenchSection = {
       const server = yield* startServer(ctx, "embedded", "dl", {
         channels: { api: { webhookUrl: hook.url } },
       })
-      const conversations: Array<string> = []
-      for (let i = 0; i < CONVERSATIONS; i++) {
-        const inbound = Schema.decodeUnknownSync(InboundMessage)({
-          channel: "api",
-          account: `load-${i % ACCOUNTS}`,
-          sender: { externalId: `load-${i}` },
-          externalId: `load-${i}-0`,
-          text: "question",
-          sentAt: "2026-11-23T10:00:00Z",
-          receivedAt: "2026-11-23T10:00:01Z",
-        })
-        const sender = yield* server.store.resolveSender(inbound)
-        const { conversation } = yield* server.store.openConversation(
-          sender.contact.id,
-          sender.identity,
-        )
-        yield* server.store.appendInbound({
-          conversationId: conversation.id,
-          seq: 1,
-          status: "open",
-          identityId: sender.identity.id,
-          inbound,
-        })
-        conversations.push(conversation.id)
-      }
+      const conversations = yield* seedConversations(server.store, {
+        count: CONVERSATIONS,
+        accounts: ACCOUNTS,
+        prefix: "load",
+      })
       const backlog = () =>
         Effect.runPromise(
           server.outbound.backlog.pipe(

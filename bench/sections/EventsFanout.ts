@@ -9,27 +9,12 @@ import { spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { Effect } from "effect"
 import type { BenchContext, BenchSection } from "../Benchmark.ts"
-import { newId } from "../../core/ids.ts"
+import { deliveryChanged } from "../../tests/support/Events.ts"
 import { eventSubject } from "../../core/pipeline/Streams.ts"
 import { startServer } from "../Server.ts"
 
 const CLIENTS = 50
 const EVENTS = 2_000
-
-/** A valid `message.delivery_changed` (the inbox's most frequent event after messages). */
-const event = (n: number) => ({
-  type: "message.delivery_changed",
-  version: 1,
-  id: newId.event(),
-  occurredAt: new Date().toISOString(),
-  conversationId: newId.conversation(),
-  messageId: newId.message(),
-  seq: n + 1,
-  channel: "api",
-  account: "bench",
-  externalId: null,
-  delivery: { state: "sent", at: new Date().toISOString() },
-})
 
 const run = (ctx: BenchContext) =>
   Effect.gen(function* () {
@@ -72,7 +57,7 @@ const run = (ctx: BenchContext) =>
       (n) =>
         bus.publish(
           eventSubject("message.delivery_changed"),
-          encoder.encode(JSON.stringify(event(n))),
+          encoder.encode(JSON.stringify(deliveryChanged(n, "bench"))),
           {
             id: `fanout:${n}`,
           },

@@ -6,10 +6,9 @@
  */
 import * as NodeHttp from "node:http"
 import type { AddressInfo } from "node:net"
-import { Effect, Schema } from "effect"
-import { InboundMessage } from "../../schemas/Inbound.ts"
+import { Effect } from "effect"
 import type { BenchSection, Measurement } from "../Benchmark.ts"
-import { startServer } from "../Server.ts"
+import { seedConversations, startServer } from "../Server.ts"
 
 const REPLIES = 1_000
 const IN_FLIGHT = 32
@@ -82,31 +81,11 @@ export const replies: BenchSection = {
       const server = yield* startServer(ctx, "embedded", "r", {
         channels: { api: { webhookUrl: hook.url, webhookSecret: "bench" } },
       })
-      const conversations: Array<string> = []
-      for (let i = 0; i < CONVERSATIONS; i++) {
-        const inbound = Schema.decodeUnknownSync(InboundMessage)({
-          channel: "api",
-          account: `bench-${i % ACCOUNTS}`,
-          sender: { externalId: `replies-${i}` },
-          externalId: `replies-${i}-0`,
-          text: "question",
-          sentAt: "2026-11-23T10:00:00Z",
-          receivedAt: "2026-11-23T10:00:01Z",
-        })
-        const sender = yield* server.store.resolveSender(inbound)
-        const { conversation } = yield* server.store.openConversation(
-          sender.contact.id,
-          sender.identity,
-        )
-        yield* server.store.appendInbound({
-          conversationId: conversation.id,
-          seq: 1,
-          status: "open",
-          identityId: sender.identity.id,
-          inbound,
-        })
-        conversations.push(conversation.id)
-      }
+      const conversations = yield* seedConversations(server.store, {
+        count: CONVERSATIONS,
+        accounts: ACCOUNTS,
+        prefix: "bench",
+      })
       const post = (i: number) =>
         fetch(`${server.url}/api/v1/conversations/${conversations[i % CONVERSATIONS]}/messages`, {
           method: "POST",

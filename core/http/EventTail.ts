@@ -38,8 +38,6 @@ export interface EventTail {
   readonly join: (position: number, subscriber: TailSubscriber) => Joined | undefined
   /** Whether `join` would take a connection at `position` now. */
   readonly canJoin: (position: number) => boolean
-  /** Connections following the tail now (metrics, tests). */
-  readonly followers: () => number
 }
 
 export const make = (
@@ -101,6 +99,5 @@ export const make = (
     return {
       join,
       canJoin: (position) => alive && position >= coveredAfter,
-      followers: () => subscribers.size,
     }
   })

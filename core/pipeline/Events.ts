@@ -4,7 +4,9 @@
  */
 import { Effect, Schema } from "effect"
 import { ChorusEvent } from "../../schemas/Events.ts"
+import type { OutgoingMessage } from "../../schemas/Message.ts"
 import type { BusShape } from "../bus/Bus.ts"
+import { newId } from "../ids.ts"
 import { eventSubject } from "./Streams.ts"
 
 const encodeEvent = Schema.encodeSync(ChorusEvent)
@@ -26,3 +28,28 @@ export const publishEvent = (bus: BusShape, dedupeId: string, event: ChorusEvent
       },
     )
   )
+
+/**
+ * `message.delivery_changed` for a reply's current delivery state, de-duplicated by `dedupeId`
+ * (the reply and its state, so a repeat after a crash is dropped by the bus).
+ */
+export const publishDeliveryChanged = (
+  bus: BusShape,
+  dedupeId: string,
+  message: OutgoingMessage,
+  attempts?: number,
+) =>
+  publishEvent(bus, dedupeId, {
+    type: "message.delivery_changed",
+    version: 1,
+    id: newId.event(),
+    occurredAt: new Date(),
+    conversationId: message.conversationId,
+    messageId: message.id,
+    seq: message.seq,
+    channel: message.channel,
+    account: message.account,
+    externalId: message.externalId,
+    delivery: message.delivery,
+    ...(attempts !== undefined && attempts > 0 ? { attempts } : {}),
+  })

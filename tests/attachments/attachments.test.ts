@@ -10,28 +10,11 @@ import { fileSystem } from "../../core/attachments/BlobStore.ts"
 import { classify } from "../../core/attachments/FileTypes.ts"
 import { request } from "../api/ApiServer.ts"
 import { startReplyServer } from "../api/ReplyServer.ts"
+import { jpeg } from "../support/Files.ts"
 import { writePlugin } from "../support/PluginFixtures.ts"
 import { sqliteDatabase, tempDir } from "../support/TestDatabase.ts"
 import { Database } from "../../core/storage/Database.ts"
 
-const jpeg = new Uint8Array([
-  0xff,
-  0xd8,
-  0xff,
-  0xe0,
-  0x00,
-  0x10,
-  0x4a,
-  0x46,
-  0x49,
-  0x46,
-  0,
-  1,
-  2,
-  3,
-  4,
-  5,
-])
 const png = new Uint8Array([
   0x89,
   0x50,

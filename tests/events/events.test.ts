@@ -13,7 +13,7 @@ import { Bus } from "../../core/bus/Bus.ts"
 import { ServerLive } from "../../core/Chorus.ts"
 import { decodeConfig } from "../../core/config/loadConfig.ts"
 import { EventStreamSettings } from "../../core/http/EventsHandlers.ts"
-import { newId } from "../../core/ids.ts"
+import { deliveryChanged } from "../support/Events.ts"
 import { eventSubject } from "../../core/pipeline/Streams.ts"
 import { ChorusEvent } from "../../schemas/Events.ts"
 import { freshNamespace } from "../support/NatsCleanup.ts"
@@ -69,20 +69,6 @@ const startServer = (options: Options = {}) =>
 
 // ---------------------------------------------------------------------------------------------
 // Events to publish
-
-const deliveryChanged = (n: number) => ({
-  type: "message.delivery_changed",
-  version: 1,
-  id: newId.event(),
-  occurredAt: new Date().toISOString(),
-  conversationId: newId.conversation(),
-  messageId: newId.message(),
-  seq: n + 1,
-  channel: "api",
-  account: "acme",
-  externalId: null,
-  delivery: { state: "sent", at: new Date().toISOString() },
-})
 
 type Published = { readonly seq: number; readonly json: string; readonly n: number }
 

@@ -8,7 +8,6 @@
  * instants that remain (between `listen` and the app's attachment, and during shutdown) the
  * server answers 503 with `Retry-After` rather than nothing.
  */
-import { createServer, type Server } from "node:http"
 import { HttpApiBuilder, HttpMiddleware, HttpServer } from "@effect/platform"
 import type { HttpServerRequest } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
@@ -34,6 +33,9 @@ import {
 import { EventsHandlers, EventStreamsStop } from "./EventsHandlers.ts"
 import { AttachmentsReadHandlers, AttachmentsUploadHandlers } from "./AttachmentsHandlers.ts"
 import { InboundHandlers } from "./InboundHandlers.ts"
+import * as InboundRoute from "./InboundRoute.ts"
+import * as FrontRoutes from "./FrontRoutes.ts"
+import { FrontRoutedServer } from "./FrontRoutes.ts"
 import { PeopleHandlers } from "./PeopleHandlers.ts"
 import { PluginsHandlers } from "./PluginsHandlers.ts"
 import { ProfileHandlers } from "./ProfileHandlers.ts"
@@ -69,8 +71,8 @@ const NOT_SERVING_RETRY_AFTER = 1
  * A Node HTTP server that answers 503 (with `Retry-After`) to any request arriving while no app
  * is attached: Node would otherwise leave it unanswered, with its connection open.
  */
-export const createAnsweringServer = (): Server => {
-  const server = createServer()
+export const createAnsweringServer = (): FrontRoutedServer => {
+  const server = new FrontRoutedServer()
   server.on("request", (_request, response) => {
     // The app's own listener is attached after this one; while it is, this one stands aside.
     if (server.listenerCount("request") > 1) return
@@ -116,19 +118,26 @@ const untraced = (request: HttpServerRequest.HttpServerRequest) =>
   request.method === "POST" && request.url.startsWith("/api/v1/inbound")
 
 export const layer = (options: HttpOptions) =>
+  Layer.unwrapEffect(Effect.sync(() => serve(options, createAnsweringServer())))
+
+const serve = (options: HttpOptions, server: FrontRoutedServer) =>
   HttpApiBuilder.serve((app) => HttpMiddleware.logger(pluginRoutes(bearerChallenge(app)))).pipe(
     HttpMiddleware.withTracerDisabledWhen(untraced),
+    // The ingest endpoint's hot path, in front of the app (see FrontRoutes.ts).
+    Layer.merge(InboundRoute.layer),
+    Layer.provide(FrontRoutes.layer(server)),
     Layer.provide(HttpApiBuilder.middleware(readableDecodeErrors)),
     Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/api/openapi.json" })),
     Layer.merge(endEventStreamsFirst),
     // provideMerge: the bound address stays readable (port 0 picks a free port).
     Layer.provideMerge(
-      NodeHttpServer.layer(createAnsweringServer, { host: options.host, port: options.port }),
+      NodeHttpServer.layer(() => server, { host: options.host, port: options.port }),
     ),
     // Only now is the app attached: the announcement that clients (and tests) wait for.
     Layer.tap((context) => logListening(Context.get(context, HttpServer.HttpServer))),
     // Built before the server above listens: the handlers' layers ensure streams on the bus,
     // which on JetStream takes round trips, and until they are built nothing answers.
     Layer.provide(ApiLive),
+    Layer.provide(ApiTokens.Default),
     Layer.provide(Layer.effect(EventStreamsStop, Deferred.make<void>())),
   )

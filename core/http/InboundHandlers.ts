@@ -16,7 +16,7 @@ import {
 } from "@effect/platform"
 import type { HttpServerRequest } from "@effect/platform"
 import { Clock, Duration, Effect, Either, Option, ParseResult, Schema } from "effect"
-import { ApiInboundRequest } from "../../schemas/ApiChannel.ts"
+import { type ApiInboundAccepted, ApiInboundRequest } from "../../schemas/ApiChannel.ts"
 import type { ChannelName } from "../../schemas/Ids.ts"
 import { InboundMessage, inboundMessageId } from "../../schemas/Inbound.ts"
 import { Bus, BusUnavailable } from "../bus/Bus.ts"
@@ -74,67 +74,86 @@ const retryAfter = HttpApp.appendPreResponseHandler((_request, response) =>
   )
 )
 
+/**
+ * What `POST /api/v1/inbound` does with a body once the caller is authenticated: decode it, map it
+ * to an `InboundMessage` on channel `api`, publish it and answer once the bus has it durably.
+ * Shared by the HttpApi handler below and the front route (InboundRoute.ts) that serves the
+ * endpoint's hot path.
+ */
+export const makeAcceptInbound = Effect.gen(function* () {
+  const bus = yield* Bus
+  // Idempotent; the pipeline ensures it too. Publishing before it exists would be refused.
+  yield* bus.ensureStream(InboundStream)
+  return (json: unknown): Effect.Effect<
+    ApiInboundAccepted,
+    HttpApiError.HttpApiDecodeError | InboundUnavailable
+  > =>
+    Effect.gen(function* () {
+      const decoded = decodeBody(json)
+      if (Either.isLeft(decoded)) return yield* invalidBody(decoded.left)
+      const body = decoded.right
+      const now = new Date(yield* Clock.currentTimeMillis)
+      const inbound: InboundMessage = {
+        channel: CHANNEL,
+        account: body.account,
+        sender: {
+          externalId: body.sender.id,
+          ...(body.sender.name !== undefined ? { name: body.sender.name } : {}),
+          ...(body.sender.phone !== undefined ? { phone: body.sender.phone } : {}),
+          ...(body.sender.email !== undefined ? { email: body.sender.email } : {}),
+          // An API client's phone and e-mail are its claims, never proof.
+          verified: false,
+        },
+        externalId: body.externalId,
+        text: body.text,
+        attachments: body.attachments ?? [],
+        sentAt: body.sentAt ?? now,
+        receivedAt: now,
+      }
+      const id = inboundMessageId(inbound)
+      const data = new TextEncoder().encode(
+        JSON.stringify(encodeInbound(inbound)), // our own value: a failure is a defect
+      )
+      const ack = yield* timeoutFail(
+        bus.publish(inboundSubject(CHANNEL), data, {
+          id,
+          key: inboundKey(CHANNEL, body.account, body.sender.id),
+          headers: { "Content-Type": "application/json" },
+        }),
+        PUBLISH_TIMEOUT,
+        () => new BusUnavailable({ operation: "publish", cause: "no answer within 10 s" }),
+      ).pipe(
+        Effect.catchTags({
+          // A refusal (no stream, bad subject) is our bug, not the client's: a 500.
+          BusRejected: (e) => Effect.die(e),
+          BusUnavailable: (e) =>
+            Effect.logWarning("inbound not accepted: bus unavailable").pipe(
+              Effect.annotateLogs({ id, cause: e.message }),
+              Effect.zipRight(
+                new InboundUnavailable({
+                  message: "the bus is unavailable; the message was not accepted, retry later",
+                  retryAfterSeconds: RETRY_AFTER_SECONDS,
+                }),
+              ),
+            ),
+        }),
+      )
+      return { id, duplicate: ack.duplicate }
+    })
+})
+
 export const InboundHandlers = HttpApiBuilder.group(
   ChorusApi,
   "inbound",
   (handlers) =>
     Effect.gen(function* () {
-      const bus = yield* Bus
-      // Idempotent; the pipeline ensures it too. Publishing before it exists would be refused.
-      yield* bus.ensureStream(InboundStream)
+      const accept = yield* makeAcceptInbound
       return handlers.handleRaw("send", ({ request }) =>
         Effect.gen(function* () {
-          const decoded = decodeBody(yield* readJson(request))
-          if (Either.isLeft(decoded)) return yield* invalidBody(decoded.left)
-          const body = decoded.right
-          const now = new Date(yield* Clock.currentTimeMillis)
-          const inbound: InboundMessage = {
-            channel: CHANNEL,
-            account: body.account,
-            sender: {
-              externalId: body.sender.id,
-              ...(body.sender.name !== undefined ? { name: body.sender.name } : {}),
-              ...(body.sender.phone !== undefined ? { phone: body.sender.phone } : {}),
-              ...(body.sender.email !== undefined ? { email: body.sender.email } : {}),
-              // An API client's phone and e-mail are its claims, never proof.
-              verified: false,
-            },
-            externalId: body.externalId,
-            text: body.text,
-            attachments: body.attachments ?? [],
-            sentAt: body.sentAt ?? now,
-            receivedAt: now,
-          }
-          const id = inboundMessageId(inbound)
-          const data = new TextEncoder().encode(
-            JSON.stringify(encodeInbound(inbound)), // our own value: a failure is a defect
+          const json: unknown = yield* readJson(request)
+          return yield* accept(json).pipe(
+            Effect.tapErrorTag("InboundUnavailable", () => retryAfter),
           )
-          const ack = yield* timeoutFail(
-            bus.publish(inboundSubject(CHANNEL), data, {
-              id,
-              key: inboundKey(CHANNEL, body.account, body.sender.id),
-              headers: { "Content-Type": "application/json" },
-            }),
-            PUBLISH_TIMEOUT,
-            () => new BusUnavailable({ operation: "publish", cause: "no answer within 10 s" }),
-          ).pipe(
-            Effect.catchTags({
-              // A refusal (no stream, bad subject) is our bug, not the client's: a 500.
-              BusRejected: (e) => Effect.die(e),
-              BusUnavailable: (e) =>
-                Effect.logWarning("inbound not accepted: bus unavailable").pipe(
-                  Effect.annotateLogs({ id, cause: e.message }),
-                  Effect.zipRight(retryAfter),
-                  Effect.zipRight(
-                    new InboundUnavailable({
-                      message: "the bus is unavailable; the message was not accepted, retry later",
-                      retryAfterSeconds: RETRY_AFTER_SECONDS,
-                    }),
-                  ),
-                ),
-            }),
-          )
-          return { id, duplicate: ack.duplicate }
         }))
     }),
 )

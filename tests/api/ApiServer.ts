@@ -72,6 +72,11 @@ export const request = (
     readonly method?: string
     readonly body?: unknown
     readonly rawBody?: string
+    /**
+     * Send the body chunked (no Content-Length): the ingest endpoint's front route leaves such a
+     * request to the HttpApi app (see core/http/InboundRoute.ts).
+     */
+    readonly chunked?: boolean
   },
 ) =>
   Effect.promise(async (): Promise<Answer> => {
@@ -83,7 +88,9 @@ export const request = (
     const response = await fetch(url, {
       method: options.method ?? (body !== undefined ? "POST" : "GET"),
       headers,
-      ...(body !== undefined ? { body } : {}),
+      ...(body !== undefined
+        ? options.chunked ? { body: new Blob([body]).stream(), duplex: "half" as const } : { body }
+        : {}),
     })
     const text = await response.text()
     let parsed: unknown = undefined

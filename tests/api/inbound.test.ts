@@ -181,6 +181,66 @@ describe("POST /api/v1/inbound", () => {
       assert.strictEqual(notJson.body.message, "body: expected a JSON object (at most 1 MiB)")
     }))
 
+  it.scopedLive("the ingest hot path (a front route) answers exactly as the HttpApi app does", () =>
+    Effect.gen(function* () {
+      const server = yield* startApiServer
+      const inbound = yield* collectInbound(server.bus)
+      // A declared Content-Length takes the front route; a chunked body goes to the app.
+      const both = (options: { readonly body?: unknown; readonly rawBody?: string }) =>
+        Effect.all([
+          request(`${server.url}/api/v1/inbound`, { token: server.token, ...options }),
+          request(`${server.url}/api/v1/inbound`, {
+            token: server.token,
+            chunked: true,
+            ...options,
+          }),
+        ])
+      type Answer = { status: number; body: unknown; headers: Headers }
+      const same = (label: string, [front, app]: readonly [Answer, Answer]) => {
+        assert.strictEqual(front.status, app.status, label)
+        // The same JSON (keys may come in another order).
+        assert.deepStrictEqual(front.body, app.body, label)
+        assert.strictEqual(
+          front.headers.get("content-type"),
+          app.headers.get("content-type"),
+          label,
+        )
+      }
+      for (
+        const body of [
+          { ...valid, sender: { name: "Ann" } },
+          { ...valid, sender: { id: 7 }, externalId: "", sentAt: "2026-11-23 10:00" },
+          { ...valid, sentat: "2026-11-23T10:00:00Z" },
+          { ...valid, text: "x".repeat(100_001) },
+          [1, 2],
+          "a string",
+          null,
+        ]
+      ) same(JSON.stringify(body).slice(0, 60), yield* both({ body }))
+      same("not JSON", yield* both({ rawBody: "{ not json" }))
+      same("empty", yield* both({ rawBody: "" }))
+
+      // The same message through both: one is the first, the other its duplicate, with one id.
+      const [front, app] = yield* both({ body: { ...valid, externalId: "via-both" } })
+      assert.deepStrictEqual([front.status, app.status], [202, 202])
+      assert.strictEqual(front.body.id, app.body.id)
+      assert.sameMembers([front.body.duplicate, app.body.duplicate], [true, false])
+      assert.strictEqual(decodeMessage(yield* takeWithin(inbound)).externalId, "via-both")
+
+      // A refused token is the app's 401, with its challenge, whichever way the body comes.
+      for (const chunked of [false, true]) {
+        const refused = yield* request(`${server.url}/api/v1/inbound`, {
+          token: "chorus_wrong",
+          body: valid,
+          chunked,
+        })
+        assert.strictEqual(refused.status, 401)
+        assert.strictEqual(refused.headers.get("www-authenticate"), 'Bearer realm="chorus"')
+      }
+      yield* Effect.sleep("300 millis")
+      assert.strictEqual(yield* Queue.size(inbound), 0)
+    }))
+
   it.scopedLive("a text over 100,000 characters gets 400, a body over 1 MiB 413; nothing is published", () =>
     Effect.gen(function* () {
       const server = yield* startApiServer

@@ -14,7 +14,7 @@ const sqliteLimits = ["sqlite.raw.insert.batched", "sqlite.raw.insert.row-per-tx
 
 export const embeddedBus: BenchSection = {
   name: "embedded-bus",
-  title: "EmbeddedBus on SQLite (WAL, synchronous=FULL)",
+  title: "EmbeddedBus on SQLite (WAL, each commit synced)",
   run: (ctx) =>
     Effect.gen(function* () {
       const database = yield* makeDatabase({ sqliteFile: join(ctx.workDir, "embedded.sqlite") })

@@ -1,9 +1,11 @@
 /**
  * The `Database` service: one Kysely instance over SQLite (embedded default) or PostgreSQL.
  *
- * SQLite runs in WAL mode with `synchronous=FULL`: a committed transaction survives a power
- * loss. That costs one fsync per commit, so writers that care about speed batch many rows per
- * transaction (group commit) instead of relaxing durability.
+ * SQLite runs in WAL mode, and a write is answered only once it is on disk: a committed
+ * transaction survives a power loss. SQLite itself runs with `synchronous=NORMAL` and the WAL is
+ * synced off the event loop before the write's promise resolves (WalSync.node.ts); that costs one
+ * fsync per commit, so writers that care about speed batch many rows per transaction (group
+ * commit) instead of relaxing durability.
  *
  * Every query goes through `Database.query`, which wraps the Promise once and maps failures to
  * a tagged `DatabaseError` that says whether a retry can help.
@@ -12,6 +14,7 @@ import { Context, Data, Effect, Layer, type Scope } from "effect"
 import { Kysely, PostgresDialect, sql, SqliteDialect } from "kysely"
 import type { CoreTables } from "./tables.ts"
 import { openSqlite, withStatementCache } from "./sqlite.node.ts"
+import { DurableSqliteDialect, makeWalSync } from "./WalSync.node.ts"
 
 export type Dialect = "sqlite" | "postgres"
 
@@ -107,6 +110,12 @@ export const toError = (operation: string) => (cause: unknown) =>
 
 export const redactUrl = (url: string): string => url.replace(/\/\/([^:/@]+):[^@]*@/, "//$1:***@")
 
+/** An in-memory or temporary SQLite database: no file of its own to sync. */
+const isTransient = (file: string) => {
+  const name = file.trim()
+  return name === "" || name === ":memory:" || name.startsWith("file:")
+}
+
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/
 
 const makeKysely = (
@@ -157,12 +166,34 @@ const makeKysely = (
     Effect.try({
       try: () => {
         const sqlite = openSqlite(options.sqliteFile)
-        sqlite.pragma("journal_mode = WAL")
-        sqlite.pragma("synchronous = FULL")
         sqlite.pragma("busy_timeout = 5000")
         sqlite.pragma("foreign_keys = ON")
+        const walMode = sqlite.pragma("journal_mode = WAL", { simple: true }) === "wal"
+        if (!walMode || isTransient(options.sqliteFile)) {
+          // In memory: nothing to make durable.
+          sqlite.pragma("synchronous = FULL")
+          return new Kysely<CoreTables>({
+            dialect: new SqliteDialect({ database: withStatementCache(sqlite) }),
+          })
+        }
+        // Durable as with FULL, the fsync off the event loop: see WalSync.node.ts.
+        sqlite.pragma("synchronous = NORMAL")
+        const wal = makeWalSync(options.sqliteFile)
+        const database = withStatementCache(sqlite, { onWrite: wal.wrote })
         return new Kysely<CoreTables>({
-          dialect: new SqliteDialect({ database: withStatementCache(sqlite) }),
+          dialect: new DurableSqliteDialect(
+            {
+              database: {
+                prepare: database.prepare,
+                close: () => {
+                  wal.close()
+                  database.close()
+                },
+              },
+            },
+            wal,
+            () => sqlite.inTransaction,
+          ),
         })
       },
       catch: toError("open"),

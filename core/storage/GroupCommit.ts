@@ -1,8 +1,9 @@
 /**
  * Group commit: writes are queued to one writer fiber, which takes everything queued (up to
- * `maxBatch`), runs it in one transaction and only then answers each caller. With SQLite's
- * `synchronous=FULL` that is one fsync per batch instead of one per write, and because one
- * fiber does all of its writes, reads-then-writes inside a job never race each other.
+ * `maxBatch`), runs it in one transaction and only then answers each caller. With SQLite's WAL
+ * synced at every commit (see WalSync.node.ts) that is one fsync per batch instead of one per
+ * write, and because one fiber does all of its writes, reads-then-writes inside a job never race
+ * each other.
  * Used by the embedded bus (publishes, acks, dead letters) and by stores with hot write paths.
  *
  * Jobs of one `WriteKind` are handed to the kind together, so a kind can turn 500 publishes into

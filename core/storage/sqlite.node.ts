@@ -33,7 +33,16 @@ export const openSqlite = (file: string): SqliteDatabase => {
  * recently used statements serves nearly every call. A statement still iterating (`busy`) is
  * never handed out twice: that call gets a fresh one.
  */
-export const withStatementCache = (db: SqliteDatabase, capacity = 512) => {
+export const withStatementCache = (
+  db: SqliteDatabase,
+  options: {
+    readonly capacity?: number
+    /** Called before a statement that changes the database runs (see WalSync.node.ts). */
+    readonly onWrite?: () => void
+  } = {},
+) => {
+  const capacity = options.capacity ?? 512
+  const onWrite = options.onWrite
   const statements = new Lru<string, BetterSqlite3.Statement>(capacity)
   return {
     close: () => {
@@ -42,9 +51,10 @@ export const withStatementCache = (db: SqliteDatabase, capacity = 512) => {
     },
     prepare: (sql: string): BetterSqlite3.Statement => {
       const cached = statements.get(sql)
-      if (cached !== undefined && !cached.busy) return cached
-      const statement = db.prepare(sql)
+      const statement = cached !== undefined && !cached.busy ? cached : db.prepare(sql)
       if (cached === undefined) statements.set(sql, statement)
+      // Kysely prepares each statement right before running it.
+      if (onWrite !== undefined && !statement.readonly) onWrite()
       return statement
     },
   }

@@ -2,7 +2,7 @@
  * What is particular to the embedded bus (the shared behaviour is tests/bus/conformance.ts, run
  * by conformance.embedded.test.ts): group commit, restarts over the same database file or
  * schema, the duplicate window and retention in time, the stored stream specs, the migration.
- * Every test runs on SQLite (a file in a temp dir, WAL, synchronous=FULL) and on PostgreSQL (a
+ * Every test runs on SQLite (a file in a temp dir, WAL, commits synced) and on PostgreSQL (a
  * schema of its own, dropped afterwards).
  */
 import { join } from "node:path"

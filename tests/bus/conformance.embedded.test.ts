@@ -1,6 +1,6 @@
 /**
  * The bus conformance suite against `EmbeddedBus`, on both databases it supports:
- * - SQLite: a real database file in a temporary directory (WAL, synchronous=FULL);
+ * - SQLite: a real database file in a temporary directory (WAL, every commit synced before it is answered);
  * - PostgreSQL: the shared test server, in a fresh schema dropped when the test ends.
  *
  * Each test migrates fresh storage; opening the bus again opens a new database connection over

@@ -187,14 +187,28 @@ storageBehaviour("SQLite storage", sqliteDatabase())
 storageBehaviour("PostgreSQL storage", postgresDatabase())
 
 describe("SQLite durability settings", () => {
-  it.scoped("runs in WAL mode with synchronous=FULL", () =>
+  it.scoped("runs in WAL mode; SQLite does not sync in COMMIT, WalSync does (see WalSync.test.ts)", () =>
     Effect.gen(function* () {
       const db = yield* sqliteDatabase()
-      const mode = yield* db.query("journal", (k) =>
-        sql<{ journal_mode: string }>`PRAGMA journal_mode`.execute(k))
+      const mode = yield* db.query(
+        "journal",
+        (k) => sql<{ journal_mode: string }>`PRAGMA journal_mode`.execute(k),
+      )
       assert.strictEqual(mode.rows[0]?.journal_mode, "wal")
-      const sync = yield* db.query("sync", (k) =>
-        sql<{ synchronous: number }>`PRAGMA synchronous`.execute(k))
+      const sync = yield* db.query(
+        "sync",
+        (k) => sql<{ synchronous: number }>`PRAGMA synchronous`.execute(k),
+      )
+      assert.strictEqual(sync.rows[0]?.synchronous, 1) // 1 = NORMAL
+    }))
+
+  it.scoped("an in-memory database keeps synchronous=FULL (there is no file to sync)", () =>
+    Effect.gen(function* () {
+      const db = yield* makeDatabase({ sqliteFile: ":memory:" })
+      const sync = yield* db.query(
+        "sync",
+        (k) => sql<{ synchronous: number }>`PRAGMA synchronous`.execute(k),
+      )
       assert.strictEqual(sync.rows[0]?.synchronous, 2) // 2 = FULL
     }))
 })

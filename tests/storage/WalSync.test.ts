@@ -94,7 +94,7 @@ describe("WalSync", () => {
 
   it.scoped("a write queued behind another is answered by a sync of its own, never an earlier one", () =>
     Effect.gen(function* () {
-      const { db, held, release } = yield* openHeld
+      const { db, release } = yield* openHeld
       const first = db.insertInto("t").values({ id: 1, v: "a" }).execute()
       yield* settled(first)
       // Kysely's one SQLite connection runs the second once the first is answered.

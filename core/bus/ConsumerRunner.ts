@@ -157,12 +157,19 @@ export const runConsumer = <E, R>(
   Effect.gen(function* () {
     const fibers = yield* FiberSet.make()
     const fork = yield* FiberSet.runtime(fibers)<R>()
-    const permits = yield* Effect.makeSemaphore(spec.concurrency)
     const wake = yield* Queue.sliding<void>(1)
     const held = new Map<number, Held>()
     const lanes = new Map<string, Lane>()
     let running = 0
-    /** Handler fibers forked and not yet done (waiting for a permit, running or settling). */
+    /** Handlers holding one of the `concurrency` slots (from their start to their handler's end). */
+    let slots = 0
+    /**
+     * Deliveries ready to run, waiting for a slot, oldest first. Not forked yet: a semaphore with
+     * hundreds of fibers waiting on it wakes them all at every release (each but one goes back to
+     * waiting), which at `maxAckPending` 1,024 cost more than the handlers themselves.
+     */
+    let ready: Array<number> = []
+    /** Handler fibers forked and not yet done (running or settling). */
     let active = 0
     let stopping = false
     /** While the source rewinds: nothing new starts. */
@@ -260,31 +267,49 @@ export const runConsumer = <E, R>(
         }
       })
 
+    /** A slot is free again: start the oldest ready deliveries that still wait to run. */
+    const freeSlot = () => {
+      slots--
+      while (slots < spec.concurrency && ready.length > 0 && !stopping && !paused) {
+        const seq = ready.shift()!
+        if (held.get(seq)?.status === "queued") launch(seq)
+      }
+    }
+
     const execute = (seq: number) =>
       Effect.gen(function* () {
-        // The permit bounds handlers, not acks: a confirmed ack is a round trip to the bus, and
+        const entry = held.get(seq)
+        // Forked just before a stop: it stays queued, and the stop hands it back.
+        if (!entry || stopping || paused) {
+          if (entry) entry.status = "queued"
+          freeSlot()
+          return
+        }
+        running++
+        // The slot bounds handlers, not acks: a confirmed ack is a round trip to the bus, and
         // holding a handler slot through it would cap throughput at concurrency / ack latency.
-        const exit = yield* Effect.gen(function* () {
-          const entry = held.get(seq)
-          // Forked before a stop but still waiting for a permit: stays queued, the stop hands it back.
-          if (!entry || stopping || paused) return undefined
-          entry.status = "running"
-          running++
-          return yield* timeoutFail(
-            Effect.suspend(() => handler(entry.delivery.message)),
-            spec.handlerTimeout,
-            () => `handler timed out after ${Duration.format(spec.handlerTimeout)}` as unknown,
-          ).pipe(Effect.exit)
-        }).pipe(permits.withPermits(1))
-        if (exit === undefined) return
+        const exit = yield* timeoutFail(
+          Effect.suspend(() => handler(entry.delivery.message)),
+          spec.handlerTimeout,
+          () => `handler timed out after ${Duration.format(spec.handlerTimeout)}` as unknown,
+        ).pipe(Effect.exit)
+        freeSlot()
         // Counted as running until settled, so a graceful stop waits for the ack too.
         yield* settle(seq, exit).pipe(Effect.ensuring(Effect.sync(() => running--)))
       })
 
-    const start = (seq: number) => {
-      if (stopping || paused) return
+    const launch = (seq: number) => {
+      // Marked at once, so a later look at the entry (a redelivery, the ready list) sees it taken.
+      held.get(seq)!.status = "running"
+      slots++
       active++
       fork(execute(seq).pipe(Effect.ensuring(Effect.sync(() => active--))))
+    }
+
+    const start = (seq: number) => {
+      if (stopping || paused) return
+      if (slots < spec.concurrency) launch(seq)
+      else ready.push(seq)
     }
 
     const pump = (lane: Lane) => {
@@ -362,6 +387,7 @@ export const runConsumer = <E, R>(
         // What we hold comes again from the source, in stream order.
         held.clear()
         lanes.clear()
+        ready = []
         yield* r.run.pipe(
           Effect.tapError((e) => Effect.logWarning("rewind failed; retrying", e)),
           Effect.retry(

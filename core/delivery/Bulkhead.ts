@@ -16,6 +16,7 @@
  * ```
  */
 import { Data, Effect, Ref } from "effect"
+import * as FifoSemaphore from "../effect/Semaphore.ts"
 
 export class BulkheadFull extends Data.TaggedError("BulkheadFull")<{
   readonly concurrency: number
@@ -43,7 +44,8 @@ export const make = (options: BulkheadOptions = {}): Effect.Effect<Bulkhead> =>
   Effect.gen(function* () {
     const concurrency = Math.max(1, options.concurrency ?? 4)
     const queue = Math.max(0, options.queue ?? 100)
-    const semaphore = yield* Effect.makeSemaphore(concurrency)
+    // FIFO, one wake-up per release: up to `queue` sends may be waiting.
+    const semaphore = yield* FifoSemaphore.make(concurrency)
     const admitted = yield* Ref.make(0)
     const running = yield* Ref.make(0)
 
@@ -56,7 +58,7 @@ export const make = (options: BulkheadOptions = {}): Effect.Effect<Bulkhead> =>
             return yield* new BulkheadFull({ concurrency, queue })
           }
           return yield* restore(
-            semaphore.withPermits(1)(
+            semaphore.withPermit(
               Effect.acquireUseRelease(
                 Ref.update(running, (n) =>
                   n + 1),

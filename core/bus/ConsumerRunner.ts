@@ -24,7 +24,9 @@ import {
   Effect,
   Exit,
   Fiber,
+  FiberId,
   FiberSet,
+  HashSet,
   Queue,
   Schedule,
   type Scope,
@@ -38,7 +40,6 @@ import {
   type Disposition,
   type Handler,
 } from "./Bus.ts"
-import { timeoutFail } from "../effect/timeout.ts"
 
 /** One delivery as a backend hands it over. */
 export interface Delivery {
@@ -128,6 +129,15 @@ export const retryDelay = (
   )
 
 type Status = "queued" | "running" | "waiting"
+interface HandlerTimer {
+  handle: ReturnType<typeof setTimeout> | undefined
+  timedOut: boolean
+}
+
+/** This fiber is being interrupted (the consumer stops), as opposed to a handler that gave up. */
+const stoppedFromOutside = Effect.descriptorWith((d) =>
+  Effect.succeed(HashSet.size(d.interruptors) > 0)
+)
 interface Held {
   delivery: Delivery
   status: Status
@@ -276,34 +286,60 @@ export const runConsumer = <E, R>(
       }
     }
 
-    const execute = (seq: number) =>
-      Effect.gen(function* () {
-        const entry = held.get(seq)
-        // Forked just before a stop: it stays queued, and the stop hands it back.
-        if (!entry || stopping || paused) {
-          if (entry) entry.status = "queued"
+    /**
+     * One delivery, start to settle, in one fiber. Only the handler is interruptible: the timer of
+     * `launch` interrupts this fiber when the handler overruns `handlerTimeout`, and the settle
+     * (nak, then retry or dead letter) still runs. A fiber interrupted by the stop skips the
+     * settle: the bus redelivers what was not acknowledged.
+     */
+    const execute = (seq: number, timer: HandlerTimer) =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.gen(function* () {
+          const entry = held.get(seq)
+          // Forked just before a stop: it stays queued, and the stop hands it back.
+          if (!entry || stopping || paused) {
+            clearTimeout(timer.handle)
+            if (entry) entry.status = "queued"
+            freeSlot()
+            return
+          }
+          running++
+          // The slot bounds handlers, not acks: a confirmed ack is a round trip to the bus, and
+          // holding a handler slot through it would cap throughput at concurrency / ack latency.
+          const exit = yield* Effect.exit(
+            restore(Effect.suspend(() => handler(entry.delivery.message))),
+          )
+          clearTimeout(timer.handle)
           freeSlot()
-          return
-        }
-        running++
-        // The slot bounds handlers, not acks: a confirmed ack is a round trip to the bus, and
-        // holding a handler slot through it would cap throughput at concurrency / ack latency.
-        const exit = yield* timeoutFail(
-          Effect.suspend(() => handler(entry.delivery.message)),
-          spec.handlerTimeout,
-          () => `handler timed out after ${Duration.format(spec.handlerTimeout)}` as unknown,
-        ).pipe(Effect.exit)
-        freeSlot()
-        // Counted as running until settled, so a graceful stop waits for the ack too.
-        yield* settle(seq, exit).pipe(Effect.ensuring(Effect.sync(() => running--)))
-      })
+          if (!timer.timedOut && Exit.isInterrupted(exit) && (yield* stoppedFromOutside)) {
+            running--
+            return
+          }
+          const outcome: Exit.Exit<Disposition | void, unknown> =
+            timer.timedOut && Exit.isInterrupted(exit)
+              ? Exit.fail(`handler timed out after ${Duration.format(spec.handlerTimeout)}`)
+              : exit
+          // Counted as running until settled, so a graceful stop waits for the ack too.
+          yield* settle(seq, outcome).pipe(Effect.ensuring(Effect.sync(() => running--)))
+        })
+      )
+
+    const timeoutMillis = Duration.toMillis(spec.handlerTimeout)
 
     const launch = (seq: number) => {
       // Marked at once, so a later look at the entry (a redelivery, the ready list) sees it taken.
       held.get(seq)!.status = "running"
       slots++
       active++
-      fork(execute(seq).pipe(Effect.ensuring(Effect.sync(() => active--))))
+      const timer: HandlerTimer = { handle: undefined, timedOut: false }
+      // One fiber and one Node timer per delivery (`Effect.timeout` would race a second fiber).
+      const fiber = fork(execute(seq, timer).pipe(Effect.ensuring(Effect.sync(() => active--))))
+      if (Number.isFinite(timeoutMillis)) {
+        timer.handle = setTimeout(() => {
+          timer.timedOut = true
+          fiber.unsafeInterruptAsFork(FiberId.none)
+        }, timeoutMillis)
+      }
     }
 
     const start = (seq: number) => {

@@ -1275,27 +1275,43 @@ export const make = (
             yield* Effect.addFinalizer(() => Effect.sync(() => clearInterval(watchdog)))
             for (;;) {
               waitingSince = Date.now()
-              const step = yield* Effect.tryPromise({
-                try: () => iterator.next(),
+              // What arrived together is taken together: one Effect step and one chunk per
+              // batch, not per message (the iterator's next() is only awaited in plain JS).
+              const batch = yield* Effect.tryPromise({
+                try: async () => {
+                  const got: Array<JsMsg> = []
+                  for (;;) {
+                    const step = await iterator.next()
+                    if (step.done) return { got, done: true }
+                    got.push(step.value)
+                    if (messages.getPending() === 0 || got.length >= READ_BATCH) {
+                      return { got, done: false }
+                    }
+                  }
+                },
                 catch: readHiccup,
               })
               waitingSince = 0
-              if (stuck) return yield* Effect.fail(readHiccup("a pull request did not end"))
-              if (step.done) return
-              const m: JsMsg = step.value
-              if (m.info.deliverySequence !== reader.delivered + 1) {
-                return yield* Effect.fail(
-                  readHiccup(
-                    `delivery ${m.info.deliverySequence} after ${reader.delivered}: one was lost`,
-                  ),
-                )
+              const out: Array<BusMessage> = []
+              let lostOne: string | undefined
+              for (const m of batch.got) {
+                if (m.info.deliverySequence !== reader.delivered + 1) {
+                  lostOne =
+                    `delivery ${m.info.deliverySequence} after ${reader.delivered}: one was lost`
+                  break
+                }
+                reader.delivered = m.info.deliverySequence
+                if (m.seq < next) continue
+                next = m.seq + 1
+                // A replayed dead letter is meant for one durable consumer, not for readers.
+                if (m.headers?.has(BusHeader.replayFor)) continue
+                out.push({ ...toBusMessage(m), deliveryCount: 1 })
               }
-              reader.delivered = m.info.deliverySequence
-              if (m.seq < next) continue
-              next = m.seq + 1
-              // A replayed dead letter is meant for one durable consumer, not for readers.
-              if (m.headers?.has(BusHeader.replayFor)) continue
-              yield* Queue.offer(buffer, Take.of({ ...toBusMessage(m), deliveryCount: 1 }))
+              // What came before a gap is emitted; the reader then restarts after it.
+              if (out.length > 0) yield* Queue.offer(buffer, Take.chunk(Chunk.unsafeFromArray(out)))
+              if (lostOne !== undefined) return yield* Effect.fail(readHiccup(lostOne))
+              if (stuck) return yield* Effect.fail(readHiccup("a pull request did not end"))
+              if (batch.done) return
             }
           }).pipe(Effect.scoped)
 

@@ -37,6 +37,7 @@ import type {
 import { inboxOwner } from "../../core/accounts/InboxOwner.ts"
 import { Database, type DatabaseError, type DatabaseShape } from "../../core/storage/Database.ts"
 import * as GroupCommit from "../../core/storage/GroupCommit.ts"
+import { prepare } from "../../core/storage/Prepared.ts"
 import {
   attachmentsJson,
   ResolvedMeanwhile,
@@ -163,6 +164,25 @@ export class ConversationStore extends Context.Tag("chorus/actors/ConversationSt
 
 type Trx = Kysely<CoreTables>
 
+/** A conversation's new last message (one statement per conversation of a batch). */
+const touchConversation = prepare(
+  ["id", "seq", "now", "channel", "account", "identity", "count"],
+  (db: Trx, param) =>
+    db.updateTable("conversations").set((eb) => ({
+      last_seq: param("seq"),
+      last_message_at: param("now"),
+      updated_at: param("now"),
+      last_channel: param("channel"),
+      last_account: param("account"),
+      last_identity_id: param("identity"),
+      // The customer answered: a pending (or snoozed) conversation is open again.
+      status: "open",
+      snoozed_until: null,
+      unread_count: eb("unread_count", "+", param("count")),
+      waiting_since: eb.fn.coalesce("waiting_since", eb.val(param("now"))),
+    })).where("id", "=", param("id")).where("status", "!=", "resolved"),
+)
+
 const appendKind: GroupCommit.WriteKind<AppendInbound, AppendResult, never> = {
   name: "append inbound",
   rank: 0,
@@ -253,22 +273,18 @@ const appendKind: GroupCommit.WriteKind<AppendInbound, AppendResult, never> = {
         .execute()
     }
     for (const [conversationId, { input, row, count }] of touched) {
-      const updated = await trx.updateTable("conversations").set((eb) => ({
-        last_seq: row.seq,
-        last_message_at: now,
-        updated_at: now,
-        last_channel: input.inbound.channel,
-        last_account: input.inbound.account,
-        last_identity_id: input.identityId,
-        // The customer answered: a pending (or snoozed) conversation is open again.
-        status: "open",
-        snoozed_until: null,
-        unread_count: eb("unread_count", "+", count),
-        waiting_since: eb.fn.coalesce("waiting_since", eb.val(now)),
-      })).where("id", "=", conversationId).where("status", "!=", "resolved").executeTakeFirst()
+      const updated = await touchConversation.run(trx, {
+        id: conversationId,
+        seq: row.seq,
+        now,
+        channel: input.inbound.channel,
+        account: input.inbound.account,
+        identity: input.identityId,
+        count,
+      })
       // The actor only appends to a conversation it knows as not resolved; resolved here means
       // another node's actor resolved it since (see `ResolvedMeanwhile`).
-      if (Number(updated.numUpdatedRows) === 0) throw new ResolvedMeanwhile(conversationId)
+      if (Number(updated.numAffectedRows ?? 0) === 0) throw new ResolvedMeanwhile(conversationId)
     }
     return results
   },

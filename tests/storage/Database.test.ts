@@ -10,6 +10,7 @@ import {
   pluginMigrationTable,
 } from "../../core/storage/Migrations.ts"
 import { postgresDatabase, sqliteDatabase } from "../support/TestDatabase.ts"
+import { prepare } from "../../core/storage/Prepared.ts"
 
 // A plugin's own migrations: they must run on both dialects, in their own migration table.
 const notesPlugin: MigrationSet = {
@@ -84,6 +85,53 @@ const storageBehaviour = (
             e.fn.countAll().as("n")
           ).executeTakeFirstOrThrow())
         assert.strictEqual(Number(count.n), 100)
+      }))
+
+    it.scoped("a prepared query is compiled once and runs with each call's values, constants kept", () =>
+      Effect.gen(function* () {
+        const db = yield* open
+        yield* migrate(db, notesPlugin)
+        const k = db.db as unknown as Kysely<any>
+        yield* db.query("seed", () =>
+          k.insertInto("acme_notes").values(
+            [1, 2, 3].map((id) => ({ id, body: `note ${id}`, created_at: 0 })),
+          ).execute())
+        const touch = prepare(["id", "body", "at"], (d: Kysely<any>, param) =>
+          d.updateTable("acme_notes").set((eb) => ({
+            body: param("body"),
+            created_at: eb("created_at", "+", param("at")),
+          })).where("id", "=", param("id")).where("body", "!=", "frozen"))
+        const changed = yield* db.transaction("touch", async (trx) => [
+          await touch.run(trx, { id: 1, body: "one", at: 5 }),
+          await touch.run(trx, { id: 2, body: "frozen", at: 7 }),
+          // Now "frozen": the constant in the where clause must still be there.
+          await touch.run(trx, { id: 2, body: "two", at: 1 }),
+          await touch.run(trx, { id: 9, body: "none", at: 1 }),
+        ])
+        assert.deepStrictEqual(
+          changed.map((r) =>
+            Number(r.numAffectedRows)
+          ),
+          [1, 1, 0, 0],
+        )
+        const rows = yield* db.query("read", () =>
+          k.selectFrom("acme_notes").select(["id", "body", "created_at"]).orderBy("id").execute())
+        assert.deepStrictEqual(
+          rows.map((r) => [Number(r.id), r.body, Number(r.created_at)]),
+          [[1, "one", 5], [2, "frozen", 7], [3, "note 3", 0]],
+        )
+        const undeclared = prepare(["id"], (d: Kysely<any>, param) =>
+          d.deleteFrom("acme_notes").where("id", "=", param("other" as "id")))
+        const unused = prepare(["id", "body"], (d: Kysely<any>, param) =>
+          d.deleteFrom("acme_notes").where("id", "=", param("id")))
+        for (const bad of [undeclared, unused]) {
+          const error = yield* Effect.tryPromise(() =>
+            bad.run(k, { id: 1, body: "x" })
+          ).pipe(
+            Effect.flip,
+          )
+          assert.match(String(error.error), /prepare: /)
+        }
       }))
 
     it.scoped("a failed transaction leaves nothing behind and reports a typed error", () =>

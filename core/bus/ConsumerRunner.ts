@@ -333,7 +333,13 @@ export const runConsumer = <E, R>(
       active++
       const timer: HandlerTimer = { handle: undefined, timedOut: false }
       // One fiber and one Node timer per delivery (`Effect.timeout` would race a second fiber).
-      const fiber = fork(execute(seq, timer).pipe(Effect.ensuring(Effect.sync(() => active--))))
+      const fiber = fork(
+        execute(seq, timer).pipe(Effect.ensuring(Effect.sync(() => {
+          active--
+          // Interrupted before it ran (the consumer stopped): the timer must not outlive it.
+          clearTimeout(timer.handle)
+        }))),
+      )
       if (Number.isFinite(timeoutMillis)) {
         timer.handle = setTimeout(() => {
           timer.timedOut = true

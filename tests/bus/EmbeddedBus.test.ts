@@ -27,6 +27,7 @@ import { coreMigrationSet, migrate } from "../../core/storage/Migrations.ts"
 import { tempDir } from "../support/TempDir.ts"
 import { uniqueNamespace } from "../support/TestNamespace.ts"
 import { testPostgresUrl } from "../support/TestServices.ts"
+import { tableNames } from "../support/TestDatabase.ts"
 
 // ---------------------------------------------------------------------------------------------
 // Storage: migrated once per test; every `connect` is a new connection, as a restart would open.
@@ -471,11 +472,8 @@ const suite = (name: string, storage: Effect.Effect<Storage, unknown, Scope.Scop
             migrationLockTableName: `${coreMigrationSet.table}_lock`,
             ...(database.schema !== undefined ? { migrationTableSchema: database.schema } : {}),
           })
-          const tables = Effect.promise(() => database.db.introspection.getTables()).pipe(
-            Effect.map((ts) =>
-              ts.filter((t) => database.schema === undefined || t.schema === database.schema)
-                .map((t) => t.name).filter((n) => n.startsWith("bus_")).sort()
-            ),
+          const tables = tableNames(database).pipe(
+            Effect.map((names) => names.filter((n) => n.startsWith("bus_"))),
           )
           assert.deepStrictEqual(yield* tables, [
             "bus_consumers",

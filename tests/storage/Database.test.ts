@@ -9,7 +9,7 @@ import {
   type MigrationSet,
   pluginMigrationTable,
 } from "../../core/storage/Migrations.ts"
-import { postgresDatabase, sqliteDatabase } from "../support/TestDatabase.ts"
+import { postgresDatabase, sqliteDatabase, tableNames } from "../support/TestDatabase.ts"
 import { prepare } from "../../core/storage/Prepared.ts"
 
 // A plugin's own migrations: they must run on both dialects, in their own migration table.
@@ -49,8 +49,7 @@ const storageBehaviour = (
         const first = yield* migrate(db, notesPlugin)
         assert.deepStrictEqual(first.applied, ["2026_11_23_0001_notes"])
         assert.strictEqual(first.table, "chorus_plugin_acme_notes_migrations")
-        const tables = yield* db.query("introspect", (k) => k.introspection.getTables())
-        const names = tables.map((t) => t.name)
+        const names = yield* tableNames(db)
         assert.include(names, "chorus_migrations")
         assert.include(names, "chorus_plugin_acme_notes_migrations")
         assert.include(names, "acme_notes")

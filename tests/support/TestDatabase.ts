@@ -61,3 +61,20 @@ export const postgresDatabase = (prefix = "t") =>
 
 export const databaseLayer = (make: Effect.Effect<DatabaseShape, unknown, Scope.Scope>) =>
   Layer.scoped(Database, make)
+
+/**
+ * The names of this database's own tables (its PostgreSQL schema, or the SQLite file), sorted.
+ * Kysely's introspection reads every schema of the server, which both sees other tests' tables
+ * and races them dropping their schemas ("relation does not exist").
+ */
+export const tableNames = (db: DatabaseShape) =>
+  db.query(
+    "table names",
+    (k) =>
+      (db.schema === undefined
+        ? sql<{ name: string }>`select name from sqlite_master where type = 'table'`
+        : sql<{ name: string }>`select table_name as name from information_schema.tables
+          where table_schema = ${db.schema}`).execute(k),
+  ).pipe(
+    Effect.map((r) => r.rows.map((t) => t.name).sort()),
+  )

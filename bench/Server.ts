@@ -46,6 +46,7 @@ export const startServer = (
     const tokens = yield* ApiTokens.pipe(Effect.provide(ApiTokens.Default), Effect.provide(context))
     const { token } = yield* tokens.create("bench")
     return {
+      dataDir,
       url: `http://127.0.0.1:${server.address.port}`,
       token: Redacted.value(token),
       store: Context.get(context, ConversationStore),

@@ -12,6 +12,7 @@ import { identity } from "./Identity.ts"
 import { ingest } from "./Ingest.ts"
 import { jetStreamBus } from "./JetStreamBus.ts"
 import { jetStreamRaw } from "./JetStreamRaw.ts"
+import { pipeline } from "./Pipeline.ts"
 import { plugins } from "./Plugins.ts"
 import { replies } from "./Replies.ts"
 import { sqliteRaw } from "./SqliteRaw.ts"
@@ -22,6 +23,7 @@ export const sections: ReadonlyArray<BenchSection> = [
   jetStreamBus,
   embeddedBus,
   ingest,
+  pipeline,
   eventsFanout,
   actorsMemory,
   history,

@@ -1,7 +1,7 @@
 /**
  * The raw limit of durable writes to SQLite on this machine: better-sqlite3 in WAL mode with
- * `synchronous=FULL` (as durable as the embedded default, which syncs off the event loop), inserting rows shaped like the embedded bus's
- * message log. One row per transaction is the fsync-bound floor; batched transactions (group
+ * `synchronous=FULL` (as durable as the embedded default, which syncs off the event loop),
+ * inserting rows shaped like the embedded bus's message log. One row per transaction is the fsync-bound floor; batched transactions (group
  * commit) are the ceiling a durable embedded bus can approach.
  */
 import { join } from "node:path"

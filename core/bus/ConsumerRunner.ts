@@ -24,7 +24,6 @@ import {
   Effect,
   Exit,
   Fiber,
-  FiberId,
   FiberSet,
   HashSet,
   Queue,
@@ -40,6 +39,7 @@ import {
   type Disposition,
   type Handler,
 } from "./Bus.ts"
+import { type Alarm, interruptAfter } from "../effect/timeout.ts"
 
 /** One delivery as a backend hands it over. */
 export interface Delivery {
@@ -128,16 +128,12 @@ export const retryDelay = (
     Effect.map((last) => (last._tag === "Some" ? last.value : Duration.zero)),
   )
 
-type Status = "queued" | "running" | "waiting"
-interface HandlerTimer {
-  handle: ReturnType<typeof setTimeout> | undefined
-  timedOut: boolean
-}
-
 /** This fiber is being interrupted (the consumer stops), as opposed to a handler that gave up. */
 const stoppedFromOutside = Effect.descriptorWith((d) =>
   Effect.succeed(HashSet.size(d.interruptors) > 0)
 )
+
+type Status = "queued" | "running" | "waiting"
 interface Held {
   delivery: Delivery
   status: Status
@@ -286,66 +282,54 @@ export const runConsumer = <E, R>(
       }
     }
 
+    const timeoutMillis = Duration.toMillis(spec.handlerTimeout)
+
     /**
-     * One delivery, start to settle, in one fiber. Only the handler is interruptible: the timer of
-     * `launch` interrupts this fiber when the handler overruns `handlerTimeout`, and the settle
-     * (nak, then retry or dead letter) still runs. A fiber interrupted by the stop skips the
-     * settle: the bus redelivers what was not acknowledged.
+     * One delivery, start to settle, in one fiber. Only the handler is interruptible: a Node timer
+     * interrupts this fiber when the handler overruns `handlerTimeout` (`Effect.timeout` would race
+     * a second fiber), and the settle (nak, then retry or dead letter) still runs. A fiber
+     * interrupted by the stop skips the settle: the bus redelivers what was not acknowledged.
      */
-    const execute = (seq: number, timer: HandlerTimer) =>
+    const execute = (seq: number) =>
       Effect.uninterruptibleMask((restore) =>
         Effect.gen(function* () {
           const entry = held.get(seq)
           // Forked just before a stop: it stays queued, and the stop hands it back.
           if (!entry || stopping || paused) {
-            clearTimeout(timer.handle)
             if (entry) entry.status = "queued"
             freeSlot()
             return
           }
           running++
+          const alarm = yield* Effect.withFiberRuntime<Alarm>((fiber) =>
+            Effect.succeed(interruptAfter(fiber, timeoutMillis))
+          )
           // The slot bounds handlers, not acks: a confirmed ack is a round trip to the bus, and
           // holding a handler slot through it would cap throughput at concurrency / ack latency.
           const exit = yield* Effect.exit(
             restore(Effect.suspend(() => handler(entry.delivery.message))),
           )
-          clearTimeout(timer.handle)
+          alarm.cancel()
           freeSlot()
-          if (!timer.timedOut && Exit.isInterrupted(exit) && (yield* stoppedFromOutside)) {
+          const timedOut = alarm.timedOut() && Exit.isInterrupted(exit)
+          if (!timedOut && Exit.isInterrupted(exit) && (yield* stoppedFromOutside)) {
             running--
             return
           }
-          const outcome: Exit.Exit<Disposition | void, unknown> =
-            timer.timedOut && Exit.isInterrupted(exit)
-              ? Exit.fail(`handler timed out after ${Duration.format(spec.handlerTimeout)}`)
-              : exit
+          const outcome: Exit.Exit<Disposition | void, unknown> = timedOut
+            ? Exit.fail(`handler timed out after ${Duration.format(spec.handlerTimeout)}`)
+            : exit
           // Counted as running until settled, so a graceful stop waits for the ack too.
           yield* settle(seq, outcome).pipe(Effect.ensuring(Effect.sync(() => running--)))
         })
       )
-
-    const timeoutMillis = Duration.toMillis(spec.handlerTimeout)
 
     const launch = (seq: number) => {
       // Marked at once, so a later look at the entry (a redelivery, the ready list) sees it taken.
       held.get(seq)!.status = "running"
       slots++
       active++
-      const timer: HandlerTimer = { handle: undefined, timedOut: false }
-      // One fiber and one Node timer per delivery (`Effect.timeout` would race a second fiber).
-      const fiber = fork(
-        execute(seq, timer).pipe(Effect.ensuring(Effect.sync(() => {
-          active--
-          // Interrupted before it ran (the consumer stopped): the timer must not outlive it.
-          clearTimeout(timer.handle)
-        }))),
-      )
-      if (Number.isFinite(timeoutMillis)) {
-        timer.handle = setTimeout(() => {
-          timer.timedOut = true
-          fiber.unsafeInterruptAsFork(FiberId.none)
-        }, timeoutMillis)
-      }
+      fork(execute(seq).pipe(Effect.ensuring(Effect.sync(() => active--))))
     }
 
     const start = (seq: number) => {

@@ -13,6 +13,30 @@
  */
 import { Duration, Effect, Exit, Fiber, FiberId, Runtime } from "effect"
 
+export interface Alarm {
+  /** Whether it fired (and so interrupted the fiber). */
+  readonly timedOut: () => boolean
+  readonly cancel: () => void
+}
+
+/**
+ * A Node timer that interrupts `fiber` after `millis` unless cancelled first; an infinite
+ * `millis` never fires. What the fiber does about the interruption is its own business.
+ */
+export const interruptAfter = (
+  fiber: Fiber.RuntimeFiber<unknown, unknown>,
+  millis: number,
+): Alarm => {
+  let timedOut = false
+  const timer = Number.isFinite(millis)
+    ? setTimeout(() => {
+      timedOut = true
+      fiber.unsafeInterruptAsFork(FiberId.none)
+    }, millis)
+    : undefined
+  return { timedOut: () => timedOut, cancel: () => clearTimeout(timer) }
+}
+
 export const timeoutFail = <A, E, R, E1>(
   self: Effect.Effect<A, E, R>,
   duration: Duration.DurationInput,
@@ -23,18 +47,14 @@ export const timeoutFail = <A, E, R, E1>(
   return Effect.flatMap(Effect.runtime<R>(), (runtime) =>
     Effect.async<A, E | E1>((resume) => {
       const fiber = Runtime.runFork(runtime)(self)
-      let timedOut = false
-      const timer = setTimeout(() => {
-        timedOut = true
-        fiber.unsafeInterruptAsFork(FiberId.none)
-      }, millis)
+      const alarm = interruptAfter(fiber, millis)
       fiber.addObserver((exit) => {
-        clearTimeout(timer)
-        resume(timedOut && Exit.isInterrupted(exit) ? Effect.fail(onTimeout()) : exit)
+        alarm.cancel()
+        resume(alarm.timedOut() && Exit.isInterrupted(exit) ? Effect.fail(onTimeout()) : exit)
       })
       // The caller was interrupted: so is the effect, and the caller waits for it to stop.
       return Effect.suspend(() => {
-        clearTimeout(timer)
+        alarm.cancel()
         return Fiber.interrupt(fiber)
       })
     }))

@@ -22,12 +22,10 @@ import type {
   CompiledQuery,
   DatabaseConnection,
   Driver,
-  QueryCompiler,
   QueryResult,
   SqliteDialectConfig,
-  TransactionSettings,
 } from "kysely"
-import { SqliteDialect } from "kysely"
+import { SqliteDialect, SqliteDriver } from "kysely"
 
 export interface WalSync {
   /** A statement that changes the database is about to run. */
@@ -153,57 +151,9 @@ class DurableConnection implements DatabaseConnection {
   }
 }
 
-class DurableDriver implements Driver {
+/** Kysely's SQLite driver, handing out its one connection wrapped as a `DurableConnection`. */
+class DurableDriver extends SqliteDriver {
   private connection: DurableConnection | undefined
-  constructor(
-    private readonly inner: Driver,
-    private readonly wal: WalSync,
-    private readonly inTransaction: () => boolean,
-  ) {}
-  init() {
-    return this.inner.init()
-  }
-  async acquireConnection() {
-    const inner = await this.inner.acquireConnection()
-    this.connection ??= new DurableConnection(inner, this.wal, this.inTransaction)
-    return this.connection
-  }
-  beginTransaction(connection: DatabaseConnection, settings: TransactionSettings) {
-    return this.inner.beginTransaction(connection, settings)
-  }
-  commitTransaction(connection: DatabaseConnection) {
-    return this.inner.commitTransaction(connection)
-  }
-  rollbackTransaction(connection: DatabaseConnection) {
-    return this.inner.rollbackTransaction(connection)
-  }
-  savepoint(connection: DatabaseConnection, name: string, compile: QueryCompiler["compileQuery"]) {
-    return this.inner.savepoint!(connection, name, compile)
-  }
-  rollbackToSavepoint(
-    connection: DatabaseConnection,
-    name: string,
-    compile: QueryCompiler["compileQuery"],
-  ) {
-    return this.inner.rollbackToSavepoint!(connection, name, compile)
-  }
-  releaseSavepoint(
-    connection: DatabaseConnection,
-    name: string,
-    compile: QueryCompiler["compileQuery"],
-  ) {
-    return this.inner.releaseSavepoint!(connection, name, compile)
-  }
-  releaseConnection(connection: DatabaseConnection) {
-    return this.inner.releaseConnection(connection)
-  }
-  destroy() {
-    return this.inner.destroy()
-  }
-}
-
-/** Kysely's SQLite dialect whose writes are answered once `wal` has them on disk. */
-export class DurableSqliteDialect extends SqliteDialect {
   constructor(
     config: SqliteDialectConfig,
     private readonly wal: WalSync,
@@ -211,7 +161,23 @@ export class DurableSqliteDialect extends SqliteDialect {
   ) {
     super(config)
   }
+  override async acquireConnection(): Promise<DatabaseConnection> {
+    const inner = await super.acquireConnection()
+    this.connection ??= new DurableConnection(inner, this.wal, this.inTransaction)
+    return this.connection
+  }
+}
+
+/** Kysely's SQLite dialect whose writes are answered once `wal` has them on disk. */
+export class DurableSqliteDialect extends SqliteDialect {
+  constructor(
+    private readonly config: SqliteDialectConfig,
+    private readonly wal: WalSync,
+    private readonly inTransaction: () => boolean,
+  ) {
+    super(config)
+  }
   override createDriver(): Driver {
-    return new DurableDriver(super.createDriver(), this.wal, this.inTransaction)
+    return new DurableDriver(this.config, this.wal, this.inTransaction)
   }
 }

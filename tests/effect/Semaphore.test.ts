@@ -6,6 +6,14 @@ import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber } from "effect"
 import * as FifoSemaphore from "../../core/effect/Semaphore.ts"
 
+/** A semaphore of one permit, held by a forked fiber until `gate` opens. */
+const heldByOne = Effect.gen(function* () {
+  const semaphore = yield* FifoSemaphore.make(1)
+  const gate = yield* Deferred.make<void>()
+  const holder = yield* Effect.fork(semaphore.withPermit(Deferred.await(gate)))
+  return { semaphore, gate, holder }
+})
+
 describe("FifoSemaphore", () => {
   it.effect("holds at most `permits` at once and serves waiters in the order they came", () =>
     Effect.gen(function* () {
@@ -41,9 +49,7 @@ describe("FifoSemaphore", () => {
 
   it.effect("a waiter interrupted before its turn leaves the line; a holder's failure frees its permit", () =>
     Effect.gen(function* () {
-      const semaphore = yield* FifoSemaphore.make(1)
-      const gate = yield* Deferred.make<void>()
-      const holder = yield* Effect.fork(semaphore.withPermit(Deferred.await(gate)))
+      const { semaphore, gate, holder } = yield* heldByOne
       const waiter = yield* Effect.fork(semaphore.withPermit(Effect.void))
       yield* Effect.yieldNow()
       assert.strictEqual(semaphore.waiting(), 1)
@@ -58,9 +64,7 @@ describe("FifoSemaphore", () => {
 
   it.effect("a waiter interrupted right after it was handed the permit passes it on", () =>
     Effect.gen(function* () {
-      const semaphore = yield* FifoSemaphore.make(1)
-      const gate = yield* Deferred.make<void>()
-      const holder = yield* Effect.fork(semaphore.withPermit(Deferred.await(gate)))
+      const { semaphore, gate, holder } = yield* heldByOne
       const first = yield* Effect.fork(semaphore.withPermit(Effect.never))
       const ran: Array<string> = []
       const second = yield* Effect.fork(semaphore.withPermit(Effect.sync(() => ran.push("second"))))

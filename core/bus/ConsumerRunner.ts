@@ -26,7 +26,6 @@ import {
   Fiber,
   FiberSet,
   HashSet,
-  Queue,
   Schedule,
   type Scope,
 } from "effect"
@@ -40,6 +39,7 @@ import {
   type Handler,
 } from "./Bus.ts"
 import { type Alarm, interruptAfter } from "../effect/timeout.ts"
+import { makeWakeup } from "../effect/Wakeup.ts"
 
 /** One delivery as a backend hands it over. */
 export interface Delivery {
@@ -128,6 +128,10 @@ export const retryDelay = (
     Effect.map((last) => (last._tag === "Some" ? last.value : Duration.zero)),
   )
 
+const pullRetry = Schedule.exponential("100 millis").pipe(
+  Schedule.either(Schedule.spaced("5 seconds")),
+)
+
 /** This fiber is being interrupted (the consumer stops), as opposed to a handler that gave up. */
 const stoppedFromOutside = Effect.descriptorWith((d) =>
   Effect.succeed(HashSet.size(d.interruptors) > 0)
@@ -163,7 +167,12 @@ export const runConsumer = <E, R>(
   Effect.gen(function* () {
     const fibers = yield* FiberSet.make()
     const fork = yield* FiberSet.runtime(fibers)<R>()
-    const wake = yield* Queue.sliding<void>(1)
+    /** The pull loop, waiting for room: a delivery was settled or is waiting for its redelivery. */
+    const wake = makeWakeup()
+    /** Room for this many more deliveries wakes a full pull loop. */
+    const lowWater = Math.max(1, Math.min(64, Math.floor(spec.maxAckPending / 4)))
+    /** Held deliveries with status `waiting` (nak'd, waiting for their redelivery). */
+    let waiting = 0
     const held = new Map<number, Held>()
     const lanes = new Map<string, Lane>()
     let running = 0
@@ -185,6 +194,7 @@ export const runConsumer = <E, R>(
     const release = (seq: number) => {
       const entry = held.get(seq)
       held.delete(seq)
+      if (entry?.status === "waiting") waiting--
       if (entry && spec.ordering === "key") {
         const lane = lanes.get(entry.key)
         if (lane) {
@@ -195,7 +205,7 @@ export const runConsumer = <E, R>(
           else pump(lane)
         }
       }
-      Queue.unsafeOffer(wake, undefined)
+      if (spec.maxAckPending - held.size >= lowWater) wake.notify()
     }
 
     const settle = (seq: number, exit: Exit.Exit<Disposition | void, unknown>) =>
@@ -246,6 +256,7 @@ export const runConsumer = <E, R>(
             log,
           )
           entry.status = "waiting"
+          waiting++
           yield* delivery.nak(delay).pipe(
             Effect.catchAll((e) =>
               Effect.logWarning("nak failed; redelivery after ack wait", e).pipe(log)
@@ -256,7 +267,7 @@ export const runConsumer = <E, R>(
             if (lane) lane.running = false
           }
           // A full consumer now pulls for this redelivery (see pullLoop): wake it.
-          Queue.unsafeOffer(wake, undefined)
+          wake.notify()
         } else {
           yield* delivery.ack.pipe(
             // Built only when needed: a retry schedule per message is a measurable cost.
@@ -362,6 +373,7 @@ export const runConsumer = <E, R>(
           existing.delivery = delivery
           if (existing.status === "waiting") {
             existing.status = "queued"
+            waiting--
             if (spec.ordering === "key") {
               const lane = lanes.get(existing.key)
               if (lane) pump(lane)
@@ -412,6 +424,7 @@ export const runConsumer = <E, R>(
         )
         // What we hold comes again from the source, in stream order.
         held.clear()
+        waiting = 0
         lanes.clear()
         ready = []
         yield* r.run.pipe(
@@ -425,23 +438,18 @@ export const runConsumer = <E, R>(
 
     const pullLoop = Effect.gen(function* () {
       if (source.rewind?.needed()) return yield* rewind(source.rewind)
-      let waiting = 0
-      for (const entry of held.values()) {
-        if (entry.status === "waiting") waiting++
-      }
-      // When full, still pull for the redeliveries of nak'd messages we wait on: nothing else
-      // frees a slot when every held message is failed or queued behind a failed one.
+      // Pull when there is room for a batch (one pull per released message cost a turn of this
+      // loop each), or for the redeliveries of nak'd messages we wait on: nothing else frees a
+      // slot when every held message is failed or queued behind a failed one.
       const room = spec.maxAckPending - held.size
-      const max = room > 0 ? room : waiting
+      const max = room >= lowWater ? room : waiting > 0 ? Math.max(room, waiting) : 0
       if (max <= 0) {
-        yield* Queue.take(wake).pipe(Effect.timeout("1 second"), Effect.ignore)
+        yield* wake.wait(1_000)
         return
       }
       const deliveries = yield* source.pull(Math.min(max, 256), Duration.seconds(1)).pipe(
         Effect.tapError((e) => Effect.logWarning("pull failed; retrying", e)),
-        Effect.retry(
-          Schedule.exponential("100 millis").pipe(Schedule.either(Schedule.spaced("5 seconds"))),
-        ),
+        Effect.retry(pullRetry),
       )
       for (const d of deliveries) yield* dispatch(d)
     }).pipe(Effect.forever, log)

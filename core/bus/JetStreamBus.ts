@@ -78,6 +78,7 @@ import {
 } from "@nats-io/transport-node"
 import { randomBytes } from "node:crypto"
 import { makeReplies } from "./JetStreamReplies.ts"
+import { makeWakeup } from "../effect/Wakeup.ts"
 import {
   Chunk,
   Duration,
@@ -806,7 +807,9 @@ export const make = (
     ) =>
       Effect.gen(function* () {
         let consumer: Consumer = yield* call("consume", () => js.consumers.get(stream, durable))
-        const inbox = yield* Queue.unbounded<JsMsg>()
+        /** Fetched, not yet pulled by the runner, oldest first. */
+        let inbox: Array<JsMsg> = []
+        const arrived = makeWakeup()
         const tracked = new Map<number, { msg: JsMsg; nakd: boolean }>()
         const raw = new WeakMap<Delivery, JsMsg>()
         let stopping = false
@@ -852,7 +855,8 @@ export const make = (
               delivered = dseq
             }
             tracked.set(m.seq, { msg: m, nakd: false })
-            Queue.unsafeOffer(inbox, m)
+            inbox.push(m)
+            arrived.notify()
           }
         })
         // The fetch itself is not interruptible: closing stops it (`stop()`) and waits for what
@@ -922,7 +926,7 @@ export const make = (
                 }))
               }
             }
-            yield* Queue.shutdown(inbox)
+            inbox = []
             if (!naks) return yield* onClosed(false)
             // Naks are not confirmed, but pending counts them until redelivery; a higher count
             // means a delivery reached the server's books but not us.
@@ -951,7 +955,7 @@ export const make = (
             consumer = yield* call("consume", () => js.consumers.get(stream, durable))
             // Deliveries of the old consumer: its acks and naks go nowhere now.
             tracked.clear()
-            yield* Queue.takeAll(inbox)
+            inbox = []
             delivered = 0
             lost = undefined
             yield* fetching.open
@@ -960,25 +964,16 @@ export const make = (
 
         const source: ConsumerSource = {
           ...(rewind === undefined ? {} : { rewind }),
-          // What is already queued is taken without a timer: a timeout per pull was a good
-          // part of the cost of a delivery when the runner keeps up with the stream.
-          pull: (max, expires) =>
-            Queue.takeUpTo(inbox, max).pipe(
-              Effect.flatMap((ready) =>
-                ready.length > 0 ? Effect.succeed(Chunk.toReadonlyArray(ready).map(toDelivery)) : (
-                  Queue.take(inbox).pipe(
-                    Effect.timeoutOption(expires),
-                    Effect.flatMap(Option.match({
-                      onNone: () => Effect.succeed([]),
-                      onSome: (first) =>
-                        Queue.takeUpTo(inbox, Math.max(0, max - 1)).pipe(
-                          Effect.map((rest) => [first, ...rest].map(toDelivery)),
-                        ),
-                    })),
-                  )
-                )
-              ),
-            ),
+          // What is already here is taken without a timer; otherwise one wait (no forked race)
+          // for the next arrival or `expires`.
+          pull: (max, expires) => {
+            const take = () => inbox.splice(0, Math.max(0, max)).map(toDelivery)
+            return Effect.suspend(() =>
+              inbox.length > 0
+                ? Effect.succeed(take())
+                : arrived.wait(Duration.toMillis(expires)).pipe(Effect.map(take))
+            )
+          },
           deadLetter: (delivery, reason, deliveries) =>
             Effect.gen(function* () {
               const m = raw.get(delivery)

@@ -4,7 +4,19 @@
  * shutdown. Everything timed runs on the TestClock.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Deferred, Effect, Exit, Fiber, Schedule, Scope, TestClock } from "effect"
+import {
+  Cause,
+  Context,
+  Deferred,
+  Effect,
+  Exit,
+  Fiber,
+  FiberId,
+  FiberRef,
+  Schedule,
+  Scope,
+  TestClock,
+} from "effect"
 import {
   type ActorBehaviour,
   ActorDefect,
@@ -437,6 +449,105 @@ describe("ActorSupervisor", () => {
       // Only the actor whose state is sound is passivated with it.
       assert.deepStrictEqual(t.passivated, [["idle", 1]])
     }))
+
+  it.scoped(
+    "an idle actor's message runs in the asker's fiber; asks arriving meanwhile queue behind it",
+    () =>
+      Effect.gen(function* () {
+        const gate = yield* Deferred.make<void>()
+        const ranIn: Array<string> = []
+        const t = counterStore()
+        const actors = yield* make<string, { seq: number }, string, number>({
+          ...t.behaviour,
+          receive: (state, message, key) =>
+            Effect.gen(function* () {
+              ranIn.push(`${message}:${FiberId.threadName(yield* Effect.fiberId)}`)
+              if (message === "slow") yield* Deferred.await(gate)
+              return yield* t.behaviour.receive(state, message, key)
+            }),
+        }, { mailboxCapacity: 2 })
+        yield* actors.ask("a", "first")
+        const asker = yield* Effect.fork(actors.ask("a", "slow"))
+        yield* until(actors, (s) => s.busy === 1)
+        const second = yield* Effect.fork(actors.ask("a", "second"))
+        const third = yield* Effect.fork(actors.ask("a", "third"))
+        yield* until(actors, (s) => s.mailboxDepthTotal === 2 && s.waitingForMailbox === 1)
+        yield* Deferred.succeed(gate, undefined)
+        assert.deepStrictEqual(
+          [yield* Fiber.join(asker), yield* Fiber.join(second), yield* Fiber.join(third)],
+          [2, 3, 4],
+        )
+        assert.deepStrictEqual(t.received, ["a:first", "a:slow", "a:second", "a:third"])
+        // The slow one ran in its asker's fiber; the two queued behind it in a drain fiber.
+        assert.strictEqual(ranIn[1], `slow:${FiberId.threadName(asker.id())}`)
+        assert.notStrictEqual(ranIn[2], `second:${FiberId.threadName(second.id())}`)
+        const stats = yield* actors.stats
+        assert.strictEqual(stats.busy, 0)
+        assert.strictEqual(stats.handled, 4)
+      }),
+  )
+
+  it.scoped("an asker interrupted while its idle actor runs the message does not cut it short", () =>
+    Effect.gen(function* () {
+      const gate = yield* Deferred.make<void>()
+      const t = counterStore()
+      const actors = yield* make<string, { seq: number }, string, number>({
+        ...t.behaviour,
+        receive: (state, message, key) =>
+          (message === "slow" ? Deferred.await(gate) : Effect.void).pipe(
+            Effect.zipRight(t.behaviour.receive(state, message, key)),
+          ),
+      })
+      yield* actors.ask("a", "first")
+      const asker = yield* Effect.fork(actors.ask("a", "slow"))
+      yield* until(actors, (s) => s.busy === 1)
+      yield* Fiber.interruptFork(asker)
+      yield* Effect.yieldNow()
+      assert.isNull(asker.unsafePoll(), "the message in hand was cut short")
+      yield* Deferred.succeed(gate, undefined)
+      assert.isTrue(Exit.isInterrupted(yield* Fiber.await(asker)))
+      assert.deepStrictEqual(t.received, ["a:first", "a:slow"])
+      assert.strictEqual(yield* actors.ask("a", "next"), 3)
+    }))
+
+  it.scoped(
+    "in the asker's fiber the actor sees the supervisor's services and log annotations",
+    () =>
+      Effect.gen(function* () {
+        class Greeting extends Context.Tag("test/Greeting")<Greeting, string>() {}
+        const seen: Array<[string, Record<string, unknown>]> = []
+        const annotationsNow = FiberRef.get(FiberRef.currentLogAnnotations).pipe(
+          Effect.map((map) => Object.fromEntries(map)),
+        )
+        const actors = yield* make<string, number, string, number, never, Greeting>({
+          load: () => Effect.succeed(0),
+          receive: (n) =>
+            Effect.gen(function* () {
+              seen.push([yield* Greeting, yield* annotationsNow])
+              return [n + 1, n + 1] as const
+            }),
+        }, { name: "greeter" }).pipe(
+          Effect.provideService(Greeting, "the supervisor's"),
+          Effect.annotateLogs({ node: "n1" }),
+        )
+        const askAs = (who: string) =>
+          Effect.gen(function* () {
+            const reply = yield* actors.ask("a", who)
+            // The asker's own services and annotations are back.
+            return [reply, yield* Greeting, yield* annotationsNow] as const
+          }).pipe(Effect.provideService(Greeting, who), Effect.annotateLogs({ asker: who }))
+        yield* askAs("first asker") // a new key: its drain fiber
+        const [reply, greeting, annotations] = yield* askAs("second asker") // idle: inline
+        assert.strictEqual(reply, 2)
+        assert.strictEqual(greeting, "second asker")
+        assert.deepStrictEqual(annotations, { asker: "second asker" })
+        const expected = { node: "n1", actor: "greeter", key: "a" }
+        assert.deepStrictEqual(seen, [
+          ["the supervisor's", expected],
+          ["the supervisor's", expected],
+        ])
+      }),
+  )
 
   it.scoped("tell enqueues without waiting for the reply, in order with asks", () =>
     Effect.gen(function* () {

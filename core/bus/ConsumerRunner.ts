@@ -38,7 +38,7 @@ import {
   type Disposition,
   type Handler,
 } from "./Bus.ts"
-import { type Alarm, interruptAfter } from "../effect/timeout.ts"
+import { interruptAfter } from "../effect/timeout.ts"
 import { makeWakeup } from "../effect/Wakeup.ts"
 
 /** One delivery as a backend hands it over. */
@@ -208,11 +208,33 @@ export const runConsumer = <E, R>(
       if (spec.maxAckPending - held.size >= lowWater) wake.notify()
     }
 
-    const settle = (seq: number, exit: Exit.Exit<Disposition | void, unknown>) =>
-      Effect.gen(function* () {
-        const entry = held.get(seq)
-        if (!entry) return
-        const { delivery } = entry
+    /** The common end of a delivery: acknowledge it (retried twice), then let its key go on. */
+    const acknowledge = (seq: number, delivery: Delivery) =>
+      delivery.ack.pipe(
+        // Built only when needed: a retry schedule per message is a measurable cost.
+        Effect.catchAll(() =>
+          delivery.ack.pipe(
+            Effect.retry(Schedule.recurs(2).pipe(Schedule.addDelay(() => "100 millis"))),
+            Effect.catchAll((e) =>
+              Effect.logWarning("ack failed; message may be redelivered", e).pipe(log)
+            ),
+          )
+        ),
+        Effect.map(() => release(seq)),
+      )
+
+    const settle = (
+      seq: number,
+      exit: Exit.Exit<Disposition | void, unknown>,
+    ): Effect.Effect<void> => {
+      const entry = held.get(seq)
+      if (!entry) return Effect.void
+      const { delivery } = entry
+      const value = Exit.isSuccess(exit) ? exit.value : undefined
+      if (Exit.isSuccess(exit) && (value === undefined || value._tag === "Ack")) {
+        return acknowledge(seq, delivery)
+      }
+      return Effect.gen(function* () {
         const count = delivery.message.deliveryCount
         let failure: { reason: string; delay: Duration.Duration | undefined } | undefined
         let deadNow: string | undefined
@@ -268,21 +290,9 @@ export const runConsumer = <E, R>(
           }
           // A full consumer now pulls for this redelivery (see pullLoop): wake it.
           wake.notify()
-        } else {
-          yield* delivery.ack.pipe(
-            // Built only when needed: a retry schedule per message is a measurable cost.
-            Effect.catchAll(() =>
-              delivery.ack.pipe(
-                Effect.retry(Schedule.recurs(2).pipe(Schedule.addDelay(() => "100 millis"))),
-              )
-            ),
-            Effect.catchAll((e) =>
-              Effect.logWarning("ack failed; message may be redelivered", e).pipe(log)
-            ),
-          )
-          release(seq)
-        }
+        } else yield* acknowledge(seq, delivery)
       })
+    }
 
     /** A slot is free again: start the oldest ready deliveries that still wait to run. */
     const freeSlot = () => {
@@ -301,37 +311,41 @@ export const runConsumer = <E, R>(
      * a second fiber), and the settle (nak, then retry or dead letter) still runs. A fiber
      * interrupted by the stop skips the settle: the bus redelivers what was not acknowledged.
      */
-    const execute = (seq: number) =>
+    const execute = (seq: number, counted: { running: boolean }) =>
       Effect.uninterruptibleMask((restore) =>
-        Effect.gen(function* () {
+        Effect.withFiberRuntime<void, never, R>((fiber) => {
           const entry = held.get(seq)
           // Forked just before a stop: it stays queued, and the stop hands it back.
           if (!entry || stopping || paused) {
             if (entry) entry.status = "queued"
             freeSlot()
-            return
+            return Effect.void
           }
+          // Counted as running until settled, so a graceful stop waits for the ack too.
           running++
-          const alarm = yield* Effect.withFiberRuntime<Alarm>((fiber) =>
-            Effect.succeed(interruptAfter(fiber, timeoutMillis))
-          )
+          counted.running = true
+          const alarm = interruptAfter(fiber, timeoutMillis)
           // The slot bounds handlers, not acks: a confirmed ack is a round trip to the bus, and
           // holding a handler slot through it would cap throughput at concurrency / ack latency.
-          const exit = yield* Effect.exit(
-            restore(Effect.suspend(() => handler(entry.delivery.message))),
+          return Effect.exit(restore(Effect.suspend(() => handler(entry.delivery.message)))).pipe(
+            Effect.flatMap((exit) => {
+              alarm.cancel()
+              freeSlot()
+              const timedOut = alarm.timedOut() && Exit.isInterrupted(exit)
+              if (timedOut) {
+                return settle(
+                  seq,
+                  Exit.fail(`handler timed out after ${Duration.format(spec.handlerTimeout)}`),
+                )
+              }
+              return Exit.isInterrupted(exit)
+                ? Effect.flatMap(
+                  stoppedFromOutside,
+                  (stopped) => (stopped ? Effect.void : settle(seq, exit)),
+                )
+                : settle(seq, exit)
+            }),
           )
-          alarm.cancel()
-          freeSlot()
-          const timedOut = alarm.timedOut() && Exit.isInterrupted(exit)
-          if (!timedOut && Exit.isInterrupted(exit) && (yield* stoppedFromOutside)) {
-            running--
-            return
-          }
-          const outcome: Exit.Exit<Disposition | void, unknown> = timedOut
-            ? Exit.fail(`handler timed out after ${Duration.format(spec.handlerTimeout)}`)
-            : exit
-          // Counted as running until settled, so a graceful stop waits for the ack too.
-          yield* settle(seq, outcome).pipe(Effect.ensuring(Effect.sync(() => running--)))
         })
       )
 
@@ -340,7 +354,13 @@ export const runConsumer = <E, R>(
       held.get(seq)!.status = "running"
       slots++
       active++
-      fork(execute(seq).pipe(Effect.ensuring(Effect.sync(() => active--))))
+      // Counters follow the fiber's end (an observer costs no Effect operations; it also runs
+      // for a fiber interrupted before it started).
+      const counted = { running: false }
+      fork(execute(seq, counted)).addObserver(() => {
+        active--
+        if (counted.running) running--
+      })
     }
 
     const start = (seq: number) => {

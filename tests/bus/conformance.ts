@@ -375,7 +375,13 @@ export const busConformance = (setup: BusSetup): void => {
         const stop = yield* consumeIn(bus, spec, slow)
         yield* eventually(() => "10 messages handled before the stop", () =>
           before.finished.length >= 10)
+        const stopAt = Date.now()
         yield* Scope.close(stop, Exit.void)
+        assert.isBelow(
+          Date.now() - stopAt,
+          5_000,
+          "the stop waits for the running handlers to settle, not for its 10 s drain timeout",
+        )
         const acked = new Set(before.finished.map((a) =>
           a.message.id
         ))

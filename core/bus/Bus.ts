@@ -8,7 +8,9 @@
  * Semantics every implementation keeps:
  * - `publish` resolves only once the message is durable in its stream; publishing the same
  *   message id again within the stream's duplicate window stores nothing and answers
- *   `duplicate: true`.
+ *   `duplicate: true`. It answers within a bound of its own (JetStream 5 s, embedded 10 s):
+ *   past it, `BusUnavailable`, though the message may still be stored (a retry is then a
+ *   duplicate). Callers need no timeout of their own.
  * - A consumer is durable: it resumes where it stopped. A message is redelivered until it is
  *   acknowledged; a handler that fails (or asks for a nak) gets it again after the retry delay;
  *   an unacknowledged delivery is redelivered after `ackWait`.

@@ -92,6 +92,11 @@ const SCAN_BATCH = 256
 const SCAN_QUERIES = 4
 /** Messages a retention pass deletes per transaction, so a big purge never stalls publishes. */
 const PURGE_CHUNK = 2_000
+/**
+ * A publish not committed by then fails with `BusUnavailable` (the database is stalled); it
+ * stays queued and may still be stored, so a retry is then a duplicate.
+ */
+const PUBLISH_TIMEOUT_MS = 10_000
 
 interface StreamState {
   readonly name: string
@@ -225,8 +230,10 @@ export const make = (
     const asBusError = <E>(operation: string) => (e: E | DatabaseError): E | BusError =>
       e instanceof DatabaseError ? fromDb(operation)(e) : e
     const writer = {
-      submit: <I, A, E>(kind: WriteKind<I, A, E>, input: I) =>
-        groupCommit.submit(kind, input).pipe(Effect.mapError(asBusError<E>(kind.name))),
+      submit: <I, A, E>(kind: WriteKind<I, A, E>, input: I, timeoutMillis?: number) =>
+        groupCommit.submit(kind, input, timeoutMillis).pipe(
+          Effect.mapError(asBusError<E>(kind.name)),
+        ),
       enqueue: <I, A, E>(kind: WriteKind<I, A, E>, input: I) =>
         groupCommit.enqueue(kind, input).pipe(Effect.mapError(asBusError<never>(kind.name))),
       send: <I, A, E>(kind: WriteKind<I, A, E>, input: I) =>
@@ -548,7 +555,7 @@ export const make = (
         key: options.key ?? null,
         headers: JSON.stringify(headers),
         data: Buffer.from(data), // a copy: the caller may reuse its buffer before the commit
-      })
+      }, PUBLISH_TIMEOUT_MS)
     })
 
     // ---------------------------------------------------------------------------------------

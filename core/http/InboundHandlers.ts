@@ -15,20 +15,17 @@ import {
   HttpServerResponse,
 } from "@effect/platform"
 import type { HttpServerRequest } from "@effect/platform"
-import { Clock, Duration, Effect, Either, Option, ParseResult, Schema } from "effect"
+import { Clock, Effect, Either, Option, ParseResult, Schema } from "effect"
 import { type ApiInboundAccepted, ApiInboundRequest } from "../../schemas/ApiChannel.ts"
 import type { ChannelName } from "../../schemas/Ids.ts"
 import { InboundMessage, inboundMessageId } from "../../schemas/Inbound.ts"
-import { Bus, BusUnavailable } from "../bus/Bus.ts"
-import { timeoutFail } from "../effect/timeout.ts"
+import { Bus } from "../bus/Bus.ts"
 import { inboundKey, InboundStream, inboundSubject } from "../pipeline/Streams.ts"
 import { ChorusApi } from "./Api.ts"
 import { describeIssues } from "./DecodeErrors.ts"
 import { INBOUND_BODY_MAX, InboundTooLarge, InboundUnavailable } from "./InboundApi.ts"
 
 const CHANNEL = "api" as ChannelName
-/** How long a publish may take before the client is told to retry (it may still land: a retry is then a duplicate). */
-const PUBLISH_TIMEOUT = Duration.seconds(10)
 const RETRY_AFTER_SECONDS = 5
 
 /** A 400 naming each wrong field: `sender.id: expected a non-empty string; text: …`. */
@@ -114,15 +111,12 @@ export const makeAcceptInbound = Effect.gen(function* () {
       const data = new TextEncoder().encode(
         JSON.stringify(encodeInbound(inbound)), // our own value: a failure is a defect
       )
-      const ack = yield* timeoutFail(
-        bus.publish(inboundSubject(CHANNEL), data, {
-          id,
-          key: inboundKey(CHANNEL, body.account, body.sender.id),
-          headers: { "Content-Type": "application/json" },
-        }),
-        PUBLISH_TIMEOUT,
-        () => new BusUnavailable({ operation: "publish", cause: "no answer within 10 s" }),
-      ).pipe(
+      // The bus answers within its own bound (Bus.ts): no timer of ours, no fiber per request.
+      const ack = yield* bus.publish(inboundSubject(CHANNEL), data, {
+        id,
+        key: inboundKey(CHANNEL, body.account, body.sender.id),
+        headers: { "Content-Type": "application/json" },
+      }).pipe(
         Effect.catchTags({
           // A refusal (no stream, bad subject) is our bug, not the client's: a 500.
           BusRejected: (e) => Effect.die(e),

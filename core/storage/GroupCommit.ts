@@ -19,6 +19,7 @@ import {
   Either,
   Exit,
   Fiber,
+  FiberId,
   Queue,
   Schedule,
   type Scope,
@@ -85,7 +86,11 @@ export const eachInSavepoint = <I, A>(options: {
 interface Job {
   readonly kind: WriteKind<any, any, any>
   readonly input: unknown
-  readonly done: Deferred.Deferred<any, any>
+  /**
+   * Told the outcome once the batch is committed (or failed). A plain callback: the writer
+   * answers a batch of hundreds without an Effect operation per job.
+   */
+  readonly done: (exit: Exit.Exit<any, any>) => void
   /** Nobody waits for it (`send`): a failure is only logged. */
   readonly detached: boolean
 }
@@ -98,10 +103,15 @@ export interface GroupCommitStats {
 }
 
 export interface GroupCommit {
-  /** Queue a write and wait until its transaction committed. */
+  /**
+   * Queue a write and wait until its transaction committed. With `timeoutMillis`, stop waiting
+   * after that long with a retryable `DatabaseError` (a Node timer, no forked fiber): the write
+   * stays queued and may still commit.
+   */
   readonly submit: <I, A, E>(
     kind: WriteKind<I, A, E>,
     input: I,
+    timeoutMillis?: number,
   ) => Effect.Effect<A, E | DatabaseError>
   /** Queue a write; the Deferred completes after the commit. */
   readonly enqueue: <I, A, E>(
@@ -150,13 +160,12 @@ export const make = (
     const operationOf = (job: Job): string => job.kind.operation?.(job.input) ?? job.kind.name
 
     const failJob = (job: Job, error: unknown) =>
-      Deferred.fail(job.done, error).pipe(
-        Effect.zipRight(
-          job.detached
-            ? Effect.logWarning(`${options.label} ${operationOf(job)} failed`, error)
-            : Effect.void,
-        ),
-      )
+      Effect.suspend(() => {
+        job.done(Exit.fail(error))
+        return job.detached
+          ? Effect.logWarning(`${options.label} ${operationOf(job)} failed`, error)
+          : Effect.void
+      })
 
     const commit = (jobs: ReadonlyArray<Job>): Effect.Effect<void> =>
       Effect.gen(function* () {
@@ -191,7 +200,7 @@ export const make = (
             const result = exit.value.get(job)!
             if (Either.isRight(result)) {
               job.kind.afterCommit?.(job.input, result.right)
-              yield* Deferred.succeed(job.done, result.right)
+              job.done(Exit.succeed(result.right))
             } else yield* failJob(job, result.left)
           }
         } else if (jobs.length > 1) {
@@ -261,11 +270,7 @@ export const make = (
         for (const job of left) {
           yield* failJob(
             job,
-            new DatabaseError({
-              operation: operationOf(job),
-              cause: `the ${options.label} writer closed`,
-              retryable: true,
-            }),
+            writerClosed(operationOf(job)),
           )
         }
         yield* Queue.shutdown(queue)
@@ -275,32 +280,71 @@ export const make = (
       })
     )
 
-    const queueJob = <I, A, E>(kind: WriteKind<I, A, E>, input: I, detached: boolean) =>
-      Effect.gen(function* () {
-        if (closed) {
-          return yield* new DatabaseError({
-            operation: kind.name,
-            cause: `the ${options.label} writer closed`,
-            retryable: true,
-          })
-        }
-        const done = yield* Deferred.make<A, E | DatabaseError>()
-        yield* Queue.offer(queue, { kind, input, done, detached })
-        return done
+    const writerClosed = (operation: string) =>
+      new DatabaseError({
+        operation,
+        cause: `the ${options.label} writer closed`,
+        retryable: true,
       })
 
-    const enqueue = <I, A, E>(kind: WriteKind<I, A, E>, input: I) => queueJob(kind, input, false)
+    /** Queue a job; `false` when the writer has closed (the job will never be answered). */
+    const offer = (job: Job) => !closed && Queue.unsafeOffer(queue, job)
+
+    const enqueue = <I, A, E>(kind: WriteKind<I, A, E>, input: I) =>
+      Effect.suspend(() => {
+        const done = Deferred.unsafeMake<A, E | DatabaseError>(FiberId.none)
+        const job: Job = {
+          kind,
+          input,
+          done: (exit) => Deferred.unsafeDone(done, exit),
+          detached: false,
+        }
+        return offer(job) ? Effect.succeed(done) : Effect.fail(writerClosed(kind.name))
+      })
 
     const submit = <I, A, E>(
       kind: WriteKind<I, A, E>,
       input: I,
+      timeoutMillis?: number,
     ): Effect.Effect<A, E | DatabaseError> =>
-      enqueue(kind, input).pipe(Effect.flatMap(Deferred.await))
+      Effect.async<A, E | DatabaseError>((resume) => {
+        let answered = false
+        let timer: ReturnType<typeof setTimeout> | undefined
+        const answer = (exit: Exit.Exit<A, E | DatabaseError>) => {
+          if (answered) return
+          answered = true
+          clearTimeout(timer)
+          resume(exit)
+        }
+        if (!offer({ kind, input, done: answer, detached: false })) {
+          return answer(Exit.fail(writerClosed(kind.name)))
+        }
+        if (timeoutMillis !== undefined && Number.isFinite(timeoutMillis)) {
+          timer = setTimeout(() =>
+            answer(Exit.fail(
+              new DatabaseError({
+                operation: kind.operation?.(input) ?? kind.name,
+                cause: `not committed within ${timeoutMillis} ms (it may still be)`,
+                retryable: true,
+              }),
+            )), timeoutMillis)
+        }
+        // The caller went away: the write stays queued and is committed all the same.
+        return Effect.sync(() => {
+          answered = true
+          clearTimeout(timer)
+        })
+      })
 
     const send = <I, A, E>(
       kind: WriteKind<I, A, E>,
       input: I,
-    ): Effect.Effect<void, DatabaseError> => Effect.asVoid(queueJob(kind, input, true))
+    ): Effect.Effect<void, DatabaseError> =>
+      Effect.suspend(() =>
+        offer({ kind, input, done: () => {}, detached: true })
+          ? Effect.void
+          : Effect.fail(writerClosed(kind.name))
+      )
 
     return {
       submit,

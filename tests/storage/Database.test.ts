@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Either, Exit, Fiber, Scope } from "effect"
 import { type Kysely, sql } from "kysely"
 import { type DatabaseShape, makeDatabase } from "../../core/storage/Database.ts"
 import * as GroupCommit from "../../core/storage/GroupCommit.ts"
@@ -232,6 +232,46 @@ const storageBehaviour = (
 
 storageBehaviour("SQLite storage", sqliteDatabase())
 storageBehaviour("PostgreSQL storage", postgresDatabase())
+
+describe("group commit waits", () => {
+  it.scoped(
+    "a submit with a timeout stops waiting for a stalled writer (the write stays queued and " +
+      "commits); after the writer closed, a submit fails at once",
+    () =>
+      Effect.gen(function* () {
+        const db = yield* sqliteDatabase()
+        let release: () => void = () => {}
+        const stalled = new Promise<void>((resolve) => (release = resolve))
+        const written: Array<string> = []
+        const kind: GroupCommit.WriteKind<string, string, never> = {
+          name: "slow write",
+          rank: 0,
+          execute: async (_trx, inputs) => {
+            await stalled
+            written.push(...inputs)
+            return inputs.map((i) => Either.right(i))
+          },
+        }
+        const scope = yield* Scope.make()
+        const writer = yield* GroupCommit.make(db, { label: "test", maxBatch: 10 }).pipe(
+          Scope.extend(scope),
+        )
+        const started = Date.now()
+        const timedOut = yield* Effect.flip(writer.submit(kind, "first", 100))
+        assert.isAtLeast(Date.now() - started, 90)
+        assert.isTrue(timedOut.retryable)
+        assert.include(timedOut.message, "not committed within 100 ms")
+        const waiting = yield* Effect.fork(writer.submit(kind, "second"))
+        release()
+        assert.strictEqual(yield* Fiber.join(waiting), "second")
+        assert.deepStrictEqual(written, ["first", "second"])
+
+        yield* Scope.close(scope, Exit.void)
+        const refused = yield* Effect.flip(writer.submit(kind, "late"))
+        assert.include(refused.message, "writer closed")
+      }),
+  )
+})
 
 describe("SQLite durability settings", () => {
   it.scoped("runs in WAL mode; SQLite does not sync in COMMIT, WalSync does (see WalSync.test.ts)", () =>

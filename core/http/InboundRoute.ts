@@ -12,7 +12,8 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http"
 import { HttpApiError } from "@effect/platform"
-import { Cause, Effect, Exit, FiberSet, Layer, Schema } from "effect"
+import { Cause, Effect, Exit, FiberSet, Layer, LogLevel, Schema } from "effect"
+import { whenLogging } from "../logging/Logging.ts"
 import { ApiInboundAccepted } from "../../schemas/ApiChannel.ts"
 import { ApiTokens } from "../auth/ApiTokens.ts"
 import { FrontRoutes } from "./FrontRoutes.ts"
@@ -98,13 +99,14 @@ const parseJson = (body: Buffer): unknown => {
 
 /** The access log line the app's other routes write (HttpMiddleware.logger). */
 const logSent = (request: IncomingMessage, status: number) =>
-  Effect.logInfo("Sent HTTP response").pipe(
-    Effect.annotateLogs({
-      "http.method": "POST",
-      "http.url": request.url ?? PATH,
-      "http.status": status,
-    }),
-  )
+  whenLogging(LogLevel.Info, () =>
+    Effect.logInfo("Sent HTTP response").pipe(
+      Effect.annotateLogs({
+        "http.method": "POST",
+        "http.url": request.url ?? PATH,
+        "http.status": status,
+      }),
+    ))
 
 export const layer = Layer.scopedDiscard(
   Effect.gen(function* () {

@@ -214,15 +214,16 @@ export const makeDatabase = (
 ): Effect.Effect<DatabaseShape, DatabaseError, Scope.Scope> =>
   Effect.gen(function* () {
     const { dialect, db, location, schema } = yield* makeKysely(options)
-    // No span per query: queries run thousands of times a second on the message path, and a
-    // span costs a stack capture each; `DatabaseError` names the operation instead.
+    // No span per query or transaction: they run thousands of times a second on the message
+    // path (a group commit is a transaction per event-loop turn), and a span costs a stack
+    // capture and a dozen Effect operations each; `DatabaseError` names the operation instead.
     const query = <A>(operation: string, run: (db: Kysely<CoreTables>) => Promise<A>) =>
       Effect.tryPromise({ try: () => run(db), catch: toError(operation) })
     const transaction = <A>(operation: string, run: (trx: Kysely<CoreTables>) => Promise<A>) =>
       Effect.tryPromise({
         try: () => db.transaction().execute((trx) => run(trx)),
         catch: toError(operation),
-      }).pipe(Effect.withSpan(`Database.${operation}`))
+      })
     const ping = query("ping", (db) => sql`select 1`.execute(db)).pipe(Effect.asVoid)
     return { dialect, location, schema, db, query, transaction, ping } satisfies DatabaseShape
   })

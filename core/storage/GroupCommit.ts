@@ -136,7 +136,9 @@ const nextTurn = Effect.async<void>((resume) => {
   return Effect.sync(() => clearImmediate(handle))
 })
 
-const retryable = Schedule.exponential("20 millis").pipe(Schedule.intersect(Schedule.recurs(4)))
+/** A retryable failure (busy, connection lost) is tried again after 20, 40, 80 and 160 ms. */
+const FIRST_RETRY = "20 millis"
+const laterRetries = Schedule.exponential("40 millis").pipe(Schedule.intersect(Schedule.recurs(3)))
 
 export const make = (
   database: DatabaseShape,
@@ -180,7 +182,7 @@ export const make = (
         const operation = jobs.length === 1
           ? `${options.label} ${operationOf(jobs[0]!)}`
           : `${options.label} write`
-        const exit = yield* Effect.suspend(() => {
+        const attempt = Effect.suspend(() => {
           transactions++
           return database.transaction(operation, async (trx) => {
             await options.begin?.(trx)
@@ -191,8 +193,16 @@ export const make = (
             }
             return results
           })
-        }).pipe(
-          Effect.retry({ schedule: retryable, while: (e) => e.retryable }),
+        })
+        // The retry schedule is built only after a failure: a batch is often one message.
+        const exit = yield* attempt.pipe(
+          Effect.catchIf(
+            (e) => e.retryable,
+            () =>
+              Effect.sleep(FIRST_RETRY).pipe(Effect.zipRight(attempt.pipe(
+                Effect.retry({ schedule: laterRetries, while: (e) => e.retryable }),
+              ))),
+          ),
           Effect.exit,
         )
         if (Exit.isSuccess(exit)) {

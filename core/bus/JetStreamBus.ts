@@ -507,11 +507,18 @@ export const make = (
     // Publishing.
 
     /** The logical stream storing `subject`, asking the server when it is not one we know. */
+    /** The stream storing `subject` among those this bus has seen; `undefined` if none. */
+    const knownStreamOf = (subject: string): string | undefined => {
+      for (const [name, patterns] of knownStreams) {
+        if (patterns.some((p) => subjectMatches(p, subject))) return name
+      }
+      return undefined
+    }
+
     const streamFor = (operation: string, subject: string) =>
       Effect.gen(function* () {
-        for (const [name, patterns] of knownStreams) {
-          if (patterns.some((p) => subjectMatches(p, subject))) return name
-        }
+        const known = knownStreamOf(subject)
+        if (known !== undefined) return known
         const found = yield* call(operation, async () => {
           const names: Array<string> = []
           for await (const name of jsm.streams.names(fullSubject(subject))) {
@@ -551,41 +558,70 @@ export const make = (
       )
     }
 
+    /**
+     * Publish to a stream already known, in one Effect step: the publish runs twice per inbound
+     * message (the message, its event), and a generator, a promise wrapper and a catch around it
+     * cost more operations than the request itself.
+     */
+    const publishTo = (
+      operation: string,
+      stream: string,
+      subject: string,
+      data: Uint8Array,
+      msgID: string,
+      headers: MsgHdrs,
+    ): Effect.Effect<PublishAck, BusError> =>
+      Effect.async<PublishAck, BusError>((resume) => {
+        try {
+          headers.set("Nats-Msg-Id", msgID)
+        } catch (e) {
+          return resume(Effect.fail(toBusError(operation)(e)))
+        }
+        replies.publish(fullSubject(subject), data, headers).then(
+          (ack) =>
+            resume(Effect.succeed({
+              stream: logicalStream(ack.stream),
+              seq: ack.seq,
+              duplicate: ack.duplicate,
+            })),
+          (e) => resume(explainNoResponders(operation, stream, toBusError(operation)(e))),
+        )
+      })
+
     const publishRaw = (
       operation: string,
       subject: string,
       data: Uint8Array,
       msgID: string,
       headers: MsgHdrs,
-    ): Effect.Effect<PublishAck, BusError> =>
-      Effect.gen(function* () {
-        const stream = yield* streamFor(operation, subject)
-        const ack = yield* call(
-          operation,
-          () => {
-            headers.set("Nats-Msg-Id", msgID)
-            return replies.publish(fullSubject(subject), data, headers)
-          },
-        ).pipe(Effect.catchAll((e) => explainNoResponders(operation, stream, e)))
-        return { stream: logicalStream(ack.stream), seq: ack.seq, duplicate: ack.duplicate }
-      })
+    ): Effect.Effect<PublishAck, BusError> => {
+      const known = knownStreamOf(subject)
+      return known !== undefined
+        ? publishTo(operation, known, subject, data, msgID, headers)
+        : Effect.flatMap(
+          streamFor(operation, subject),
+          (stream) => publishTo(operation, stream, subject, data, msgID, headers),
+        )
+    }
 
     // No span: publish runs per message (a span costs a stack capture).
-    const publish = Effect.fnUntraced(function* (
+    const publish = (
       subject: string,
       data: Uint8Array,
       options: PublishOptions,
-    ) {
+    ): Effect.Effect<PublishAck, BusError> => {
       if (!isValidSubject(subject, false) || subject.startsWith("_dlq.")) {
-        return yield* Effect.fail(reject("publish", `invalid subject ${JSON.stringify(subject)}`))
+        return Effect.fail(reject("publish", `invalid subject ${JSON.stringify(subject)}`))
       }
       const problem = publishProblem(options)
-      if (problem !== undefined) return yield* Effect.fail(reject("publish", problem))
-      const h = natsHeaders()
-      for (const [k, v] of Object.entries(options.headers ?? {})) h.set(k, headerValue(v))
-      if (options.key !== undefined) h.set(BusHeader.key, headerValue(options.key))
-      return yield* publishRaw("publish", subject, data, options.id, h)
-    })
+      if (problem !== undefined) return Effect.fail(reject("publish", problem))
+      return Effect.suspend(() => {
+        const h = natsHeaders()
+        for (const [k, v] of Object.entries(options.headers ?? {})) h.set(k, headerValue(v))
+        if (options.key !== undefined) h.set(BusHeader.key, headerValue(options.key))
+        return publishRaw("publish", subject, data, options.id, h)
+      })
+    }
 
     const ensureStream = Effect.fn("JetStreamBus.ensureStream")(function* (spec: StreamSpec) {
       if (!isValidName(spec.name) || spec.name.startsWith("_")) {
@@ -776,13 +812,25 @@ export const make = (
      * `JsMsg.ackAck()` does, except that it can be repeated: `ackAck()` marks the message acked
      * before sending, so a retry after a timeout would send nothing.
      */
-    const confirm = (operation: string, m: JsMsg, body: Uint8Array) => {
+    const confirm = (
+      operation: string,
+      m: JsMsg,
+      body: Uint8Array,
+      /** Runs once the server confirmed, before the caller goes on. */
+      onConfirmed?: () => void,
+    ): Effect.Effect<void, BusError> => {
       const reply = replySubject(m)
       return reply === undefined
         ? Effect.fail(reject(operation, "the delivery has no reply subject"))
-        : call(operation, () => replies.request(reply, body)).pipe(
-          Effect.asVoid,
-        )
+        : Effect.async<void, BusError>((resume) => {
+          replies.request(reply, body).then(
+            () => {
+              onConfirmed?.()
+              resume(Effect.void)
+            },
+            (e) => resume(Effect.fail(toBusError(operation)(e))),
+          )
+        })
     }
 
     /**
@@ -900,7 +948,7 @@ export const make = (
         const toDelivery = (m: JsMsg): Delivery => {
           const delivery: Delivery = {
             message: toBusMessage(m),
-            ack: confirm("ack", m, ACK).pipe(Effect.tap(() => settled(m))),
+            ack: confirm("ack", m, ACK, () => settled(m)),
             nak: (delay) => nak(m, delay),
             inProgress: Effect.try({ try: () => m.working(), catch: toBusError("inProgress") }),
           }

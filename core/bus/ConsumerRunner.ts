@@ -128,7 +128,9 @@ export const retryDelay = (
     Effect.map((last) => (last._tag === "Some" ? last.value : Duration.zero)),
   )
 
-const pullRetry = Schedule.exponential("100 millis").pipe(
+/** A failed pull is tried again after 100, 200, 400 ms…, at most every 5 s. */
+const FIRST_PULL_RETRY = "100 millis"
+const laterPullRetries = Schedule.exponential("200 millis").pipe(
   Schedule.either(Schedule.spaced("5 seconds")),
 )
 
@@ -467,9 +469,18 @@ export const runConsumer = <E, R>(
         yield* wake.wait(1_000)
         return
       }
-      const deliveries = yield* source.pull(Math.min(max, 256), Duration.seconds(1)).pipe(
-        Effect.tapError((e) => Effect.logWarning("pull failed; retrying", e)),
-        Effect.retry(pullRetry),
+      const pull = source.pull(Math.min(max, 256), Duration.seconds(1))
+      // The retry is built only after a failure: a pull often brings one or two deliveries.
+      const deliveries = yield* pull.pipe(
+        Effect.catchAll((e) =>
+          Effect.logWarning("pull failed; retrying", e).pipe(
+            Effect.zipRight(Effect.sleep(FIRST_PULL_RETRY)),
+            Effect.zipRight(pull.pipe(
+              Effect.tapError((e) => Effect.logWarning("pull failed; retrying", e)),
+              Effect.retry(laterPullRetries),
+            )),
+          )
+        ),
       )
       for (const d of deliveries) yield* dispatch(d)
     }).pipe(Effect.forever, log)

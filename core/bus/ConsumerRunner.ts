@@ -38,6 +38,7 @@ import {
   type Disposition,
   type Handler,
 } from "./Bus.ts"
+import { retryAfterFailure } from "../effect/retry.ts"
 import { interruptAfter } from "../effect/timeout.ts"
 import { makeWakeup } from "../effect/Wakeup.ts"
 
@@ -469,18 +470,14 @@ export const runConsumer = <E, R>(
         yield* wake.wait(1_000)
         return
       }
-      const pull = source.pull(Math.min(max, 256), Duration.seconds(1))
-      // The retry is built only after a failure: a pull often brings one or two deliveries.
-      const deliveries = yield* pull.pipe(
-        Effect.catchAll((e) =>
-          Effect.logWarning("pull failed; retrying", e).pipe(
-            Effect.zipRight(Effect.sleep(FIRST_PULL_RETRY)),
-            Effect.zipRight(pull.pipe(
-              Effect.tapError((e) => Effect.logWarning("pull failed; retrying", e)),
-              Effect.retry(laterPullRetries),
-            )),
-          )
-        ),
+      // A pull often brings one or two deliveries: its retry is built only after a failure.
+      const deliveries = yield* retryAfterFailure(
+        source.pull(Math.min(max, 256), Duration.seconds(1)),
+        {
+          first: FIRST_PULL_RETRY,
+          later: laterPullRetries,
+          onRetry: (e) => Effect.logWarning("pull failed; retrying", e),
+        },
       )
       for (const d of deliveries) yield* dispatch(d)
     }).pipe(Effect.forever, log)

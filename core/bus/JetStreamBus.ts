@@ -195,8 +195,23 @@ const toBusError = (operation: string) => (cause: unknown): BusError =>
     })
     : new BusUnavailable({ operation, cause })
 
+/**
+ * A request to NATS as an Effect, in one step (publishes and acks run per message, and
+ * `Effect.tryPromise` plus the combinators around it cost more operations than the request).
+ */
 const call = <A>(operation: string, f: () => Promise<A>): Effect.Effect<A, BusError> =>
-  Effect.tryPromise({ try: f, catch: toBusError(operation) })
+  Effect.async<A, BusError>((resume) => {
+    let promise: Promise<A>
+    try {
+      promise = f()
+    } catch (e) {
+      return resume(Effect.fail(toBusError(operation)(e)))
+    }
+    promise.then(
+      (a) => resume(Effect.succeed(a)),
+      (e) => resume(Effect.fail(toBusError(operation)(e))),
+    )
+  })
 
 const reject = (operation: string, reason: string) => new BusRejected({ operation, reason })
 
@@ -558,11 +573,7 @@ export const make = (
       )
     }
 
-    /**
-     * Publish to a stream already known, in one Effect step: the publish runs twice per inbound
-     * message (the message, its event), and a generator, a promise wrapper and a catch around it
-     * cost more operations than the request itself.
-     */
+    /** Publish to a stream already known: no generator, the lookup only for a new stream. */
     const publishTo = (
       operation: string,
       stream: string,
@@ -571,22 +582,14 @@ export const make = (
       msgID: string,
       headers: MsgHdrs,
     ): Effect.Effect<PublishAck, BusError> =>
-      Effect.async<PublishAck, BusError>((resume) => {
-        try {
-          headers.set("Nats-Msg-Id", msgID)
-        } catch (e) {
-          return resume(Effect.fail(toBusError(operation)(e)))
-        }
-        replies.publish(fullSubject(subject), data, headers).then(
-          (ack) =>
-            resume(Effect.succeed({
-              stream: logicalStream(ack.stream),
-              seq: ack.seq,
-              duplicate: ack.duplicate,
-            })),
-          (e) => resume(explainNoResponders(operation, stream, toBusError(operation)(e))),
-        )
-      })
+      call(operation, () => {
+        headers.set("Nats-Msg-Id", msgID)
+        return replies.publish(fullSubject(subject), data, headers).then((ack) => ({
+          stream: logicalStream(ack.stream),
+          seq: ack.seq,
+          duplicate: ack.duplicate,
+        }))
+      }).pipe(Effect.catchAll((e) => explainNoResponders(operation, stream, e)))
 
     const publishRaw = (
       operation: string,
@@ -822,15 +825,10 @@ export const make = (
       const reply = replySubject(m)
       return reply === undefined
         ? Effect.fail(reject(operation, "the delivery has no reply subject"))
-        : Effect.async<void, BusError>((resume) => {
-          replies.request(reply, body).then(
-            () => {
-              onConfirmed?.()
-              resume(Effect.void)
-            },
-            (e) => resume(Effect.fail(toBusError(operation)(e))),
-          )
-        })
+        : call(operation, () =>
+          replies.request(reply, body).then(() => {
+            onConfirmed?.()
+          }))
     }
 
     /**

@@ -25,6 +25,7 @@ import {
   type Scope,
 } from "effect"
 import { type Kysely, sql } from "kysely"
+import { retryAfterFailure } from "../effect/retry.ts"
 import { DatabaseError, type DatabaseShape, toError } from "./Database.ts"
 import type { CoreTables } from "./tables.ts"
 
@@ -194,17 +195,12 @@ export const make = (
             return results
           })
         })
-        // The retry schedule is built only after a failure: a batch is often one message.
-        const exit = yield* attempt.pipe(
-          Effect.catchIf(
-            (e) => e.retryable,
-            () =>
-              Effect.sleep(FIRST_RETRY).pipe(Effect.zipRight(attempt.pipe(
-                Effect.retry({ schedule: laterRetries, while: (e) => e.retryable }),
-              ))),
-          ),
-          Effect.exit,
-        )
+        // A batch is often one message: its retry is built only after a failure.
+        const exit = yield* retryAfterFailure(attempt, {
+          first: FIRST_RETRY,
+          later: laterRetries,
+          while: (e) => e.retryable,
+        }).pipe(Effect.exit)
         if (Exit.isSuccess(exit)) {
           for (const job of jobs) {
             const result = exit.value.get(job)!

@@ -22,6 +22,7 @@ import {
   ActorDefect,
   type ActorStats,
   type ActorSupervisor,
+  type ActorSupervisorOptions,
   MailboxFull,
   make,
   SupervisorClosed,
@@ -73,6 +74,27 @@ const counterStore = () => {
   }
   return { store, loads, received, passivated, behaviour }
 }
+
+/**
+ * Counters (as `counterStore`) whose actors wait at `gate` before each message `held` picks
+ * (every message by default), so a test can keep one in hand while others queue.
+ */
+const gatedCounters = (
+  options: ActorSupervisorOptions = {},
+  held: (message: string, key: string) => boolean = () => true,
+) =>
+  Effect.gen(function* () {
+    const gate = yield* Deferred.make<void>()
+    const t = counterStore()
+    const actors = yield* make<string, { seq: number }, string, number>({
+      ...t.behaviour,
+      receive: (state, message, key) =>
+        (held(message, key) ? Deferred.await(gate) : Effect.void).pipe(
+          Effect.zipRight(t.behaviour.receive(state, message, key)),
+        ),
+    }, options)
+    return { gate, t, actors }
+  })
 
 describe("ActorSupervisor", () => {
   it.scoped(
@@ -278,13 +300,7 @@ describe("ActorSupervisor", () => {
 
   it.scoped("a full mailbox suspends asks in order and holds no more than its capacity", () =>
     Effect.gen(function* () {
-      const gate = yield* Deferred.make<void>()
-      const t = counterStore()
-      const actors = yield* make<string, { seq: number }, string, number>({
-        ...t.behaviour,
-        receive: (state, message, key) =>
-          Deferred.await(gate).pipe(Effect.zipRight(t.behaviour.receive(state, message, key))),
-      }, { mailboxCapacity: 2 })
+      const { gate, t, actors } = yield* gatedCounters({ mailboxCapacity: 2 })
       const fibers: Array<Fiber.RuntimeFiber<number, unknown>> = []
       for (let i = 0; i < 5; i++) fibers.push(yield* Effect.fork(actors.ask("a", `m${i}`)))
       const stats = yield* until(actors, (s) => s.waitingForMailbox === 3)
@@ -297,13 +313,10 @@ describe("ActorSupervisor", () => {
 
   it.scoped("an ask waiting longer than mailboxTimeout fails with MailboxFull, unsent", () =>
     Effect.gen(function* () {
-      const gate = yield* Deferred.make<void>()
-      const t = counterStore()
-      const actors = yield* make<string, { seq: number }, string, number>({
-        ...t.behaviour,
-        receive: (state, message, key) =>
-          Deferred.await(gate).pipe(Effect.zipRight(t.behaviour.receive(state, message, key))),
-      }, { mailboxCapacity: 1, mailboxTimeout: "1 second" })
+      const { gate, t, actors } = yield* gatedCounters({
+        mailboxCapacity: 1,
+        mailboxTimeout: "1 second",
+      })
       const inHand = yield* Effect.fork(actors.ask("a", "in-hand"))
       const waiting = yield* Effect.fork(actors.ask("a", "too-many"))
       yield* until(actors, (s) => s.waitingForMailbox === 1)
@@ -318,13 +331,7 @@ describe("ActorSupervisor", () => {
 
   it.scoped("an interrupted ask the actor has not taken yet is withdrawn", () =>
     Effect.gen(function* () {
-      const gate = yield* Deferred.make<void>()
-      const t = counterStore()
-      const actors = yield* make<string, { seq: number }, string, number>({
-        ...t.behaviour,
-        receive: (state, message, key) =>
-          Deferred.await(gate).pipe(Effect.zipRight(t.behaviour.receive(state, message, key))),
-      }, { mailboxCapacity: 2 })
+      const { gate, t, actors } = yield* gatedCounters({ mailboxCapacity: 2 })
       const first = yield* Effect.fork(actors.ask("a", "first"))
       const queued = yield* Effect.fork(actors.ask("a", "queued"))
       const overflow = yield* Effect.fork(actors.ask("a", "overflow"))
@@ -386,16 +393,10 @@ describe("ActorSupervisor", () => {
     "shutdown refuses new messages, finishes the one in hand and passivates everyone",
     () =>
       Effect.gen(function* () {
-        const gate = yield* Deferred.make<void>()
-        const t = counterStore()
         const scope = yield* Scope.make()
-        const actors = yield* make<string, { seq: number }, string, number>({
-          ...t.behaviour,
-          receive: (state, message, key) =>
-            (key === "slow" ? Deferred.await(gate) : Effect.void).pipe(
-              Effect.zipRight(t.behaviour.receive(state, message, key)),
-            ),
-        }).pipe(Scope.extend(scope))
+        const { gate, t, actors } = yield* gatedCounters({}, (_, key) => key === "slow").pipe(
+          Scope.extend(scope),
+        )
         for (const key of ["a", "b", "c"]) yield* actors.ask(key, "x")
         const inHand = yield* Effect.fork(actors.ask("slow", "in-hand"))
         const queued = yield* Effect.fork(actors.ask("slow", "queued"))
@@ -489,15 +490,7 @@ describe("ActorSupervisor", () => {
 
   it.scoped("an asker interrupted while its idle actor runs the message does not cut it short", () =>
     Effect.gen(function* () {
-      const gate = yield* Deferred.make<void>()
-      const t = counterStore()
-      const actors = yield* make<string, { seq: number }, string, number>({
-        ...t.behaviour,
-        receive: (state, message, key) =>
-          (message === "slow" ? Deferred.await(gate) : Effect.void).pipe(
-            Effect.zipRight(t.behaviour.receive(state, message, key)),
-          ),
-      })
+      const { gate, t, actors } = yield* gatedCounters({}, (message) => message === "slow")
       yield* actors.ask("a", "first")
       const asker = yield* Effect.fork(actors.ask("a", "slow"))
       yield* until(actors, (s) => s.busy === 1)

@@ -202,11 +202,21 @@ describe("vk channel", () => {
           ]],
         })
         assert.strictEqual((yield* post(fake, callback, fixture("message_event"))).text, "ok")
-        const pressed = (yield* messagesOf(api, conversation)).find((m) =>
-          m.externalId === "event:3a9f1c2b4d5e"
+        // "ok" means durable on the bus; the store and the answer follow.
+        const pressedOf = messagesOf(api, conversation).pipe(
+          Effect.map((all) => all.find((m) => m.externalId === "event:3a9f1c2b4d5e")),
         )
+        yield* eventually(
+          "the press stored",
+          () => pressedOf.pipe(Effect.map((m) => m !== undefined)),
+        )
+        const pressed = yield* pressedOf
         assert.strictEqual(pressed?.text, "Track my parcel")
         assert.strictEqual(pressed?.payload, "track")
+        yield* eventually(
+          "the press answered",
+          () => fake.calls("messages.sendMessageEventAnswer").length > 0,
+        )
         const answered = fake.calls("messages.sendMessageEventAnswer")
         assert.strictEqual(answered[0]?.params["event_id"], "3a9f1c2b4d5e")
 

@@ -3,7 +3,7 @@
  * keep increasing (the random part is incremented instead of redrawn), so ids created one after
  * another sort in creation order even when the clock does not move between them.
  */
-import { randomBytes } from "node:crypto"
+import { randomFillSync } from "node:crypto"
 import { Effect } from "effect"
 import type {
   ApiTokenId,
@@ -22,8 +22,17 @@ import type {
 const ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 let lastTime = -1
+/** `lastTime` as the ULID's first 10 characters. */
+let lastTimePart = ""
 /** The 80-bit random part, as 16 base-32 digits (5 bits each). */
 const lastRandom: Array<number> = new Array(16).fill(0)
+
+/**
+ * Random bytes drawn 4 KiB at a time: a `randomBytes` call per id (two ids per message, a new
+ * millisecond each at a steady trickle) cost more than the rest of making the id.
+ */
+const pool = Buffer.allocUnsafe(4_096)
+let poolAt = pool.length
 
 const encodeTime = (ms: number): string => {
   let out = ""
@@ -45,10 +54,17 @@ export const ulid = (now: number = Date.now()): string => {
     if (i >= 0) lastRandom[i]! += 1
   } else {
     lastTime = now
-    const bytes = randomBytes(16)
-    for (let i = 0; i < 16; i++) lastRandom[i] = bytes[i]! & 31
+    lastTimePart = encodeTime(now)
+    if (poolAt + 16 > pool.length) {
+      randomFillSync(pool)
+      poolAt = 0
+    }
+    for (let i = 0; i < 16; i++) lastRandom[i] = pool[poolAt + i]! & 31
+    poolAt += 16
   }
-  return encodeTime(lastTime) + lastRandom.map((d) => ALPHABET[d]).join("")
+  let out = lastTimePart
+  for (let i = 0; i < 16; i++) out += ALPHABET[lastRandom[i]!]
+  return out
 }
 
 /** The creation time (epoch milliseconds) encoded in a ULID. */

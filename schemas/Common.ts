@@ -19,7 +19,12 @@ export const Timestamp = Schema.compose(
     }),
   ),
   Schema.Date,
-).annotations({ identifier: "Timestamp" })
+).annotations({
+  identifier: "Timestamp",
+  // Property tests: instants an ISO 8601 string with a four-digit year can carry.
+  arbitrary: () => (fc) =>
+    fc.date({ min: new Date(0), max: new Date("2199-12-31T23:59:59.999Z"), noInvalidDate: true }),
+})
 
 /** An e-mail address (a plausibility check, not RFC 5322). */
 export const Email = Schema.String.pipe(

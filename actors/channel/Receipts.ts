@@ -14,6 +14,7 @@
  * send's result is committed): an unknown id is looked up again for a few seconds before the
  * receipt is answered `found: false`.
  */
+import { sql } from "kysely"
 import { Effect, Option, Schedule } from "effect"
 import type { BusError, BusShape } from "../../core/bus/Bus.ts"
 import { publishDeliveryChanged } from "../../core/pipeline/Events.ts"
@@ -53,7 +54,7 @@ export const record = (
         .where("channel", "=", channel)
         .where("account", "=", receipt.account)
         .where("external_id", "=", receipt.externalId)
-        .where("direction", "=", "out")
+        .where("direction", "=", sql.lit("out"))
         .executeTakeFirst()).pipe(
         Effect.flatMap((row) =>
           row === undefined ? Effect.fail("missing" as const) : Effect.succeed(row)
@@ -91,8 +92,9 @@ export const record = (
           ...(error !== undefined ? { delivery_error: JSON.stringify(error) } : {}),
         })
         .where("id", "=", row.id)
-        // Compare-and-set: a concurrent receipt or send record wins, this one is re-read.
-        .where("delivery_state", "=", current)
+        // Compare-and-set: a concurrent receipt or send record wins, this one is re-read. The
+        // state inline (one of a few), not bound: see `ConversationStore`'s duplicate check.
+        .where("delivery_state", "=", sql.lit(current))
         .executeTakeFirst())
     if (Number(updated.numUpdatedRows) === 0) {
       return yield* record(database, bus, channel, receipt, { lookFor: Schedule.stop })

@@ -6,6 +6,7 @@
  * Status, assignment and notes are run by the conversation's actor (one writer per
  * conversation); a read mark is one atomic statement and needs no actor.
  */
+import { sql } from "kysely"
 import { Context, Effect, Layer, Option } from "effect"
 import { newId } from "../../core/ids.ts"
 import type { ConversationRow, ConversationUpdate } from "../../core/storage/ConversationTables.ts"
@@ -222,7 +223,7 @@ export const make: Effect.Effect<ConversationChangesShape, never, Database> = Ef
             unread_count: eb.selectFrom("messages")
               .select((m) => m.fn.countAll<number>().as("n"))
               .where("conversation_id", "=", id)
-              .where("direction", "=", "in")
+              .where("direction", "=", sql.lit("in"))
               .where("seq", ">", seq),
           }))
           .where("id", "=", id)

@@ -6,7 +6,8 @@
 import type { Attachment, InboundAttachment } from "../../schemas/Common.ts"
 import { newId } from "../../core/ids.ts"
 import type { ChannelIdentity, Contact } from "../../schemas/Contact.ts"
-import type { ChannelReason, Message } from "../../schemas/Message.ts"
+import type { InboundMessage } from "../../schemas/Inbound.ts"
+import type { ChannelReason, IncomingMessage, Message } from "../../schemas/Message.ts"
 import type { Conversation, ConversationStatus } from "../../schemas/Conversation.ts"
 import type {
   AccountId,
@@ -24,6 +25,7 @@ import type {
   ContactRow,
   ConversationRow,
   MessageRow,
+  NewMessage,
 } from "../../core/storage/ConversationTables.ts"
 
 /**
@@ -93,16 +95,27 @@ export const toConversation = (row: ConversationRow): Conversation => ({
   unreadCount: Number(row.unread_count ?? 0),
 })
 
-/** The `attachments` column of a new message: each attachment gets its id here. */
-export const attachmentsJson = (attachments: ReadonlyArray<InboundAttachment>): string =>
-  JSON.stringify(attachments.map((a) => ({
+/** A new message's attachments, each given its id here: as the message shows them, as stored. */
+export const newAttachments = (
+  attachments: ReadonlyArray<InboundAttachment>,
+): { readonly list: ReadonlyArray<Attachment>; readonly json: string } => {
+  if (attachments.length === 0) return NO_ATTACHMENTS
+  const list = attachments.map((a): Attachment => ({
     id: newId.attachment(),
     name: a.name,
     mimeType: a.mimeType,
     size: a.size,
-    ...(a.url !== undefined ? { url: a.url.toString() } : {}),
+    ...(a.url !== undefined ? { url: a.url } : {}),
     ...(a.storageKey !== undefined ? { storageKey: a.storageKey } : {}),
-  })))
+  }))
+  // A URL writes itself as its href.
+  return { list, json: JSON.stringify(list) }
+}
+const NO_ATTACHMENTS = { list: [], json: "[]" } as const
+
+/** The `attachments` column of a new message: each attachment gets its id here. */
+export const attachmentsJson = (attachments: ReadonlyArray<InboundAttachment>): string =>
+  newAttachments(attachments).json
 
 export const parseAttachments = (json: string): ReadonlyArray<Attachment> =>
   (JSON.parse(json) as Array<Record<string, unknown>>).map((a) => ({
@@ -114,6 +127,31 @@ export const parseAttachments = (json: string): ReadonlyArray<Attachment> =>
 export type MessageRowLike = Omit<MessageRow, "channel_reason"> & {
   readonly channel_reason?: string | null
 }
+
+/**
+ * The inbound message just written as `row`, built from the values in hand: what `toMessage`
+ * reads back from that row, without parsing and converting it again.
+ */
+export const newIncomingMessage = (
+  row: NewMessage,
+  m: InboundMessage,
+  attachments: ReadonlyArray<Attachment>,
+): IncomingMessage => ({
+  id: row.id as MessageId,
+  conversationId: row.conversation_id as ConversationId,
+  seq: row.seq,
+  text: m.text,
+  attachments,
+  createdAt: new Date(row.created_at),
+  direction: "in",
+  channel: m.channel,
+  account: m.account,
+  identityId: row.identity_id as ChannelIdentityId,
+  externalId: m.externalId,
+  sentAt: m.sentAt,
+  receivedAt: m.receivedAt,
+  ...(m.payload !== undefined ? { payload: m.payload } : {}),
+})
 
 export const toMessage = (row: MessageRowLike): Message => {
   const base = {

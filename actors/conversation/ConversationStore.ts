@@ -19,7 +19,7 @@
  * `ContactCacheSync` (README, "Several nodes").
  */
 import { Context, Effect, Either, Layer, Option, type Scope } from "effect"
-import type { Kysely } from "kysely"
+import { type Kysely, sql } from "kysely"
 import type { ChannelIdentity, Contact } from "../../schemas/Contact.ts"
 import type { Conversation, ConversationStatus } from "../../schemas/Conversation.ts"
 import type { ChannelIdentityId, ContactId, ConversationId } from "../../schemas/Ids.ts"
@@ -39,7 +39,8 @@ import { Database, type DatabaseError, type DatabaseShape } from "../../core/sto
 import * as GroupCommit from "../../core/storage/GroupCommit.ts"
 import { prepare } from "../../core/storage/Prepared.ts"
 import {
-  attachmentsJson,
+  newAttachments,
+  newIncomingMessage,
   ResolvedMeanwhile,
   toContact,
   toConversation,
@@ -183,6 +184,48 @@ const touchConversation = prepare(
     })).where("id", "=", param("id")).where("status", "!=", "resolved"),
 )
 
+/** A contact's conversations still open or pending. */
+const openConversations = (db: Trx, contact: string) =>
+  db.selectFrom("conversations").selectAll()
+    .where("contact_id", "=", contact)
+    .where("status", "in", ["open", "pending"])
+
+/**
+ * A contact's open (or pending) conversation, newest first, as `openConversation` looks for it:
+ * compiled once (a new sender looks twice, and building this query with its subquery cost more
+ * than running it).
+ */
+const openOfContact = prepare(
+  ["contact"],
+  (db: Trx, param) =>
+    openConversations(db, param("contact"))
+      // Not a conversation a per-channel inbox keeps to itself.
+      .where(({ exists, not, selectFrom }) =>
+        not(exists(
+          selectFrom("inbox_settings").select("inbox_settings.channel")
+            .where("inbox_settings.conversation_mode", "=", "per_channel")
+            .whereRef("inbox_settings.channel", "=", "conversations.last_channel")
+            .where((eb) =>
+              eb.or([
+                eb("inbox_settings.account", "=", "*"),
+                eb("inbox_settings.account", "=", eb.ref("conversations.last_account")),
+              ])
+            ),
+        ))
+      )
+      .orderBy("created_at", "desc"),
+)
+
+/** The same in a per-channel inbox: the contact's open conversation on this channel account. */
+const openOnChannel = prepare(
+  ["contact", "channel", "account"],
+  (db: Trx, param) =>
+    openConversations(db, param("contact"))
+      .where("last_channel", "=", param("channel"))
+      .where("last_account", "=", param("account"))
+      .orderBy("created_at", "desc"),
+)
+
 const appendKind: GroupCommit.WriteKind<AppendInbound, AppendResult, never> = {
   name: "append inbound",
   rank: 0,
@@ -200,8 +243,12 @@ const appendKind: GroupCommit.WriteKind<AppendInbound, AppendResult, never> = {
     }
     const stored = new Map<string, MessageRow>()
     for (const { channel, account, ids } of byRoute.values()) {
+      // `direction` inline, not bound: the index this uses is partial (direction = 'in'), and a
+      // statement binding a value of a partial index's column is planned again on every run
+      // (SQLite cannot know from the text that the index applies). That made this lookup cost
+      // more than the commit; the same holds for `delivery_state` (the outbox index).
       const rows = await trx.selectFrom("messages").selectAll()
-        .where("direction", "=", "in")
+        .where("direction", "=", sql.lit("in"))
         .where("channel", "=", channel)
         .where("account", "=", account)
         .where("external_id", "in", [...ids])
@@ -222,6 +269,7 @@ const appendKind: GroupCommit.WriteKind<AppendInbound, AppendResult, never> = {
         )
         continue
       }
+      const attachments = newAttachments(m.attachments)
       const row: NewMessage = {
         id: newId.message(),
         conversation_id: input.conversationId,
@@ -233,7 +281,7 @@ const appendKind: GroupCommit.WriteKind<AppendInbound, AppendResult, never> = {
         external_id: m.externalId,
         author_id: null,
         text: m.text,
-        attachments: attachmentsJson(m.attachments),
+        attachments: attachments.json,
         delivery_state: null,
         delivery_at: null,
         delivery_error: null,
@@ -253,7 +301,7 @@ const appendKind: GroupCommit.WriteKind<AppendInbound, AppendResult, never> = {
       results.push(
         Either.right({
           _tag: "Stored",
-          message: toMessage(row as MessageRow) as IncomingMessage,
+          message: newIncomingMessage(row, m, attachments.list),
           previousStatus: input.status,
         }),
       )
@@ -511,37 +559,22 @@ export const make = (
           })),
         )
 
-    const findOpen = (
+    const findOpen = async (
       db: Trx,
       { contactId, identity, mode }: {
         readonly contactId: ContactId
         readonly identity: ChannelIdentity
         readonly mode: ConversationMode
       },
-    ) => {
-      let q = db.selectFrom("conversations").selectAll()
-        .where("contact_id", "=", contactId)
-        .where("status", "in", ["open", "pending"])
-      if (mode === "per_channel") {
-        q = q.where("last_channel", "=", identity.channel)
-          .where("last_account", "=", identity.account)
-      } else {
-        // Not a conversation a per-channel inbox keeps to itself.
-        q = q.where(({ exists, not, selectFrom }) =>
-          not(exists(
-            selectFrom("inbox_settings").select("inbox_settings.channel")
-              .where("inbox_settings.conversation_mode", "=", "per_channel")
-              .whereRef("inbox_settings.channel", "=", "conversations.last_channel")
-              .where((eb) =>
-                eb.or([
-                  eb("inbox_settings.account", "=", "*"),
-                  eb("inbox_settings.account", "=", eb.ref("conversations.last_account")),
-                ])
-              ),
-          ))
-        )
-      }
-      return q.orderBy("created_at", "desc").executeTakeFirst()
+    ): Promise<ConversationRow | undefined> => {
+      const result = mode === "per_channel"
+        ? await openOnChannel.run(db, {
+          contact: contactId,
+          channel: identity.channel,
+          account: identity.account,
+        })
+        : await openOfContact.run(db, { contact: contactId })
+      return result.rows[0] as ConversationRow | undefined
     }
 
     // Group-committed like `createSender`: a burst of new conversations shares its fsyncs.

@@ -14,7 +14,7 @@
  * A payload that is not a valid `InboundMessage` can never succeed: it is dead-lettered at
  * once, with the decoding error as the reason.
  */
-import { Effect, Layer, Schema } from "effect"
+import { Effect, Either, Layer, Schema } from "effect"
 import { Bus, Disposition } from "../../core/bus/Bus.ts"
 import { newId } from "../../core/ids.ts"
 import { publishEvent } from "../../core/pipeline/Events.ts"
@@ -62,7 +62,10 @@ export const layer = (options: InboundConsumerOptions = {}) =>
       },
       (message) =>
         Effect.gen(function* () {
-          const decoded = decodeInbound(new TextDecoder().decode(message.data))
+          // Published by this process a moment ago: the value itself, not its bytes decoded.
+          const decoded = message.local !== undefined
+            ? Either.right(message.local as InboundMessage)
+            : decodeInbound(new TextDecoder().decode(message.data))
           if (decoded._tag === "Left") {
             return Disposition.DeadLetter({
               reason: `not a valid InboundMessage: ${decoded.left.message}`,

@@ -8,6 +8,7 @@
  * A delivery outcome is recorded only while the message is still `queued`, so a late duplicate
  * delivery can never overwrite (or repeat) one already recorded.
  */
+import { sql } from "kysely"
 import { Context, Effect, Either, Layer, Option, type Scope } from "effect"
 import type { ChannelIdentity } from "../../schemas/Contact.ts"
 import type { InboundAttachment, ReplyButtons } from "../../schemas/Common.ts"
@@ -307,8 +308,8 @@ const recordKind: GroupCommit.WriteKind<RecordDelivery, Option.Option<RecordedDe
             }),
         })
         .where("id", "=", messageId)
-        .where("direction", "=", "out")
-        .where("delivery_state", "=", "queued")
+        .where("direction", "=", sql.lit("out"))
+        .where("delivery_state", "=", sql.lit("queued"))
         .executeTakeFirst()
       const row = await trx.selectFrom("messages").selectAll().where("id", "=", messageId)
         .executeTakeFirst()
@@ -376,7 +377,7 @@ const attemptKind: GroupCommit.WriteKind<AttemptRecord & { attempts: number }, v
     for (const input of inputs) {
       await insertAttempt(trx, input)
       await trx.updateTable("messages").set({ delivery_attempts: input.attempts })
-        .where("id", "=", input.messageId).where("delivery_state", "=", "queued").execute()
+        .where("id", "=", input.messageId).where("delivery_state", "=", sql.lit("queued")).execute()
     }
     return inputs.map(() => Either.right(undefined))
   },
@@ -421,7 +422,7 @@ export const make = (
     const reply = Effect.fn("OutboundStore.reply")(function* (id: MessageId) {
       const row = yield* database.query("get reply", (db) =>
         db.selectFrom("messages").selectAll().where("id", "=", id)
-          .where("direction", "=", "out").executeTakeFirst())
+          .where("direction", "=", sql.lit("out")).executeTakeFirst())
       return Option.fromNullable(row).pipe(Option.map((r): StoredReply => ({
         message: asReply(r),
         attempts: Number(r.delivery_attempts ?? 0),
@@ -449,8 +450,8 @@ export const make = (
     }) {
       const rows = yield* database.query("outbox page", (db) => {
         let q = db.selectFrom("messages").selectAll()
-          .where("delivery_state", "=", "queued")
-          .where("direction", "=", "out")
+          .where("delivery_state", "=", sql.lit("queued"))
+          .where("direction", "=", sql.lit("out"))
           .where("created_at", "<", options.createdBefore)
         if (options.createdAfter !== undefined) {
           q = q.where("created_at", ">=", options.createdAfter)
@@ -545,13 +546,13 @@ export const make = (
               delivery_error: null,
               delivery_attempts: 0,
             })
-            .where("id", "=", id).where("direction", "=", "out")
-            .where("delivery_state", "=", "failed")
+            .where("id", "=", id).where("direction", "=", sql.lit("out"))
+            .where("delivery_state", "=", sql.lit("failed"))
             .executeTakeFirst()
           changed = Number(requeued.numUpdatedRows) > 0
         }
         const row = await trx.selectFrom("messages").selectAll().where("id", "=", id)
-          .where("direction", "=", "out").executeTakeFirst()
+          .where("direction", "=", sql.lit("out")).executeTakeFirst()
         return row === undefined ? Option.none() : Option.some({ changed, message: asReply(row) })
       })
     })
@@ -581,7 +582,7 @@ export const make = (
           eb.fn.countAll<number>().as("queued"),
           eb.fn.min("created_at").as("oldest"),
         ])
-        .where("delivery_state", "=", "queued").where("direction", "=", "out")
+        .where("delivery_state", "=", sql.lit("queued")).where("direction", "=", sql.lit("out"))
         .groupBy(["channel", "account"]).execute()).pipe(
         Effect.map((rows) =>
           rows.map((r) => ({

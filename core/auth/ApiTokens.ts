@@ -100,12 +100,17 @@ export class ApiTokens extends Effect.Service<ApiTokens>()("chorus/core/auth/Api
     /** Token id → when this process last wrote its last_used_at. */
     const touched = new Map<string, number>()
     /**
-     * Tokens verified in the last `VERIFIED_TTL_MS`, by hash: a client sending thousands of
-     * requests a second costs one lookup per token and interval, not one per request. A token
-     * revoked here is dropped at once; one revoked by another process (`chorus token revoke`)
-     * is refused within the interval.
+     * Tokens verified in the last `VERIFIED_TTL_MS`: a client sending thousands of requests a
+     * second costs one lookup per token and interval, not one per request. Keyed by the token
+     * itself, in memory only and for seconds, as each request holds it anyway: hashing it on every
+     * request cost more than the rest of the check (the database keeps only hashes). A token
+     * revoked here is dropped at once; one revoked by another process (`chorus token revoke`) is
+     * refused within the interval.
      */
-    const verified = new Map<string, { readonly row: ApiTokenRow; readonly at: number }>()
+    const verified = new Map<
+      string,
+      { readonly info: ApiTokenInfo; readonly at: number }
+    >()
 
     const findActive = (nameOrId: string) =>
       database.query("api_tokens.find", (db) =>
@@ -166,11 +171,10 @@ export class ApiTokens extends Effect.Service<ApiTokens>()("chorus/core/auth/Api
     // No span: verify runs on every request.
     const verify = Effect.fnUntraced(function* (token: string) {
       if (!TOKEN_FORMAT.test(token)) return yield* new InvalidToken({ reason: "malformed" })
-      const hash = sha256(token)
-      const hashKey = hash.toString("hex")
       const now = yield* Clock.currentTimeMillis
-      const recent = verified.get(hashKey)
-      if (recent !== undefined && now - recent.at < VERIFIED_TTL_MS) return toInfo(recent.row)
+      const recent = verified.get(token)
+      if (recent !== undefined && now - recent.at < VERIFIED_TTL_MS) return recent.info
+      const hash = sha256(token)
       const prefix = prefixOf(token)
       const rows = yield* database.query(
         "api_tokens.verify",
@@ -185,7 +189,7 @@ export class ApiTokens extends Effect.Service<ApiTokens>()("chorus/core/auth/Api
       if (match === undefined) return yield* new InvalidToken({ reason: "unknown" })
       if (match.revoked_at !== null) return yield* new InvalidToken({ reason: "revoked" })
       if (verified.size >= VERIFIED_MAX) verified.clear()
-      verified.set(hashKey, { row: match, at: now })
+      verified.set(token, { info: toInfo(match), at: now })
       const lastUsed = Math.max(
         millis(match.last_used_at) ?? -Infinity,
         touched.get(match.id) ?? -Infinity,

@@ -52,6 +52,12 @@ export interface PublishOptions {
   /** Ordering key for consumers with `ordering: "key"` (a conversation id, a channel account). */
   readonly key?: string
   readonly headers?: Readonly<Record<string, string>>
+  /**
+   * The decoded value `data` is the encoding of, for a consumer in this process: its delivery
+   * may carry it as `BusMessage.local` instead of making it decode `data` again (see
+   * LocalValues.ts). Kept only when the message is stored as new; never leaves the process.
+   */
+  readonly local?: unknown
 }
 
 export interface PublishAck {
@@ -74,6 +80,12 @@ export interface BusMessage {
   /** 1 on the first delivery. */
   readonly deliveryCount: number
   readonly publishedAt: Date
+  /**
+   * The value a publisher in this process gave as `PublishOptions.local`, on the first delivery
+   * or read of the message here; usually absent (another process published it, a redelivery, a
+   * second reader), and then `data` is decoded as usual.
+   */
+  readonly local?: unknown
 }
 
 /** What a handler wants done with a message; returning nothing (or `Ack`) acknowledges it. */

@@ -70,6 +70,7 @@ import type { BusDeadLetterRow, BusMessageRow, NewBusMessage } from "./EmbeddedB
 import * as GroupCommit from "../storage/GroupCommit.ts"
 import type { Trx, WriteKind } from "../storage/GroupCommit.ts"
 import * as Subjects from "./embedded/Subjects.ts"
+import { type LocalValues, makeLocalValues } from "./LocalValues.ts"
 
 export interface EmbeddedBusOptions {
   /** Namespace of every stream, consumer and dead letter of this bus (`CHORUS_BUS_NAMESPACE`). */
@@ -158,7 +159,12 @@ const chunks = <A>(items: ReadonlyArray<A>, size = CHUNK): Array<ReadonlyArray<A
   return out
 }
 
-const toMessage = (stream: string, row: BusMessageRow, deliveryCount: number): BusMessage => ({
+const toMessage = (
+  stream: string,
+  row: BusMessageRow,
+  deliveryCount: number,
+  local: LocalValues,
+): BusMessage => ({
   stream,
   seq: int(row.seq),
   subject: row.subject,
@@ -168,6 +174,7 @@ const toMessage = (stream: string, row: BusMessageRow, deliveryCount: number): B
   data: bytes(row.data),
   deliveryCount,
   publishedAt: new Date(int(row.published_at)),
+  local: local.take(stream, int(row.seq)),
 })
 
 const toDeadLetter = (row: BusDeadLetterRow): DeadLetter => ({
@@ -377,6 +384,9 @@ export const make = (
       return acks
     }
 
+    /** Decoded values of what this process published, for its own consumers (LocalValues.ts). */
+    const localValues = makeLocalValues()
+
     const publishKind: WriteKind<PublishInput, PublishAck, never> = {
       name: "publish",
       rank: 0,
@@ -548,7 +558,7 @@ export const make = (
       if (stream === undefined) {
         return yield* rejected(operation, `no stream stores subject ${subject}`)
       }
-      return yield* writer.submit(publishKind, {
+      const ack = yield* writer.submit(publishKind, {
         stream,
         subject,
         id: options.id,
@@ -556,6 +566,8 @@ export const make = (
         headers: JSON.stringify(headers),
         data: Buffer.from(data), // a copy: the caller may reuse its buffer before the commit
       }, PUBLISH_TIMEOUT_MS)
+      if (!ack.duplicate) localValues.put(ack.stream, ack.seq, options.local)
+      return ack
     })
 
     // ---------------------------------------------------------------------------------------
@@ -683,7 +695,7 @@ export const make = (
           }
           for (const r of due) {
             const row = bySeq.get(int(r.seq))
-            if (row) messages.push(toMessage(stream, row, r.deliveries + 1))
+            if (row) messages.push(toMessage(stream, row, r.deliveries + 1, localValues))
           }
         }
         // 2. New messages after the cursor, in bounded scans, while fewer than maxAckPending
@@ -753,7 +765,7 @@ export const make = (
               .where("name", "=", consumer)
               .execute()
           }
-          for (const row of fresh) messages.push(toMessage(stream, row, 1))
+          for (const row of fresh) messages.push(toMessage(stream, row, 1, localValues))
         }
         let nextDue: number | undefined
         if (messages.length === 0 && !more) {
@@ -973,7 +985,7 @@ export const make = (
             const out: Array<BusMessage> = []
             for (const row of rows) {
               next = int(row.seq) + 1
-              if (wanted(row)) out.push(toMessage(name, row, 1))
+              if (wanted(row)) out.push(toMessage(name, row, 1, localValues))
             }
             if (out.length === 0 && rows.length < SCAN_BATCH) {
               yield* Deferred.await(waiter.wake).pipe(

@@ -120,6 +120,7 @@ import {
   type ResolvedConsumerSpec,
   runConsumer,
 } from "./ConsumerRunner.ts"
+import { makeLocalValues } from "./LocalValues.ts"
 
 export interface JetStreamBusOptions {
   /** NATS server URL(s), e.g. `nats://127.0.0.1:4222`. */
@@ -277,15 +278,31 @@ const finiteDuration = (
 /** Header values cannot carry line breaks; reasons (stack traces) are flattened and capped. */
 const headerValue = (value: string): string => value.replace(/[\r\n]+/g, " ").slice(0, 2_000)
 
-const headerRecord = (h: MsgHdrs | undefined): Record<string, string> => {
-  const out: Record<string, string> = {}
-  if (!h) return out
-  for (const k of h.keys()) {
-    if (k.startsWith("Nats-") || k === BusHeader.key || k.startsWith("Chorus-Dlq-")) continue
-    out[k] = h.get(k)
+/** The headers a message shows its consumers: not the bus's own (`Nats-…`, key, dead letters). */
+const isOwnHeader = (k: string) =>
+  k.startsWith("Nats-") || k === BusHeader.key || k.startsWith("Chorus-Dlq-")
+
+/**
+ * A delivered message's id, key and shown headers in one pass over its headers: nats.js's
+ * `has`/`get` copy the key list on every call, which made reading them a good part of a
+ * delivery's garbage.
+ */
+const readHeaders = (h: MsgHdrs | undefined) => {
+  let id: string | undefined
+  let key: string | undefined
+  const headers: Record<string, string> = {}
+  if (h) {
+    for (const [k, values] of h) {
+      const v = values[0] ?? ""
+      if (k === MSG_ID_HEADER) id = v
+      else if (k === BusHeader.key) key = v
+      else if (!isOwnHeader(k)) headers[k] = v
+    }
   }
-  return out
+  return { id, key, headers }
 }
+
+const headerRecord = (h: MsgHdrs | undefined): Record<string, string> => readHeaders(h).headers
 
 const headerOf = (h: MsgHdrs | undefined, key: string): string | undefined => {
   if (!h || !h.has(key)) return undefined
@@ -521,7 +538,6 @@ export const make = (
     // -------------------------------------------------------------------------------------------
     // Publishing.
 
-    /** The logical stream storing `subject`, asking the server when it is not one we know. */
     /** The stream storing `subject` among those this bus has seen; `undefined` if none. */
     const knownStreamOf = (subject: string): string | undefined => {
       for (const [name, patterns] of knownStreams) {
@@ -530,6 +546,7 @@ export const make = (
       return undefined
     }
 
+    /** The logical stream storing `subject`, asking the server when it is not one we know. */
     const streamFor = (operation: string, subject: string) =>
       Effect.gen(function* () {
         const known = knownStreamOf(subject)
@@ -573,6 +590,9 @@ export const make = (
       )
     }
 
+    /** Decoded values of what this process published, for its own consumers (LocalValues.ts). */
+    const localValues = makeLocalValues()
+
     /** Publish to a stream already known: no generator, the lookup only for a new stream. */
     const publishTo = (
       operation: string,
@@ -581,14 +601,19 @@ export const make = (
       data: Uint8Array,
       msgID: string,
       headers: MsgHdrs,
+      local?: unknown,
     ): Effect.Effect<PublishAck, BusError> =>
       call(operation, () => {
         headers.set("Nats-Msg-Id", msgID)
-        return replies.publish(fullSubject(subject), data, headers).then((ack) => ({
-          stream: logicalStream(ack.stream),
-          seq: ack.seq,
-          duplicate: ack.duplicate,
-        }))
+        return replies.publish(fullSubject(subject), data, headers).then((ack) => {
+          const published = {
+            stream: logicalStream(ack.stream),
+            seq: ack.seq,
+            duplicate: ack.duplicate,
+          }
+          if (!published.duplicate) localValues.put(published.stream, published.seq, local)
+          return published
+        })
       }).pipe(Effect.catchAll((e) => explainNoResponders(operation, stream, e)))
 
     const publishRaw = (
@@ -597,13 +622,14 @@ export const make = (
       data: Uint8Array,
       msgID: string,
       headers: MsgHdrs,
+      local?: unknown,
     ): Effect.Effect<PublishAck, BusError> => {
       const known = knownStreamOf(subject)
       return known !== undefined
-        ? publishTo(operation, known, subject, data, msgID, headers)
+        ? publishTo(operation, known, subject, data, msgID, headers, local)
         : Effect.flatMap(
           streamFor(operation, subject),
-          (stream) => publishTo(operation, stream, subject, data, msgID, headers),
+          (stream) => publishTo(operation, stream, subject, data, msgID, headers, local),
         )
     }
 
@@ -622,7 +648,7 @@ export const make = (
         const h = natsHeaders()
         for (const [k, v] of Object.entries(options.headers ?? {})) h.set(k, headerValue(v))
         if (options.key !== undefined) h.set(BusHeader.key, headerValue(options.key))
-        return publishRaw("publish", subject, data, options.id, h)
+        return publishRaw("publish", subject, data, options.id, h, options.local)
       })
     }
 
@@ -795,18 +821,20 @@ export const make = (
     // -------------------------------------------------------------------------------------------
     // Consumers.
 
-    const toBusMessage = (m: JsMsg): BusMessage => {
+    const toBusMessage = (m: JsMsg, deliveryCount = m.info.deliveryCount): BusMessage => {
       const stream = logicalStream(m.info.stream)
+      const { id, key, headers } = readHeaders(m.headers)
       return {
         stream,
         seq: m.seq,
         subject: logicalSubject(m.subject),
-        id: headerOf(m.headers, MSG_ID_HEADER) ?? `${stream}:${m.seq}`,
-        key: headerOf(m.headers, BusHeader.key),
-        headers: headerRecord(m.headers),
+        id: id ?? `${stream}:${m.seq}`,
+        key,
+        headers,
         data: m.data,
-        deliveryCount: m.info.deliveryCount,
+        deliveryCount,
         publishedAt: m.time,
+        local: localValues.take(stream, m.seq),
       }
     }
 
@@ -1346,7 +1374,7 @@ export const make = (
                 next = m.seq + 1
                 // A replayed dead letter is meant for one durable consumer, not for readers.
                 if (m.headers?.has(BusHeader.replayFor)) continue
-                out.push({ ...toBusMessage(m), deliveryCount: 1 })
+                out.push(toBusMessage(m, 1))
               }
               // What came before a gap is emitted; the reader then restarts after it.
               if (out.length > 0) yield* Queue.offer(buffer, Take.chunk(Chunk.unsafeFromArray(out)))
@@ -1409,14 +1437,15 @@ export const make = (
           )
           return
         }
+        const { id, key, headers } = readHeaders(stored.header)
         yield* storeDeadLetter(
           {
             stream: logicalStream(stream),
             subject: logicalSubject(stored.subject),
             seq: stored.seq,
-            id: headerOf(stored.header, MSG_ID_HEADER) ?? `${logicalStream(stream)}:${stored.seq}`,
-            key: headerOf(stored.header, BusHeader.key),
-            headers: headerRecord(stored.header),
+            id: id ?? `${logicalStream(stream)}:${stored.seq}`,
+            key,
+            headers,
             data: stored.data,
           },
           consumer,

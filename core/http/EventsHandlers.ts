@@ -92,7 +92,10 @@ interface Decoded {
  */
 const decode = (message: BusMessage): Decoded => {
   const json = decoder.decode(message.data)
-  const decoded = decodeEvent(json)
+  // Published by this process: the event itself (its JSON is `data`, see schemas/Wire.ts).
+  const decoded = message.local !== undefined
+    ? Either.right(message.local as ChorusEvent)
+    : decodeEvent(json)
   if (Either.isLeft(decoded)) {
     return {
       event: undefined,

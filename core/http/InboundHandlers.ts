@@ -18,7 +18,8 @@ import type { HttpServerRequest } from "@effect/platform"
 import { Clock, Effect, Either, Option, ParseResult, Schema } from "effect"
 import { type ApiInboundAccepted, ApiInboundRequest } from "../../schemas/ApiChannel.ts"
 import type { ChannelName } from "../../schemas/Ids.ts"
-import { InboundMessage, inboundMessageId } from "../../schemas/Inbound.ts"
+import { type InboundMessage, inboundMessageId } from "../../schemas/Inbound.ts"
+import { inboundJson } from "../../schemas/Wire.ts"
 import { Bus } from "../bus/Bus.ts"
 import { inboundKey, InboundStream, inboundSubject } from "../pipeline/Streams.ts"
 import { ChorusApi } from "./Api.ts"
@@ -41,7 +42,6 @@ const decodeBody = Schema.decodeUnknownEither(ApiInboundRequest, {
   // A misspelt optional field (`sentat`) would otherwise be dropped silently.
   onExcessProperty: "error",
 })
-const encodeInbound = Schema.encodeSync(InboundMessage)
 
 const tooLarge = new InboundTooLarge({
   message: `the body is larger than ${INBOUND_BODY_MAX} bytes; nothing was accepted`,
@@ -108,14 +108,13 @@ export const makeAcceptInbound = Effect.gen(function* () {
         receivedAt: now,
       }
       const id = inboundMessageId(inbound)
-      const data = new TextEncoder().encode(
-        JSON.stringify(encodeInbound(inbound)), // our own value: a failure is a defect
-      )
+      const data = new TextEncoder().encode(inboundJson(inbound))
       // The bus answers within its own bound (Bus.ts): no timer of ours, no fiber per request.
       const ack = yield* bus.publish(inboundSubject(CHANNEL), data, {
         id,
         key: inboundKey(CHANNEL, body.account, body.sender.id),
         headers: { "Content-Type": "application/json" },
+        local: inbound,
       }).pipe(
         Effect.catchTags({
           // A refusal (no stream, bad subject) is our bug, not the client's: a 500.

@@ -2,14 +2,13 @@
  * Publishing a `ChorusEvent` on the events stream (see `Streams.ts`), for every writer of events:
  * the inbound consumer, replies, the channel actors.
  */
-import { Effect, Schema } from "effect"
-import { ChorusEvent } from "../../schemas/Events.ts"
+import { Effect } from "effect"
+import type { ChorusEvent } from "../../schemas/Events.ts"
+import { eventJson } from "../../schemas/Wire.ts"
 import type { OutgoingMessage } from "../../schemas/Message.ts"
 import type { BusShape } from "../bus/Bus.ts"
 import { newId } from "../ids.ts"
 import { eventSubject } from "./Streams.ts"
-
-const encodeEvent = Schema.encodeSync(ChorusEvent)
 
 /**
  * Publish an event with a de-duplication id derived from what it describes
@@ -19,10 +18,11 @@ export const publishEvent = (bus: BusShape, dedupeId: string, event: ChorusEvent
   Effect.suspend(() =>
     bus.publish(
       eventSubject(event.type),
-      // Our own values: a failure to encode is a bug (a defect), not a message to retry.
-      new TextEncoder().encode(JSON.stringify(encodeEvent(event))),
+      // Our own, typed values: their JSON is their wire form (see schemas/Wire.ts).
+      new TextEncoder().encode(eventJson(event)),
       {
         id: `${event.type}:${dedupeId}`,
+        local: event,
         ...("message" in event ? { key: event.message.conversationId } : {}),
         ...("conversation" in event ? { key: event.conversation.id } : {}),
       },

@@ -45,6 +45,7 @@ import {
   Scope,
 } from "effect"
 import { InboundMessage, inboundMessageId } from "../../schemas/Inbound.ts"
+import { inboundJson } from "../../schemas/Wire.ts"
 import { DeliveryReceipt } from "../../schemas/Outbound.ts"
 import type { DeliverySettings } from "../../schemas/DeliverySettings.ts"
 import * as Receipts from "../../actors/channel/Receipts.ts"
@@ -144,7 +145,6 @@ const decodeInbound = Schema.decodeUnknownEither(InboundMessage, {
   errors: "all",
   onExcessProperty: "error",
 })
-const encodeInbound = Schema.encodeSync(InboundMessage)
 
 export class PluginNotFound extends Data.TaggedError("PluginNotFound")<{ readonly id: string }> {
   override get message() {
@@ -979,11 +979,12 @@ export const make = (discovered: DiscoveryResult, options: PluginHostOptions = {
             const bus = yield* Bus
             const ack = yield* bus.publish(
               inboundSubject(inbound.channel),
-              new TextEncoder().encode(JSON.stringify(encodeInbound(inbound))),
+              new TextEncoder().encode(inboundJson(inbound)),
               {
                 id,
                 key: inboundKey(inbound.channel, inbound.account, inbound.sender.externalId),
                 headers: { "Content-Type": "application/json" },
+                local: inbound,
               },
             )
             return { id, duplicate: ack.duplicate }

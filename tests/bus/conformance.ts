@@ -274,6 +274,43 @@ export const busConformance = (setup: BusSetup): void => {
   )
 
   it.scopedLive(
+    "a value published as `local` rides on this process's first delivery of that message only",
+    () =>
+      Effect.gen(function* () {
+        const t = yield* setup
+        const bus = yield* t.open
+        const elsewhere = yield* t.open // another process over the same storage
+        yield* bus.ensureStream(orders)
+        const value = { order: 1 }
+        yield* bus.publish("orders.created", bytes("first"), { id: "l-1", local: value })
+        // A duplicate may carry other content than what is stored: its value is not kept.
+        const dup = yield* bus.publish("orders.created", bytes("other"), {
+          id: "l-1",
+          local: { order: 2 },
+        })
+        assert.isTrue(dup.duplicate)
+        yield* bus.publish("orders.created", bytes("plain"), { id: "l-2" })
+
+        // Nothing leaves the process: the other instance reads bytes only.
+        yield* elsewhere.ensureStream(orders)
+        const there = yield* readN(elsewhere, "orders", { fromSeq: 1 }, 2)
+        assert.deepStrictEqual(there.map((m) => m.local), [undefined, undefined])
+
+        const log = new Attempts()
+        yield* bus.consume({ stream: "orders", name: "local-reader" }, log.handler())
+        yield* eventually(() => "both messages delivered", () => log.size >= 2)
+        const byId = new Map(log.all.map((a) => [a.message.id, a.message]))
+        assert.strictEqual(byId.get("l-1")!.local, value) // the very object, not a copy
+        assert.strictEqual(text(byId.get("l-1")!.data), "first")
+        assert.isUndefined(byId.get("l-2")!.local)
+        // Handed out once: a later reader here decodes the bytes as anyone else would.
+        const again = yield* readN(bus, "orders", { fromSeq: 1 }, 2)
+        assert.deepStrictEqual(again.map((m) => m.local), [undefined, undefined])
+      }),
+    20_000,
+  )
+
+  it.scopedLive(
     "a consumer with a subject filter sees only the messages on matching subjects",
     () =>
       Effect.gen(function* () {

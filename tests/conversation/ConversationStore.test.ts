@@ -3,10 +3,13 @@ import { Effect, Layer, Option, Schema, type Scope } from "effect"
 import { sql } from "kysely"
 import {
   ConversationStore,
+  type ConversationStoreShape,
   layer as storeLayer,
 } from "../../actors/conversation/ConversationStore.ts"
 import { Database, type DatabaseShape } from "../../core/storage/Database.ts"
+import type { ConversationStatus } from "../../schemas/Conversation.ts"
 import { InboundMessage } from "../../schemas/Inbound.ts"
+import { newId } from "../../core/ids.ts"
 import { postgresDatabase, sqliteDatabase } from "../support/TestDatabase.ts"
 
 let counter = 0
@@ -21,6 +24,25 @@ const inbound = (
     text: over.text ?? "hello",
     sentAt: "2026-11-23T10:00:00Z",
     receivedAt: "2026-11-23T10:00:01Z",
+  })
+
+/**
+ * `m`'s sender, their open conversation, and `append(seq, status)`: `m` appended to it as the
+ * conversation's actor would.
+ */
+const openFor = (store: ConversationStoreShape, m: InboundMessage) =>
+  Effect.gen(function* () {
+    const sender = yield* store.resolveSender(m)
+    const { conversation } = yield* store.openConversation(sender.contact.id, sender.identity)
+    const append = (seq: number, status: ConversationStatus = "open") =>
+      store.appendInbound({
+        conversationId: conversation.id,
+        seq,
+        status,
+        identityId: sender.identity.id,
+        inbound: m,
+      })
+    return { sender, conversation, append }
   })
 
 const storeBehaviour = (name: string, open: Effect.Effect<DatabaseShape, unknown, Scope.Scope>) =>
@@ -98,26 +120,13 @@ const storeBehaviour = (name: string, open: Effect.Effect<DatabaseShape, unknown
       withStore(Effect.gen(function* () {
         const store = yield* ConversationStore
         const m = inbound({ sender: { externalId: "u-5" }, externalId: "dup-1", text: "first" })
-        const sender = yield* store.resolveSender(m)
-        const { conversation } = yield* store.openConversation(sender.contact.id, sender.identity)
-        const stored = yield* store.appendInbound({
-          conversationId: conversation.id,
-          seq: 1,
-          status: "open",
-          identityId: sender.identity.id,
-          inbound: m,
-        })
+        const { conversation, append } = yield* openFor(store, m)
+        const stored = yield* append(1)
         assert.strictEqual(stored._tag, "Stored")
         assert.strictEqual(stored.message.seq, 1)
         assert.strictEqual(stored.message.text, "first")
         // A redelivery (even with a seq the actor would have used next) stores nothing.
-        const again = yield* store.appendInbound({
-          conversationId: conversation.id,
-          seq: 2,
-          status: "open",
-          identityId: sender.identity.id,
-          inbound: m,
-        })
+        const again = yield* append(2)
         assert.strictEqual(again._tag, "Duplicate")
         assert.strictEqual(again.message.id, stored.message.id)
         assert.strictEqual(again.message.seq, 1)
@@ -127,13 +136,68 @@ const storeBehaviour = (name: string, open: Effect.Effect<DatabaseShape, unknown
         assert.strictEqual(Option.getOrThrow(after).lastSeq, 1)
       })))
 
+    it.scoped("the stored message it answers is the message as read back from storage", () =>
+      withStore(Effect.gen(function* () {
+        const store = yield* ConversationStore
+        const m = Schema.decodeUnknownSync(InboundMessage)({
+          channel: "api",
+          account: "acme",
+          sender: { externalId: "u-files" },
+          externalId: "with-files",
+          text: "see attached",
+          attachments: [
+            { name: "a.jpg", mimeType: "image/jpeg", size: 10, url: "https://x.test/a.jpg" },
+            { name: "b.pdf", mimeType: "application/pdf", size: 20, storageKey: "k/b" },
+          ],
+          payload: "button-1",
+          sentAt: "2026-11-23T10:00:00.123Z",
+          receivedAt: "2026-11-23T10:00:01Z",
+        })
+        const { conversation, append } = yield* openFor(store, m)
+        const stored = yield* append(1)
+        assert.strictEqual(stored._tag, "Stored")
+        const page = yield* store.messages(conversation.id)
+        assert.deepStrictEqual(stored.message, page.messages[0])
+        assert.lengthOf(stored.message.attachments, 2)
+        assert.strictEqual(stored.message.attachments[0]!.url?.href, "https://x.test/a.jpg")
+      })))
+
+    it.scoped("a per-channel inbox keeps a contact's conversation to its account; other inboxes never reuse it", () =>
+      withStore(Effect.gen(function* () {
+        const store = yield* ConversationStore
+        const sender = yield* store.resolveSender(
+          inbound({ sender: { externalId: "u-modes" } }),
+        )
+        yield* store.setConversationMode("api", "acme", "per_channel")
+        const onAcme = sender.identity
+        // The same contact on another account of the channel (per contact, the default).
+        const onOther = {
+          ...onAcme,
+          id: newId.channelIdentity(),
+          account: "other",
+        } as typeof onAcme
+        const first = yield* store.openConversation(sender.contact.id, onAcme)
+        assert.isTrue(first.opened)
+        const elsewhere = yield* store.openConversation(sender.contact.id, onOther)
+        assert.isTrue(elsewhere.opened)
+        assert.notStrictEqual(elsewhere.conversation.id, first.conversation.id)
+        // From the database, not the caches: each account finds its own conversation again.
+        yield* store.forgetContacts([sender.contact.id])
+        const again = yield* store.openConversation(sender.contact.id, onAcme)
+        assert.isFalse(again.opened)
+        assert.strictEqual(again.conversation.id, first.conversation.id)
+        yield* store.forgetContacts([sender.contact.id])
+        const otherAgain = yield* store.openConversation(sender.contact.id, onOther)
+        assert.isFalse(otherAgain.opened)
+        assert.strictEqual(otherAgain.conversation.id, elsewhere.conversation.id)
+      })))
+
     it.scoped("a customer's answer reopens a pending conversation", () =>
       withStore(Effect.gen(function* () {
         const store = yield* ConversationStore
         const db = yield* Database
         const m = inbound({ sender: { externalId: "u-6" } })
-        const sender = yield* store.resolveSender(m)
-        const { conversation } = yield* store.openConversation(sender.contact.id, sender.identity)
+        const { conversation, append } = yield* openFor(store, m)
         yield* db.query(
           "pend",
           (k) =>
@@ -143,13 +207,7 @@ const storeBehaviour = (name: string, open: Effect.Effect<DatabaseShape, unknown
               conversation.id,
             ).execute(),
         )
-        const stored = yield* store.appendInbound({
-          conversationId: conversation.id,
-          seq: 1,
-          status: "pending",
-          identityId: sender.identity.id,
-          inbound: m,
-        })
+        const stored = yield* append(1, "pending")
         assert.strictEqual(stored._tag === "Stored" && stored.previousStatus, "pending")
         assert.strictEqual(
           Option.getOrThrow(yield* store.conversation(conversation.id)).status,

@@ -61,6 +61,7 @@ export const DatabaseLive = (config: ChorusConfig) =>
     schema: config.database.schema,
     sqliteFile: sqliteFileOf(config),
     poolSize: config.database.poolSize,
+    statementTimeoutSeconds: config.database.statementTimeoutSeconds,
   }).pipe(Layer.provide(Layer.effectDiscard(ensureDirectories(config))))
 
 /** Storage with the core's migrations applied. */

@@ -28,6 +28,9 @@ export const DatabaseConfig = Schema.Struct({
     default: () => "public",
   }),
   poolSize: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, 200)), { default: () => 10 }),
+  statementTimeoutSeconds: Schema.optionalWith(Schema.Int.pipe(Schema.between(0, 3_600)), {
+    default: () => 30,
+  }),
 })
 
 export const BusConfig = Schema.Struct({
@@ -235,6 +238,16 @@ export const settings: ReadonlyArray<Setting> = [
     expected: "an integer from 1 to 200",
     default: "10",
     doc: "PostgreSQL connections per node.",
+  },
+  {
+    key: "database.statementTimeoutSeconds",
+    env: "CHORUS_DATABASE_STATEMENT_TIMEOUT_SECONDS",
+    kind: "integer",
+    expected: "an integer from 0 to 3600 (0: no limit)",
+    default: "30",
+    doc: "PostgreSQL cancels a statement running (or waiting for a lock) longer than this, and " +
+      "ends a session left idle inside a transaction that long, so a stuck query cannot hold a " +
+      "pooled connection for good. Migrations run without the limit.",
   },
   {
     key: "bus.natsUrl",

@@ -10,7 +10,7 @@
  * Every query goes through `Database.query`, which wraps the Promise once and maps failures to
  * a tagged `DatabaseError` that says whether a retry can help.
  */
-import { Context, Data, Effect, Layer, type Scope } from "effect"
+import { Context, Data, Effect, Layer, Runtime, type Scope } from "effect"
 import { Kysely, PostgresDialect, sql, SqliteDialect } from "kysely"
 import type { CoreTables } from "./tables.ts"
 import { openSqlite, withStatementCache } from "./sqlite.node.ts"
@@ -27,6 +27,11 @@ export interface DatabaseOptions {
   readonly sqliteFile: string
   /** PostgreSQL pool size. Default 10. */
   readonly poolSize?: number | undefined
+  /**
+   * PostgreSQL's `statement_timeout` and `idle_in_transaction_session_timeout` for every pooled
+   * connection, in seconds; 0 for none. Default 30. Migrations lift it (Migrations.ts).
+   */
+  readonly statementTimeoutSeconds?: number | undefined
 }
 
 export interface DatabaseShape {
@@ -104,6 +109,10 @@ export const violatesUnique = (
     cause.message.includes(index.columns.map((c) => `${index.table}.${c}`).join(", "))
 }
 
+/** PostgreSQL cancelled the statement: it ran (or waited for a lock) past the statement limit. */
+export const isStatementTimeout = (error: DatabaseError): boolean =>
+  (error.cause as { code?: unknown } | null)?.code === "57014"
+
 /** A driver's error as a `DatabaseError` of `operation` (retryable when the driver says so). */
 export const toError = (operation: string) => (cause: unknown) =>
   new DatabaseError({ operation, cause, retryable: isRetryable(cause) })
@@ -117,6 +126,19 @@ const isTransient = (file: string) => {
 }
 
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/
+
+/**
+ * Settings every pooled PostgreSQL connection starts with: the schema, and limits on a statement
+ * (a lock wait included) and on a session idle inside a transaction. Without them one stuck
+ * query — a lock held by another node, a plan gone bad — holds its pooled connection for good,
+ * and a few of them stall every writer. They are the session's defaults, so `RESET` restores them
+ * after Migrations.ts lifts them.
+ */
+const connectionOptions = (schema: string, timeoutSeconds: number) => {
+  const ms = Math.max(0, Math.round(timeoutSeconds * 1_000))
+  return `-c search_path=${schema} -c statement_timeout=${ms} ` +
+    `-c idle_in_transaction_session_timeout=${ms}`
+}
 
 const makeKysely = (
   options: DatabaseOptions,
@@ -138,25 +160,41 @@ const makeKysely = (
       )
     }
     return Effect.acquireRelease(
-      Effect.tryPromise({
-        try: async () => {
-          const pg = await import("pg")
-          const Pool = pg.default?.Pool ?? pg.Pool
-          const pool = new Pool({
-            connectionString: url,
-            max: options.poolSize ?? 10,
-            options: `-c search_path=${schema}`,
-          })
-          const client = await pool.connect()
-          try {
-            await client.query(`CREATE SCHEMA IF NOT EXISTS "${schema}"`)
-          } finally {
-            client.release()
-          }
-          return new Kysely<CoreTables>({ dialect: new PostgresDialect({ pool }) })
-        },
-        catch: toError("connect"),
-      }),
+      Effect.runtime<never>().pipe(Effect.flatMap((runtime) =>
+        Effect.tryPromise({
+          try: async () => {
+            const pg = await import("pg")
+            const Pool = pg.default?.Pool ?? pg.Pool
+            const pool = new Pool({
+              connectionString: url,
+              max: options.poolSize ?? 10,
+              options: connectionOptions(schema, options.statementTimeoutSeconds ?? 30),
+            })
+            // A pooled connection that breaks between queries (the server restarted or ended
+            // the session, the network dropped) emits `error`; unheard, that would end the
+            // process. It is logged here, whether the connection was idle or checked out; the
+            // pool drops it (at once, or when it is released) and opens another when needed, and
+            // a query that was to run on it fails with a retryable DatabaseError.
+            const closed = (error: Error & { code?: string }) =>
+              Runtime.runFork(runtime)(
+                Effect.logWarning("PostgreSQL closed a pooled connection").pipe(
+                  Effect.annotateLogs({ error: error.message, code: error.code ?? "" }),
+                ),
+              )
+            pool.on("connect", (client) => client.on("error", closed))
+            // The same error again, for an idle connection: already logged above.
+            pool.on("error", () => undefined)
+            const client = await pool.connect()
+            try {
+              await client.query(`CREATE SCHEMA IF NOT EXISTS "${schema}"`)
+            } finally {
+              client.release()
+            }
+            return new Kysely<CoreTables>({ dialect: new PostgresDialect({ pool }) })
+          },
+          catch: toError("connect"),
+        })
+      )),
       (db) => Effect.promise(() => db.destroy()),
     ).pipe(
       Effect.map((db) => ({ dialect: "postgres" as const, db, location: redactUrl(url), schema })),

@@ -26,7 +26,7 @@ import {
 } from "effect"
 import { type Kysely, sql } from "kysely"
 import { retryAfterFailure } from "../effect/retry.ts"
-import { DatabaseError, type DatabaseShape, toError } from "./Database.ts"
+import { DatabaseError, type DatabaseShape, isStatementTimeout, toError } from "./Database.ts"
 import type { CoreTables } from "./tables.ts"
 
 export type Trx = Kysely<CoreTables>
@@ -131,6 +131,15 @@ export interface GroupCommit {
   readonly stats: () => GroupCommitStats
 }
 
+/**
+ * The batch failed for a reason that is not in its writes: the database was unreachable or busy
+ * through every retry, or a statement ran out of time (waiting for a lock, say).
+ */
+const notTheWrites = (cause: Cause.Cause<DatabaseError>): boolean => {
+  const failure = Cause.failureOption(cause)
+  return failure._tag === "Some" && (failure.value.retryable || isStatementTimeout(failure.value))
+}
+
 /** Resumes after the event loop's current turn (I/O callbacks included), not on a timer. */
 const nextTurn = Effect.async<void>((resume) => {
   const handle = setImmediate(() => resume(Effect.void))
@@ -209,22 +218,26 @@ export const make = (
               job.done(Exit.succeed(result.right))
             } else yield* failJob(job, result.left)
           }
-        } else if (jobs.length > 1) {
+        } else if (jobs.length > 1 && !notTheWrites(exit.cause)) {
           yield* Effect.logWarning(`${options.label} batch failed; retrying its writes one by one`)
             .pipe(
               Effect.annotateLogs({ jobs: jobs.length }),
             )
           for (const job of jobs) yield* commit([job])
         } else {
-          const job = jobs[0]!
-          const operation = operationOf(job)
+          // One write, or a failure of the database rather than of the writes (one by one, each
+          // would only fail again, one statement limit or retry schedule after the other).
           const failure = Cause.failureOption(exit.cause)
-          yield* failJob(
-            job,
-            failure._tag === "Some"
-              ? failure.value
-              : new DatabaseError({ operation, cause: Cause.squash(exit.cause), retryable: true }),
-          )
+          for (const job of jobs) {
+            yield* failJob(
+              job,
+              failure._tag === "Some" ? failure.value : new DatabaseError({
+                operation: operationOf(job),
+                cause: Cause.squash(exit.cause),
+                retryable: true,
+              }),
+            )
+          }
         }
       })
 

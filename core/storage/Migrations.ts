@@ -5,7 +5,7 @@
  * `chorus migrate`; Kysely's lock table keeps two nodes from migrating at once.
  */
 import { Data, Effect } from "effect"
-import { type Migration, Migrator } from "kysely"
+import { type Kysely, type Migration, Migrator, sql } from "kysely"
 import type { DatabaseShape } from "./Database.ts"
 import { coreMigrations } from "./migrations/mod.ts"
 
@@ -40,18 +40,44 @@ export const coreMigrationSet: MigrationSet = {
 export const pluginMigrationTable = (pluginId: string): string =>
   `chorus_plugin_${pluginId.replace(/[^A-Za-z0-9]/g, "_").toLowerCase()}_migrations`
 
+/**
+ * Run `f` on one PostgreSQL connection without the pool's statement limits (Database.ts): a
+ * migration may rebuild a large table, and a node waits on Kysely's migration lock for as long
+ * as another node migrates. The connection gets its defaults back before it returns to the pool.
+ */
+const withoutTimeouts = async <A>(
+  connection: Kysely<any>,
+  f: (connection: Kysely<any>) => Promise<A>,
+): Promise<A> => {
+  await sql`set statement_timeout = 0`.execute(connection)
+  await sql`set idle_in_transaction_session_timeout = 0`.execute(connection)
+  try {
+    return await f(connection)
+  } finally {
+    await sql`reset statement_timeout`.execute(connection)
+    await sql`reset idle_in_transaction_session_timeout`.execute(connection)
+  }
+}
+
 export const migrate = Effect.fn("Migrations.migrate")(function* (
   database: DatabaseShape,
   set: MigrationSet,
 ) {
-  const migrator = new Migrator({
-    db: database.db,
-    provider: { getMigrations: () => Promise.resolve({ ...set.migrations }) },
-    migrationTableName: set.table,
-    migrationLockTableName: `${set.table}_lock`,
-    ...(database.schema !== undefined ? { migrationTableSchema: database.schema } : {}),
+  const migrateOn = (db: Kysely<any>) =>
+    new Migrator({
+      db,
+      provider: { getMigrations: () => Promise.resolve({ ...set.migrations }) },
+      migrationTableName: set.table,
+      migrationLockTableName: `${set.table}_lock`,
+      ...(database.schema !== undefined ? { migrationTableSchema: database.schema } : {}),
+    }).migrateToLatest()
+  const result = yield* Effect.tryPromise({
+    try: () =>
+      database.dialect === "postgres"
+        ? database.db.connection().execute((connection) => withoutTimeouts(connection, migrateOn))
+        : migrateOn(database.db),
+    catch: (cause) => new MigrationFailed({ table: set.table, migration: undefined, cause }),
   })
-  const result = yield* Effect.promise(() => migrator.migrateToLatest())
   const failed = result.results?.find((r) => r.status === "Error")
   if (result.error !== undefined || failed !== undefined) {
     return yield* new MigrationFailed({

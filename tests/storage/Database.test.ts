@@ -1,7 +1,11 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Either, Exit, Fiber, Scope } from "effect"
 import { type Kysely, sql } from "kysely"
-import { type DatabaseShape, makeDatabase } from "../../core/storage/Database.ts"
+import {
+  type DatabaseShape,
+  isStatementTimeout,
+  makeDatabase,
+} from "../../core/storage/Database.ts"
 import * as GroupCommit from "../../core/storage/GroupCommit.ts"
 import {
   coreMigrationSet,
@@ -9,7 +13,13 @@ import {
   type MigrationSet,
   pluginMigrationTable,
 } from "../../core/storage/Migrations.ts"
-import { postgresDatabase, sqliteDatabase, tableNames } from "../support/TestDatabase.ts"
+import {
+  POSTGRES_URL,
+  postgresDatabase,
+  scratchSchema,
+  sqliteDatabase,
+  tableNames,
+} from "../support/TestDatabase.ts"
 import { prepare } from "../../core/storage/Prepared.ts"
 
 // A plugin's own migrations: they must run on both dialects, in their own migration table.
@@ -273,6 +283,49 @@ describe("group commit waits", () => {
   )
 })
 
+describe("group commit failures", () => {
+  /** A kind writing its inputs in one multi-row insert: one bad input fails the whole batch. */
+  const insertAll: GroupCommit.WriteKind<number, number, never> = {
+    name: "insert all",
+    rank: 0,
+    execute: async (trx, inputs) => {
+      const t = trx as unknown as Kysely<any>
+      await t.insertInto("acme_notes")
+        // A body of null breaks the NOT NULL constraint: the input 13 is bad.
+        .values(inputs.map((id) => ({ id, body: id === 13 ? null : "ok", created_at: 1 })))
+        .execute()
+      return inputs.map((id) => Either.right(id))
+    },
+  }
+
+  it.scoped(
+    "a batch failed by one bad write is retried write by write: the others commit",
+    () =>
+      Effect.gen(function* () {
+        const db = yield* sqliteDatabase()
+        yield* migrate(db, notesPlugin)
+        const writer = yield* GroupCommit.make(db, { label: "test", maxBatch: 10 })
+        const results = yield* Effect.forEach(
+          [11, 12, 13, 14],
+          (id) => writer.submit(insertAll, id).pipe(Effect.either),
+          { concurrency: "unbounded" },
+        )
+        assert.deepStrictEqual(results.map((r) => r._tag), ["Right", "Right", "Left", "Right"])
+        // The batch, then each of its four writes alone.
+        assert.strictEqual(writer.stats().transactions, 5)
+        const rows = yield* db.query("read", (k) =>
+          (k as unknown as Kysely<any>).selectFrom("acme_notes").select("id").orderBy("id")
+            .execute())
+        assert.deepStrictEqual(
+          rows.map((r) =>
+            Number(r.id)
+          ),
+          [11, 12, 14],
+        )
+      }),
+  )
+})
+
 describe("SQLite durability settings", () => {
   it.scoped("runs in WAL mode; SQLite does not sync in COMMIT, WalSync does (see WalSync.test.ts)", () =>
     Effect.gen(function* () {
@@ -313,6 +366,137 @@ describe("PostgreSQL schema isolation", () => {
             .execute(k),
       )
       assert.include(rows.rows.map((r) => r.table_schema), db.schema!)
+    }))
+})
+
+describe("PostgreSQL statement limits", () => {
+  /** A migrated schema of its own whose pool has one connection limited to 1 s per statement. */
+  const limited = Effect.gen(function* () {
+    const schema = yield* scratchSchema("lim")
+    return yield* makeDatabase({
+      url: POSTGRES_URL,
+      schema,
+      sqliteFile: "",
+      poolSize: 1,
+      statementTimeoutSeconds: 1,
+    })
+  })
+  const sleep = (db: DatabaseShape, seconds: number) =>
+    db.query("sleep", (k) => sql`select pg_sleep(${seconds})`.execute(k))
+  const setting = (
+    db: DatabaseShape,
+    name: "statement_timeout" | "idle_in_transaction_session_timeout",
+  ) =>
+    db.query("show", (k) => sql.raw<Record<string, string>>(`show ${name}`).execute(k)).pipe(
+      Effect.map((r) => r.rows[0]?.[name]),
+    )
+
+  it.scoped("a statement running past the limit is cancelled with a DatabaseError", () =>
+    Effect.gen(function* () {
+      const db = yield* limited
+      assert.strictEqual(yield* setting(db, "statement_timeout"), "1s")
+      assert.strictEqual(yield* setting(db, "idle_in_transaction_session_timeout"), "1s")
+      const started = Date.now()
+      const error = yield* Effect.flip(sleep(db, 5))
+      const took = Date.now() - started
+      assert.strictEqual(error._tag, "DatabaseError")
+      assert.strictEqual((error.cause as { code?: string }).code, "57014") // query_canceled
+      assert.isAtLeast(took, 900)
+      assert.isBelow(took, 4_000, "cancelled near the limit, not after the 5 s sleep")
+      // The connection is still good for the next query.
+      yield* sleep(db, 0.1)
+    }))
+
+  it.scoped("a session left idle inside a transaction is ended", () =>
+    Effect.gen(function* () {
+      const db = yield* limited
+      const exit = yield* Effect.exit(db.transaction("idle", async (trx) => {
+        await sql`select 1`.execute(trx)
+        await new Promise((r) => setTimeout(r, 2_500))
+        await sql`select 1`.execute(trx)
+      }))
+      assert.isTrue(Exit.isFailure(exit), "the server ended the idle transaction")
+    }))
+
+  it.scopedLive(
+    "migrations run without the limit, then the pooled connection has it again",
+    () =>
+      Effect.gen(function* () {
+        const db = yield* limited
+        const slow: MigrationSet = {
+          table: pluginMigrationTable("acme.slow"),
+          migrations: {
+            "2026_11_25_0001_slow": {
+              up: async (k: Kysely<any>) => {
+                await sql`select pg_sleep(1.5)`.execute(k)
+              },
+            },
+          },
+        }
+        // Another node holds the migration lock (Kysely's advisory lock) for 1.5 s: waiting for
+        // it is a statement past the limit too.
+        const other = yield* makeDatabase({ url: POSTGRES_URL, schema: db.schema!, sqliteFile: "" })
+        const holder = yield* Effect.fork(other.query("hold the lock", (k) =>
+          k.connection().execute(async (c) => {
+            await sql`select pg_advisory_lock(${sql.lit(BigInt("3853314791062309107"))})`.execute(c)
+            await new Promise((r) => setTimeout(r, 1_500))
+            await sql`select pg_advisory_unlock(${sql.lit(BigInt("3853314791062309107"))})`.execute(
+              c,
+            )
+          })))
+        yield* Effect.sleep("200 millis")
+        const report = yield* migrate(db, slow)
+        assert.deepStrictEqual(report.applied, ["2026_11_25_0001_slow"])
+        yield* Fiber.join(holder)
+        // One connection in the pool: the same one the migration used, its limits restored.
+        assert.strictEqual(yield* setting(db, "statement_timeout"), "1s")
+        assert.strictEqual(yield* setting(db, "idle_in_transaction_session_timeout"), "1s")
+        const cancelled = yield* Effect.flip(sleep(db, 5))
+        assert.strictEqual((cancelled.cause as { code?: string }).code, "57014")
+      }),
+    20_000,
+  )
+
+  it.scoped(
+    "a group-committed batch that runs out of time fails all its writes at once, not one by one",
+    () =>
+      Effect.gen(function* () {
+        const db = yield* limited
+        const writer = yield* GroupCommit.make(db, { label: "test", maxBatch: 10 })
+        const stuck: GroupCommit.WriteKind<number, number, never> = {
+          name: "stuck",
+          rank: 0,
+          execute: async (trx, inputs) => {
+            await sql`select pg_sleep(5)`.execute(trx)
+            return inputs.map((i) => Either.right(i))
+          },
+        }
+        const started = Date.now()
+        const results = yield* Effect.forEach(
+          [1, 2, 3],
+          (i) => writer.submit(stuck, i).pipe(Effect.either),
+          { concurrency: "unbounded" },
+        )
+        for (const r of results) {
+          assert.isTrue(r._tag === "Left" && isStatementTimeout(r.left), JSON.stringify(r))
+        }
+        // One transaction, cut at the 1 s limit; one by one would have taken three more.
+        assert.strictEqual(writer.stats().transactions, 1)
+        assert.isBelow(Date.now() - started, 3_000)
+      }),
+    15_000,
+  )
+
+  it.scoped("0 means no limit", () =>
+    Effect.gen(function* () {
+      const schema = yield* scratchSchema("lim")
+      const db = yield* makeDatabase({
+        url: POSTGRES_URL,
+        schema,
+        sqliteFile: "",
+        statementTimeoutSeconds: 0,
+      })
+      assert.strictEqual(yield* setting(db, "statement_timeout"), "0")
     }))
 })
 

@@ -35,6 +35,7 @@ import {
   ScheduleDecision,
   type Scope,
 } from "effect"
+import { registerActors } from "../metrics/CoreMetrics.ts"
 
 // ---------------------------------------------------------------------------------------------
 // The behaviour an actor runs
@@ -768,7 +769,7 @@ export const make = <K extends string, S, M, Reply, E = never, R = never>(
       yield* admit(key, { message, reply: undefined, admitted: undefined, cancelled: false })
     })
 
-    const stats = Effect.sync((): ActorStats => {
+    const readStats = (): ActorStats => {
       let total = 0
       let max = 0
       let waiting = 0
@@ -788,7 +789,11 @@ export const make = <K extends string, S, M, Reply, E = never, R = never>(
         waitingForMailbox: waiting,
         ...counters,
       }
-    })
+    }
+    const stats = Effect.sync(readStats)
+    // For GET /metrics (core/metrics/CoreMetrics.ts), until the supervisor stops.
+    const unregister = registerActors(name, readStats)
+    yield* Effect.addFinalizer(() => Effect.sync(unregister))
 
     return { name, ask, tell, stats } satisfies ActorSupervisor<K, M, Reply, E>
   })

@@ -41,6 +41,7 @@ import {
 import { retryAfterFailure } from "../effect/retry.ts"
 import { interruptAfter } from "../effect/timeout.ts"
 import { makeWakeup } from "../effect/Wakeup.ts"
+import { registerConsumer } from "../metrics/CoreMetrics.ts"
 
 /** One delivery as a backend hands it over. */
 export interface Delivery {
@@ -193,6 +194,12 @@ export const runConsumer = <E, R>(
     /** While the source rewinds: nothing new starts. */
     let paused = false
     const log = Effect.annotateLogs({ consumer: spec.name, stream: spec.stream })
+    // For GET /metrics (core/metrics/CoreMetrics.ts), until the consumer stops.
+    const { figures, unregister } = registerConsumer(
+      { stream: spec.stream, consumer: spec.name },
+      { held: () => held.size, running: () => running, waiting: () => waiting },
+    )
+    yield* Effect.addFinalizer(() => Effect.sync(unregister))
 
     const release = (seq: number) => {
       const entry = held.get(seq)
@@ -214,16 +221,24 @@ export const runConsumer = <E, R>(
     /** The common end of a delivery: acknowledge it (retried twice), then let its key go on. */
     const acknowledge = (seq: number, delivery: Delivery) =>
       delivery.ack.pipe(
+        Effect.as(true),
         // Built only when needed: a retry schedule per message is a measurable cost.
         Effect.catchAll(() =>
           delivery.ack.pipe(
             Effect.retry(Schedule.recurs(2).pipe(Schedule.addDelay(() => "100 millis"))),
+            Effect.as(true),
             Effect.catchAll((e) =>
-              Effect.logWarning("ack failed; message may be redelivered", e).pipe(log)
+              Effect.logWarning("ack failed; message may be redelivered", e).pipe(
+                log,
+                Effect.as(false),
+              )
             ),
           )
         ),
-        Effect.map(() => release(seq)),
+        Effect.map((acknowledged) => {
+          if (acknowledged) figures.acknowledged++
+          release(seq)
+        }),
       )
 
     const settle = (
@@ -258,8 +273,9 @@ export const runConsumer = <E, R>(
         if (deadNow === undefined && failure && count >= spec.maxDeliver) deadNow = failure.reason
         if (deadNow !== undefined) {
           yield* source.deadLetter(delivery, deadNow, count).pipe(
-            Effect.tap(() =>
-              Effect.logWarning("message dead-lettered").pipe(
+            Effect.tap(() => {
+              figures.deadLettered++
+              return Effect.logWarning("message dead-lettered").pipe(
                 Effect.annotateLogs({
                   seq,
                   subject: delivery.message.subject,
@@ -267,7 +283,7 @@ export const runConsumer = <E, R>(
                   reason: deadNow,
                 }),
               )
-            ),
+            }),
             Effect.catchAll((e) =>
               Effect.logError("could not dead-letter; the bus will redeliver it", e)
             ),
@@ -282,6 +298,7 @@ export const runConsumer = <E, R>(
           )
           entry.status = "waiting"
           waiting++
+          figures.retried++
           yield* delivery.nak(delay).pipe(
             Effect.catchAll((e) =>
               Effect.logWarning("nak failed; redelivery after ack wait", e).pipe(log)
@@ -336,6 +353,7 @@ export const runConsumer = <E, R>(
               freeSlot()
               const timedOut = alarm.timedOut() && Exit.isInterrupted(exit)
               if (timedOut) {
+                figures.timedOut++
                 return settle(
                   seq,
                   Exit.fail(`handler timed out after ${Duration.format(spec.handlerTimeout)}`),
@@ -390,6 +408,7 @@ export const runConsumer = <E, R>(
           yield* delivery.ack.pipe(Effect.ignore)
           return
         }
+        figures.delivered++
         const existing = held.get(message.seq)
         if (existing) {
           // A redelivery of something we hold: keep the newest handle; run it if it was waiting.
@@ -412,7 +431,12 @@ export const runConsumer = <E, R>(
               message.deliveryCount - 1
             } times without an acknowledgement (consumer crashed or timed out)`,
             message.deliveryCount - 1,
-          ).pipe(Effect.catchAll((e) => Effect.logError("could not dead-letter", e)))
+          ).pipe(
+            Effect.tap(() => {
+              figures.deadLettered++
+            }),
+            Effect.catchAll((e) => Effect.logError("could not dead-letter", e)),
+          )
           return
         }
         const key = message.key ?? message.subject

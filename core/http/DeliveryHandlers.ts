@@ -12,6 +12,7 @@ import { OutboundStore } from "../../actors/conversation/OutboundWrites.ts"
 import { outboxPrometheus } from "../../actors/conversation/Replies.ts"
 import type { Principal } from "../accounts/Access.ts"
 import { Leadership, prometheus as clusterPrometheus } from "../cluster/mod.ts"
+import { corePrometheus } from "../metrics/CoreMetrics.ts"
 import { PluginHost } from "../plugins/PluginHost.ts"
 import type { MessageId } from "../../schemas/Ids.ts"
 import { ChorusApi } from "./Api.ts"
@@ -63,7 +64,8 @@ export const MetricsHandlers = HttpApiBuilder.group(
         () =>
           Effect.all([accounts.health, clusterPrometheus(leadership)]).pipe(
             Effect.map(([health, cluster]) =>
-              prometheus(health) + host.prometheus() + cluster + outboxPrometheus()
+              corePrometheus() + prometheus(health) + host.prometheus() + cluster +
+              outboxPrometheus()
             ),
           ),
       )

@@ -26,6 +26,7 @@ import {
 } from "effect"
 import { type Kysely, sql } from "kysely"
 import { retryAfterFailure } from "../effect/retry.ts"
+import { registerWriter } from "../metrics/CoreMetrics.ts"
 import { DatabaseError, type DatabaseShape, isStatementTimeout, toError } from "./Database.ts"
 import type { CoreTables } from "./tables.ts"
 
@@ -265,6 +266,12 @@ export const make = (
     ).pipe(Effect.forever)
 
     const fiber = yield* Effect.forkDaemon(writer)
+    // For GET /metrics (core/metrics/CoreMetrics.ts), until the writer stops.
+    const unregister = registerWriter(
+      options.label,
+      () => ({ transactions, jobs: jobCount, largestBatch }),
+    )
+    yield* Effect.addFinalizer(() => Effect.sync(unregister))
 
     yield* Effect.addFinalizer(() =>
       Effect.gen(function* () {

@@ -15,6 +15,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { newId } from "../../core/ids.ts"
 import type { ChorusEvent } from "../../schemas/Events.ts"
+import { metricValue } from "../support/Metrics.ts"
 import { tempDir } from "../support/TestDatabase.ts"
 import { type ReceivedRequest, webhookReceiver } from "../support/WebhookReceiver.ts"
 import { request } from "../api/ApiServer.ts"
@@ -170,6 +171,21 @@ describe("delivery policies end to end", () => {
       assert.strictEqual(metrics.status, 200)
       assert.include(metrics.text, 'chorus_channel_sent_total{channel="api",account="shop"} 20')
       assert.include(metrics.text, 'chorus_channel_status{channel="api",account="shop"} 0')
+      // The core's own families are there too (core/metrics/CoreMetrics.ts).
+      for (
+        const family of [
+          "# TYPE chorus_bus_consumer_acknowledged_total counter",
+          "# TYPE chorus_bus_consumer_held gauge",
+          "# TYPE chorus_actors_resident gauge",
+          "# TYPE chorus_store_transactions_total counter",
+          "# TYPE process_cpu_seconds_total counter",
+          "# TYPE nodejs_eventloop_delay_p99_seconds gauge",
+        ]
+      ) assert.include(metrics.text, family)
+      assert.isAbove(
+        metricValue(metrics.text, "chorus_store_writes_total", { writer: "outbound" }),
+        0,
+      )
     }))
 
   it.scopedLive("refused for good with a fallback configured: the copy goes to the customer's other channel", () =>

@@ -27,6 +27,13 @@ import { freshNamespace } from "../support/NatsCleanup.ts"
 import { sqliteDatabase } from "../support/TestDatabase.ts"
 import { testNatsUrl } from "../support/TestServices.ts"
 import { sql } from "kysely"
+import { corePrometheus } from "../../core/metrics/CoreMetrics.ts"
+import { metricValue } from "../support/Metrics.ts"
+
+/** Resolves once `check` holds (polled every 10 ms for up to 5 s). */
+const until = async (check: () => boolean) => {
+  for (let i = 0; i < 500 && !check(); i++) await new Promise((r) => setTimeout(r, 10))
+}
 
 const encodeInbound = Schema.encodeSync(Schema.parseJson(InboundMessage))
 const decodeEvent = Schema.decodeUnknownSync(Schema.parseJson(ChorusEvent))
@@ -168,6 +175,10 @@ const pipelineBehaviour = (
     it.scopedLive("a payload that is not an InboundMessage is dead-lettered with the reason, the rest flows on", () =>
       run((bus) =>
         Effect.gen(function* () {
+          // The metrics are the process's (earlier tests of this file count too): compare.
+          const before = corePrometheus()
+          const delta = (name: string, labels: Record<string, string>) =>
+            metricValue(corePrometheus(), name, labels) - metricValue(before, name, labels)
           yield* bus.publish(
             inboundSubject("api"),
             new TextEncoder().encode(`{"channel":"api","text":1}`),
@@ -181,6 +192,16 @@ const pipelineBehaviour = (
           assert.lengthOf(letters, 1)
           assert.include(letters[0]!.reason, "not a valid InboundMessage")
           assert.strictEqual(letters[0]!.messageId, "garbage-1")
+          // GET /metrics says so: one dead letter and one message handled on the inbound stream.
+          const consumer = { stream: "inbound", consumer: "conversations" }
+          yield* Effect.promise(() =>
+            until(() => delta("chorus_bus_consumer_acknowledged_total", consumer) === 1)
+          )
+          assert.strictEqual(delta("chorus_bus_consumer_dead_lettered_total", consumer), 1)
+          assert.strictEqual(delta("chorus_bus_consumer_delivered_total", consumer), 2)
+          assert.strictEqual(delta("chorus_bus_consumer_retried_total", consumer), 0)
+          assert.strictEqual(delta("chorus_actors_handled_total", { actor: "conversation" }), 1)
+          assert.isAtLeast(delta("chorus_store_writes_total", { writer: "store" }), 1)
         })
       ))
 

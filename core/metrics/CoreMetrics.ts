@@ -1,0 +1,322 @@
+/**
+ * The core's own figures for `GET /metrics`, in Prometheus' text format: the bus consumers (what
+ * they took, acknowledged, retried, dead-lettered, and hold now), the actor supervisors
+ * (resident actors, mailboxes, restarts, defects), the group-commit writers (transactions and the
+ * writes they carried) and the process (CPU, memory, event-loop delay).
+ *
+ * Whatever runs registers while it runs — a consumer runner, a supervisor, a writer — with the
+ * labels that name it and plain counters it bumps itself (no Effect, no allocation on the message
+ * path). The figures are the process's: two parts with the same labels (two servers in one test
+ * process, a consumer restarted) are summed, and the counters of a part that stopped are kept, so
+ * a counter never goes down while the process lives.
+ */
+import { monitorEventLoopDelay } from "node:perf_hooks"
+
+export type Labels = Readonly<Record<string, string>>
+
+/** One metric of a family: its name, type, help, and how to read it off one registered part. */
+interface Metric<P> {
+  readonly name: string
+  readonly type: "counter" | "gauge"
+  readonly help: string
+  readonly read: (part: P) => number
+}
+
+interface Family<P> {
+  readonly metrics: ReadonlyArray<Metric<P>>
+  readonly parts: Set<{ readonly labels: Labels; readonly part: P }>
+  /** Counters of parts that stopped, per label set (key → metric name → value). */
+  readonly retired: Map<string, { readonly labels: Labels; readonly values: Map<string, number> }>
+}
+
+const labelKey = (labels: Labels) => JSON.stringify(Object.entries(labels).sort())
+
+const family = <P>(metrics: ReadonlyArray<Metric<P>>): Family<P> => ({
+  metrics,
+  parts: new Set(),
+  retired: new Map(),
+})
+
+/** Register `part` under `labels` until the returned function is called. */
+const register = <P>(f: Family<P>, labels: Labels, part: P): () => void => {
+  const entry = { labels, part }
+  f.parts.add(entry)
+  return () => {
+    if (!f.parts.delete(entry)) return
+    const key = labelKey(labels)
+    const kept = f.retired.get(key) ?? { labels, values: new Map<string, number>() }
+    for (const m of f.metrics) {
+      if (m.type === "counter") {
+        kept.values.set(m.name, (kept.values.get(m.name) ?? 0) + m.read(part))
+      }
+    }
+    f.retired.set(key, kept)
+  }
+}
+
+const escape = (value: string) =>
+  value.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n")
+
+const formatLabels = (labels: Labels) => {
+  const entries = Object.entries(labels)
+  return entries.length === 0 ? "" : `{${entries.map(([k, v]) => `${k}="${escape(v)}"`).join(",")}}`
+}
+
+const render = <P>(f: Family<P>): string => {
+  const lines: Array<string> = []
+  for (const m of f.metrics) {
+    const sums = new Map<string, { labels: Labels; value: number }>()
+    const add = (labels: Labels, value: number) => {
+      const key = labelKey(labels)
+      const at = sums.get(key)
+      if (at) at.value += value
+      else sums.set(key, { labels, value })
+    }
+    for (const { labels, part } of f.parts) add(labels, m.read(part))
+    if (m.type === "counter") {
+      for (const { labels, values } of f.retired.values()) add(labels, values.get(m.name) ?? 0)
+    }
+    if (sums.size === 0) continue
+    lines.push(`# HELP ${m.name} ${m.help}`, `# TYPE ${m.name} ${m.type}`)
+    for (const { labels, value } of sums.values()) {
+      lines.push(`${m.name}${formatLabels(labels)} ${value}`)
+    }
+  }
+  return lines.length === 0 ? "" : lines.join("\n") + "\n"
+}
+
+// --- bus consumers --------------------------------------------------------------------------
+
+/** What a consumer runner counts (it bumps the numbers) and holds (read when scraped). */
+export interface ConsumerFigures {
+  delivered: number
+  acknowledged: number
+  retried: number
+  timedOut: number
+  deadLettered: number
+  readonly held: () => number
+  readonly running: () => number
+  readonly waiting: () => number
+}
+
+const consumers = family<ConsumerFigures>([
+  {
+    name: "chorus_bus_consumer_delivered_total",
+    type: "counter",
+    help: "Deliveries the consumer took from the bus, redeliveries included.",
+    read: (c) => c.delivered,
+  },
+  {
+    name: "chorus_bus_consumer_acknowledged_total",
+    type: "counter",
+    help: "Messages handled and acknowledged.",
+    read: (c) => c.acknowledged,
+  },
+  {
+    name: "chorus_bus_consumer_retried_total",
+    type: "counter",
+    help: "Failed handlings (errors, defects, timeouts) given back to the bus for a redelivery.",
+    read: (c) => c.retried,
+  },
+  {
+    name: "chorus_bus_consumer_timed_out_total",
+    type: "counter",
+    help: "Handlers interrupted for running past the consumer's handler timeout.",
+    read: (c) => c.timedOut,
+  },
+  {
+    name: "chorus_bus_consumer_dead_lettered_total",
+    type: "counter",
+    help: "Messages dead-lettered: refused by the handler, or failed on their last delivery.",
+    read: (c) => c.deadLettered,
+  },
+  {
+    name: "chorus_bus_consumer_held",
+    type: "gauge",
+    help: "Deliveries the consumer holds unacknowledged now (queued, running, waiting).",
+    read: (c) => c.held(),
+  },
+  {
+    name: "chorus_bus_consumer_running",
+    type: "gauge",
+    help: "Handlers running now.",
+    read: (c) => c.running(),
+  },
+  {
+    name: "chorus_bus_consumer_waiting_redelivery",
+    type: "gauge",
+    help: "Failed deliveries held while they wait for their redelivery.",
+    read: (c) => c.waiting(),
+  },
+])
+
+/** Counters for one running consumer; call `unregister` when it stops. */
+export const registerConsumer = (
+  labels: { readonly stream: string; readonly consumer: string },
+  gauges: Pick<ConsumerFigures, "held" | "running" | "waiting">,
+): { readonly figures: ConsumerFigures; readonly unregister: () => void } => {
+  const figures: ConsumerFigures = {
+    delivered: 0,
+    acknowledged: 0,
+    retried: 0,
+    timedOut: 0,
+    deadLettered: 0,
+    ...gauges,
+  }
+  return { figures, unregister: register(consumers, labels, figures) }
+}
+
+// --- actor supervisors ----------------------------------------------------------------------
+
+/** What a supervisor reports (ActorSupervisor's `ActorStats`). */
+export interface ActorFigures {
+  readonly resident: number
+  readonly busy: number
+  readonly waitingForSlot: number
+  readonly mailboxDepthTotal: number
+  readonly mailboxDepthMax: number
+  readonly waitingForMailbox: number
+  readonly handled: number
+  readonly restarts: number
+  readonly defects: number
+  readonly passivations: number
+}
+
+const actors = family<() => ActorFigures>([
+  {
+    name: "chorus_actors_resident",
+    type: "gauge",
+    help: "Actors in memory, busy or idle.",
+    read: (s) => s().resident,
+  },
+  {
+    name: "chorus_actors_busy",
+    type: "gauge",
+    help: "Actors handling a message now.",
+    read: (s) => s().busy,
+  },
+  {
+    name: "chorus_actors_waiting_for_slot",
+    type: "gauge",
+    help: "Keys with messages waiting for room among the resident actors.",
+    read: (s) => s().waitingForSlot,
+  },
+  {
+    name: "chorus_actors_mailbox_depth",
+    type: "gauge",
+    help: "Messages in all mailboxes (the one in hand included).",
+    read: (s) => s().mailboxDepthTotal,
+  },
+  {
+    name: "chorus_actors_mailbox_depth_max",
+    type: "gauge",
+    help: "Messages in the fullest mailbox.",
+    read: (s) => s().mailboxDepthMax,
+  },
+  {
+    name: "chorus_actors_waiting_for_mailbox",
+    type: "gauge",
+    help: "Senders suspended on a full mailbox (backpressure).",
+    read: (s) => s().waitingForMailbox,
+  },
+  {
+    name: "chorus_actors_handled_total",
+    type: "counter",
+    help: "Messages the actors handled.",
+    read: (s) => s().handled,
+  },
+  {
+    name: "chorus_actors_restarts_total",
+    type: "counter",
+    help: "Actor restarts after a defect.",
+    read: (s) => s().restarts,
+  },
+  {
+    name: "chorus_actors_defects_total",
+    type: "counter",
+    help: "Messages failed with a defect after the restart schedule ran out.",
+    read: (s) => s().defects,
+  },
+  {
+    name: "chorus_actors_passivations_total",
+    type: "counter",
+    help: "Actors passivated (idle, evicted, or at shutdown).",
+    read: (s) => s().passivations,
+  },
+])
+
+/** Report a supervisor's figures (read when scraped) until `unregister` is called. */
+export const registerActors = (actor: string, figures: () => ActorFigures): () => void =>
+  register(actors, { actor }, figures)
+
+// --- group-commit writers -------------------------------------------------------------------
+
+export interface WriterFigures {
+  readonly transactions: number
+  readonly jobs: number
+  readonly largestBatch: number
+}
+
+const writers = family<() => WriterFigures>([
+  {
+    name: "chorus_store_transactions_total",
+    type: "counter",
+    help: "Transactions of the group-commit writer (a batch, or one write of a failed batch).",
+    read: (s) => s().transactions,
+  },
+  {
+    name: "chorus_store_writes_total",
+    type: "counter",
+    help: "Writes the group-commit writer committed or failed.",
+    read: (s) => s().jobs,
+  },
+  {
+    name: "chorus_store_largest_batch",
+    type: "gauge",
+    help: "Most writes one of the writer's transactions carried so far.",
+    read: (s) => s().largestBatch,
+  },
+])
+
+/** Report a group-commit writer's figures until `unregister` is called. */
+export const registerWriter = (writer: string, figures: () => WriterFigures): () => void =>
+  register(writers, { writer }, figures)
+
+// --- the process ----------------------------------------------------------------------------
+
+let loopDelay: ReturnType<typeof monitorEventLoopDelay> | undefined
+
+const processMetrics = (): string => {
+  // Measured from the first scrape on; each scrape reports the interval since the previous one.
+  if (loopDelay === undefined) {
+    loopDelay = monitorEventLoopDelay({ resolution: 10 })
+    loopDelay.enable()
+  }
+  const cpu = process.cpuUsage()
+  const memory = process.memoryUsage()
+  const p99 = loopDelay.count > 0 ? loopDelay.percentile(99) / 1e9 : 0
+  const max = loopDelay.count > 0 ? loopDelay.max / 1e9 : 0
+  loopDelay.reset()
+  return [
+    "# HELP process_cpu_seconds_total CPU time of the process, user and system.",
+    "# TYPE process_cpu_seconds_total counter",
+    `process_cpu_seconds_total ${(cpu.user + cpu.system) / 1e6}`,
+    "# HELP process_resident_memory_bytes Resident memory of the process.",
+    "# TYPE process_resident_memory_bytes gauge",
+    `process_resident_memory_bytes ${memory.rss}`,
+    "# HELP nodejs_heap_used_bytes JavaScript heap in use.",
+    "# TYPE nodejs_heap_used_bytes gauge",
+    `nodejs_heap_used_bytes ${memory.heapUsed}`,
+    "# HELP nodejs_eventloop_delay_p99_seconds Event-loop delay, 99th percentile since the " +
+    "previous scrape (10 ms resolution).",
+    "# TYPE nodejs_eventloop_delay_p99_seconds gauge",
+    `nodejs_eventloop_delay_p99_seconds ${p99}`,
+    "# HELP nodejs_eventloop_delay_max_seconds Event-loop delay, longest since the previous scrape.",
+    "# TYPE nodejs_eventloop_delay_max_seconds gauge",
+    `nodejs_eventloop_delay_max_seconds ${max}`,
+  ].join("\n") + "\n"
+}
+
+/** Everything above, as Prometheus text. */
+export const corePrometheus = (): string =>
+  render(consumers) + render(actors) + render(writers) + processMetrics()

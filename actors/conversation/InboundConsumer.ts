@@ -17,6 +17,7 @@
 import { Effect, Either, Layer, Schema } from "effect"
 import { Bus, Disposition } from "../../core/bus/Bus.ts"
 import { newId } from "../../core/ids.ts"
+import { observeInboundLatency } from "../../core/metrics/CoreMetrics.ts"
 import { publishEvent } from "../../core/pipeline/Events.ts"
 import { EventsStream, InboundStream, pipelineStreams } from "../../core/pipeline/Streams.ts"
 import { InboundMessage } from "../../schemas/Inbound.ts"
@@ -146,6 +147,13 @@ export const layer = (options: InboundConsumerOptions = {}) =>
             ...stamp(),
             message: result.message,
           })
+          // A redelivered duplicate would count its first attempt's wait again.
+          if (result._tag === "Stored") {
+            observeInboundLatency(
+              inbound.channel,
+              (Date.now() - message.publishedAt.getTime()) / 1_000,
+            )
+          }
         }),
     )
     yield* Effect.logInfo("inbound consumer started").pipe(

@@ -2,7 +2,8 @@
  * The core's own figures for `GET /metrics`, in Prometheus' text format: the bus consumers (what
  * they took, acknowledged, retried, dead-lettered, and hold now), the actor supervisors
  * (resident actors, mailboxes, restarts, defects), the group-commit writers (transactions and the
- * writes they carried) and the process (CPU, memory, event-loop delay).
+ * writes they carried), how long a customer's message takes to reach the inbox, and the process
+ * (CPU, memory, event-loop delay).
  *
  * Whatever runs registers while it runs — a consumer runner, a supervisor, a writer — with the
  * labels that name it and plain counters it bumps itself (no Effect, no allocation on the message
@@ -282,6 +283,78 @@ const writers = family<() => WriterFigures>([
 export const registerWriter = (writer: string, figures: () => WriterFigures): () => void =>
   register(writers, { writer }, figures)
 
+// --- inbound latency ------------------------------------------------------------------------
+
+/** Upper bounds (seconds, inclusive) of the inbound latency histogram: 1 ms … 10 s. */
+export const LATENCY_BUCKETS = [
+  0.001,
+  0.0025,
+  0.005,
+  0.01,
+  0.025,
+  0.05,
+  0.1,
+  0.25,
+  0.5,
+  1,
+  2.5,
+  5,
+  10,
+] as const
+
+interface Histogram {
+  readonly counts: Array<number>
+  sum: number
+  count: number
+}
+
+/** Per channel; channels are few (the api channel and the channel plugins), capped anyway. */
+const inboundLatency = new Map<string, Histogram>()
+const MAX_CHANNELS = 64
+
+/**
+ * A customer's message was stored and its `message.received` published, `seconds` after the bus
+ * accepted it (when `POST /api/v1/inbound` answered 202, or a channel plugin's `receive` returned).
+ */
+export const observeInboundLatency = (channel: string, seconds: number): void => {
+  let h = inboundLatency.get(channel)
+  if (h === undefined) {
+    if (inboundLatency.size >= MAX_CHANNELS) return
+    h = { counts: LATENCY_BUCKETS.map(() => 0), sum: 0, count: 0 }
+    inboundLatency.set(channel, h)
+  }
+  const value = Math.max(0, seconds)
+  for (let i = 0; i < LATENCY_BUCKETS.length; i++) {
+    if (value <= LATENCY_BUCKETS[i]!) {
+      h.counts[i]!++
+      break
+    }
+  }
+  h.sum += value
+  h.count++
+}
+
+const latencyPrometheus = (): string => {
+  if (inboundLatency.size === 0) return ""
+  const name = "chorus_inbound_latency_seconds"
+  const lines = [
+    `# HELP ${name} From a customer's message accepted by the bus to its message.received ` +
+    "published: what an open inbox waits for it.",
+    `# TYPE ${name} histogram`,
+  ]
+  for (const [channel, h] of inboundLatency) {
+    const label = `channel="${escape(channel)}"`
+    let cumulative = 0
+    LATENCY_BUCKETS.forEach((bound, i) => {
+      cumulative += h.counts[i]!
+      lines.push(`${name}_bucket{${label},le="${bound}"} ${cumulative}`)
+    })
+    lines.push(`${name}_bucket{${label},le="+Inf"} ${h.count}`)
+    lines.push(`${name}_sum{${label}} ${h.sum}`, `${name}_count{${label}} ${h.count}`)
+  }
+  return lines.join("\n") + "\n"
+}
+
 // --- the process ----------------------------------------------------------------------------
 
 let loopDelay: ReturnType<typeof monitorEventLoopDelay> | undefined
@@ -319,4 +392,4 @@ const processMetrics = (): string => {
 
 /** Everything above, as Prometheus text. */
 export const corePrometheus = (): string =>
-  render(consumers) + render(actors) + render(writers) + processMetrics()
+  render(consumers) + render(actors) + render(writers) + latencyPrometheus() + processMetrics()

@@ -6,6 +6,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import {
   corePrometheus,
+  LATENCY_BUCKETS,
+  observeInboundLatency,
   registerActors,
   registerConsumer,
   registerWriter,
@@ -69,14 +71,38 @@ describe("core metrics", () => {
     assert.notInclude(after, `chorus_actors_resident{actor="${actor}"}`)
   })
 
+  it("the inbound latency is a cumulative histogram per channel, in seconds", () => {
+    const channel = `unit-${Date.now()}`
+    for (const seconds of [0.0005, 0.003, 0.003, 0.2, 42, -1]) {
+      observeInboundLatency(channel, seconds)
+    }
+    const text = corePrometheus()
+    const bucket = (le: string) =>
+      metricValue(text, "chorus_inbound_latency_seconds_bucket", { channel, le })
+    // -1 (a clock ahead of the bus's) counts as 0; 42 s is past the last bound.
+    assert.strictEqual(bucket("0.001"), 2)
+    assert.strictEqual(bucket("0.0025"), 2)
+    assert.strictEqual(bucket("0.005"), 4)
+    assert.strictEqual(bucket("0.25"), 5)
+    assert.strictEqual(bucket(String(LATENCY_BUCKETS[LATENCY_BUCKETS.length - 1])), 5)
+    assert.strictEqual(bucket("+Inf"), 6)
+    assert.strictEqual(metricValue(text, "chorus_inbound_latency_seconds_count", { channel }), 6)
+    assert.closeTo(
+      metricValue(text, "chorus_inbound_latency_seconds_sum", { channel }),
+      0.0005 + 0.003 + 0.003 + 0.2 + 42,
+      1e-9,
+    )
+  })
+
   it("is Prometheus text: every sample's family has one HELP and one TYPE, labels escaped", () => {
     const stop = registerActors('odd "name"\\x', actorFigures(1, 1))
+    observeInboundLatency("unit-format", 0.003)
     const text = corePrometheus()
     stop()
     assert.include(text, 'chorus_actors_resident{actor="odd \\"name\\"\\\\x"} 1')
     const declared = new Map<string, number>()
     for (const line of text.trim().split("\n")) {
-      const type = /^# TYPE (\S+) (counter|gauge)$/.exec(line)
+      const type = /^# TYPE (\S+) (counter|gauge|histogram)$/.exec(line)
       if (type) {
         declared.set(type[1]!, (declared.get(type[1]!) ?? 0) + 1)
         continue
@@ -84,7 +110,10 @@ describe("core metrics", () => {
       if (line.startsWith("# HELP ")) continue
       const sample = /^([a-z_][a-z0-9_]*)(\{.*\})? (-?[0-9.e+-]+)$/.exec(line)
       assert.isNotNull(sample, `not a sample line: ${line}`)
-      assert.strictEqual(declared.get(sample![1]!), 1, `${sample![1]} declared once`)
+      const family = declared.has(sample![1]!)
+        ? sample![1]!
+        : sample![1]!.replace(/_(bucket|sum|count)$/, "")
+      assert.strictEqual(declared.get(family), 1, `${sample![1]} declared once`)
     }
     assert.include([...declared.keys()], "process_resident_memory_bytes")
   })

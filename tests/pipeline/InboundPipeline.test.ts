@@ -202,6 +202,15 @@ const pipelineBehaviour = (
           assert.strictEqual(delta("chorus_bus_consumer_retried_total", consumer), 0)
           assert.strictEqual(delta("chorus_actors_handled_total", { actor: "conversation" }), 1)
           assert.isAtLeast(delta("chorus_store_writes_total", { writer: "store" }), 1)
+          // The stored one's wait, from the bus to its event, is in the latency histogram.
+          const latency = { channel: "api" }
+          assert.strictEqual(delta("chorus_inbound_latency_seconds_count", latency), 1)
+          assert.strictEqual(
+            delta("chorus_inbound_latency_seconds_bucket", { ...latency, le: "+Inf" }),
+            1,
+          )
+          assert.isAbove(delta("chorus_inbound_latency_seconds_sum", latency), 0)
+          assert.isBelow(delta("chorus_inbound_latency_seconds_sum", latency), 10)
         })
       ))
 

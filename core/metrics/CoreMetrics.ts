@@ -12,6 +12,8 @@
  * a counter never goes down while the process lives.
  */
 import { monitorEventLoopDelay } from "node:perf_hooks"
+import type { ActorStats } from "../actor/ActorSupervisor.ts"
+import type { GroupCommitStats } from "../storage/GroupCommit.ts"
 
 export type Labels = Readonly<Record<string, string>>
 
@@ -29,6 +31,17 @@ interface Family<P> {
   /** Counters of parts that stopped, per label set (key → metric name → value). */
   readonly retired: Map<string, { readonly labels: Labels; readonly values: Map<string, number> }>
 }
+
+const metric =
+  (type: "counter" | "gauge") =>
+  <P>(name: string, help: string, read: (part: P) => number): Metric<P> => ({
+    name,
+    type,
+    help,
+    read,
+  })
+const counter = metric("counter")
+const gauge = metric("gauge")
 
 const labelKey = (labels: Labels) => JSON.stringify(Object.entries(labels).sort())
 
@@ -101,54 +114,42 @@ export interface ConsumerFigures {
 }
 
 const consumers = family<ConsumerFigures>([
-  {
-    name: "chorus_bus_consumer_delivered_total",
-    type: "counter",
-    help: "Deliveries the consumer took from the bus, redeliveries included.",
-    read: (c) => c.delivered,
-  },
-  {
-    name: "chorus_bus_consumer_acknowledged_total",
-    type: "counter",
-    help: "Messages handled and acknowledged.",
-    read: (c) => c.acknowledged,
-  },
-  {
-    name: "chorus_bus_consumer_retried_total",
-    type: "counter",
-    help: "Failed handlings (errors, defects, timeouts) given back to the bus for a redelivery.",
-    read: (c) => c.retried,
-  },
-  {
-    name: "chorus_bus_consumer_timed_out_total",
-    type: "counter",
-    help: "Handlers interrupted for running past the consumer's handler timeout.",
-    read: (c) => c.timedOut,
-  },
-  {
-    name: "chorus_bus_consumer_dead_lettered_total",
-    type: "counter",
-    help: "Messages dead-lettered: refused by the handler, or failed on their last delivery.",
-    read: (c) => c.deadLettered,
-  },
-  {
-    name: "chorus_bus_consumer_held",
-    type: "gauge",
-    help: "Deliveries the consumer holds unacknowledged now (queued, running, waiting).",
-    read: (c) => c.held(),
-  },
-  {
-    name: "chorus_bus_consumer_running",
-    type: "gauge",
-    help: "Handlers running now.",
-    read: (c) => c.running(),
-  },
-  {
-    name: "chorus_bus_consumer_waiting_redelivery",
-    type: "gauge",
-    help: "Failed deliveries held while they wait for their redelivery.",
-    read: (c) => c.waiting(),
-  },
+  counter(
+    "chorus_bus_consumer_delivered_total",
+    "Deliveries the consumer took from the bus, redeliveries included.",
+    (c) => c.delivered,
+  ),
+  counter(
+    "chorus_bus_consumer_acknowledged_total",
+    "Messages handled and acknowledged.",
+    (c) => c.acknowledged,
+  ),
+  counter(
+    "chorus_bus_consumer_retried_total",
+    "Failed handlings (errors, defects, timeouts) given back to the bus for a redelivery.",
+    (c) => c.retried,
+  ),
+  counter(
+    "chorus_bus_consumer_timed_out_total",
+    "Handlers interrupted for running past the consumer's handler timeout.",
+    (c) => c.timedOut,
+  ),
+  counter(
+    "chorus_bus_consumer_dead_lettered_total",
+    "Messages dead-lettered: refused by the handler, or failed on their last delivery.",
+    (c) => c.deadLettered,
+  ),
+  gauge(
+    "chorus_bus_consumer_held",
+    "Deliveries the consumer holds unacknowledged now (queued, running, waiting).",
+    (c) => c.held(),
+  ),
+  gauge("chorus_bus_consumer_running", "Handlers running now.", (c) => c.running()),
+  gauge(
+    "chorus_bus_consumer_waiting_redelivery",
+    "Failed deliveries held while they wait for their redelivery.",
+    (c) => c.waiting(),
+  ),
 ])
 
 /** Counters for one running consumer; call `unregister` when it stops. */
@@ -169,118 +170,69 @@ export const registerConsumer = (
 
 // --- actor supervisors ----------------------------------------------------------------------
 
-/** What a supervisor reports (ActorSupervisor's `ActorStats`). */
-export interface ActorFigures {
-  readonly resident: number
-  readonly busy: number
-  readonly waitingForSlot: number
-  readonly mailboxDepthTotal: number
-  readonly mailboxDepthMax: number
-  readonly waitingForMailbox: number
-  readonly handled: number
-  readonly restarts: number
-  readonly defects: number
-  readonly passivations: number
-}
-
-const actors = family<() => ActorFigures>([
-  {
-    name: "chorus_actors_resident",
-    type: "gauge",
-    help: "Actors in memory, busy or idle.",
-    read: (s) => s().resident,
-  },
-  {
-    name: "chorus_actors_busy",
-    type: "gauge",
-    help: "Actors handling a message now.",
-    read: (s) => s().busy,
-  },
-  {
-    name: "chorus_actors_waiting_for_slot",
-    type: "gauge",
-    help: "Keys with messages waiting for room among the resident actors.",
-    read: (s) => s().waitingForSlot,
-  },
-  {
-    name: "chorus_actors_mailbox_depth",
-    type: "gauge",
-    help: "Messages in all mailboxes (the one in hand included).",
-    read: (s) => s().mailboxDepthTotal,
-  },
-  {
-    name: "chorus_actors_mailbox_depth_max",
-    type: "gauge",
-    help: "Messages in the fullest mailbox.",
-    read: (s) => s().mailboxDepthMax,
-  },
-  {
-    name: "chorus_actors_waiting_for_mailbox",
-    type: "gauge",
-    help: "Senders suspended on a full mailbox (backpressure).",
-    read: (s) => s().waitingForMailbox,
-  },
-  {
-    name: "chorus_actors_handled_total",
-    type: "counter",
-    help: "Messages the actors handled.",
-    read: (s) => s().handled,
-  },
-  {
-    name: "chorus_actors_restarts_total",
-    type: "counter",
-    help: "Actor restarts after a defect.",
-    read: (s) => s().restarts,
-  },
-  {
-    name: "chorus_actors_defects_total",
-    type: "counter",
-    help: "Messages failed with a defect after the restart schedule ran out.",
-    read: (s) => s().defects,
-  },
-  {
-    name: "chorus_actors_passivations_total",
-    type: "counter",
-    help: "Actors passivated (idle, evicted, or at shutdown).",
-    read: (s) => s().passivations,
-  },
+const actors = family<() => ActorStats>([
+  gauge("chorus_actors_resident", "Actors in memory, busy or idle.", (s) => s().resident),
+  gauge("chorus_actors_busy", "Actors handling a message now.", (s) => s().busy),
+  gauge(
+    "chorus_actors_waiting_for_slot",
+    "Keys with messages waiting for room among the resident actors.",
+    (s) => s().waitingForSlot,
+  ),
+  gauge(
+    "chorus_actors_mailbox_depth",
+    "Messages in all mailboxes (the one in hand included).",
+    (s) => s().mailboxDepthTotal,
+  ),
+  gauge(
+    "chorus_actors_mailbox_depth_max",
+    "Messages in the fullest mailbox.",
+    (s) => s().mailboxDepthMax,
+  ),
+  gauge(
+    "chorus_actors_waiting_for_mailbox",
+    "Senders suspended on a full mailbox (backpressure).",
+    (s) => s().waitingForMailbox,
+  ),
+  counter("chorus_actors_handled_total", "Messages the actors handled.", (s) => s().handled),
+  counter("chorus_actors_restarts_total", "Actor restarts after a defect.", (s) => s().restarts),
+  counter(
+    "chorus_actors_defects_total",
+    "Messages failed with a defect after the restart schedule ran out.",
+    (s) => s().defects,
+  ),
+  counter(
+    "chorus_actors_passivations_total",
+    "Actors passivated (idle, evicted, or at shutdown).",
+    (s) => s().passivations,
+  ),
 ])
 
 /** Report a supervisor's figures (read when scraped) until `unregister` is called. */
-export const registerActors = (actor: string, figures: () => ActorFigures): () => void =>
+export const registerActors = (actor: string, figures: () => ActorStats): () => void =>
   register(actors, { actor }, figures)
 
 // --- group-commit writers -------------------------------------------------------------------
 
-export interface WriterFigures {
-  readonly transactions: number
-  readonly jobs: number
-  readonly largestBatch: number
-}
-
-const writers = family<() => WriterFigures>([
-  {
-    name: "chorus_store_transactions_total",
-    type: "counter",
-    help: "Transactions of the group-commit writer (a batch, or one write of a failed batch).",
-    read: (s) => s().transactions,
-  },
-  {
-    name: "chorus_store_writes_total",
-    type: "counter",
-    help: "Writes the group-commit writer committed or failed.",
-    read: (s) => s().jobs,
-  },
-  {
-    name: "chorus_store_largest_batch",
-    type: "gauge",
-    help: "Most writes one of the writer's transactions carried so far.",
-    read: (s) => s().largestBatch,
-  },
+const writers = family<() => GroupCommitStats>([
+  counter(
+    "chorus_store_transactions_total",
+    "Transactions of the group-commit writer (a batch, or one write of a failed batch).",
+    (s) => s().transactions,
+  ),
+  counter(
+    "chorus_store_writes_total",
+    "Writes the group-commit writer committed or failed.",
+    (s) => s().jobs,
+  ),
+  gauge(
+    "chorus_store_largest_batch",
+    "Most writes one of the writer's transactions carried so far.",
+    (s) => s().largestBatch,
+  ),
 ])
 
 /** Report a group-commit writer's figures until `unregister` is called. */
-export const registerWriter = (writer: string, figures: () => WriterFigures): () => void =>
+export const registerWriter = (writer: string, figures: () => GroupCommitStats): () => void =>
   register(writers, { writer }, figures)
 
 // --- inbound latency ------------------------------------------------------------------------

@@ -266,11 +266,9 @@ export const make = (
     ).pipe(Effect.forever)
 
     const fiber = yield* Effect.forkDaemon(writer)
+    const stats = (): GroupCommitStats => ({ transactions, jobs: jobCount, largestBatch })
     // For GET /metrics (core/metrics/CoreMetrics.ts), until the writer stops.
-    const unregister = registerWriter(
-      options.label,
-      () => ({ transactions, jobs: jobCount, largestBatch }),
-    )
+    const unregister = registerWriter(options.label, stats)
     yield* Effect.addFinalizer(() => Effect.sync(unregister))
 
     yield* Effect.addFinalizer(() =>
@@ -376,6 +374,6 @@ export const make = (
       submit,
       enqueue,
       send,
-      stats: () => ({ transactions, jobs: jobCount, largestBatch }),
+      stats,
     } satisfies GroupCommit
   })

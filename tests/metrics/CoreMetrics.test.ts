@@ -18,6 +18,7 @@ const actorFigures = (handled: number, resident: number) => () => ({
   resident,
   busy: 0,
   waitingForSlot: 0,
+  passivating: 0,
   mailboxDepthTotal: 0,
   mailboxDepthMax: 0,
   waitingForMailbox: 0,

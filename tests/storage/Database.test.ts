@@ -41,6 +41,14 @@ const notesPlugin: MigrationSet = {
   },
 }
 
+/** The ids in the notes plugin's table, ascending. */
+const noteIds = (db: DatabaseShape) =>
+  db.query(
+    "read",
+    (k) =>
+      (k as unknown as Kysely<any>).selectFrom("acme_notes").select("id").orderBy("id").execute(),
+  ).pipe(Effect.map((rows) => rows.map((r) => Number(r.id))))
+
 const storageBehaviour = (
   name: string,
   open: Effect.Effect<DatabaseShape, unknown, import("effect").Scope.Scope>,
@@ -212,13 +220,8 @@ const storageBehaviour = (
           assert.strictEqual(failed._tag === "Left" && failed.left.operation, "add pair")
           // One transaction for the five (they were queued together).
           assert.strictEqual(before, 1)
-          const rows = yield* db.query("read", (k) =>
-            (k as unknown as Kysely<any>).selectFrom("acme_notes").select("id").orderBy("id")
-              .execute())
           assert.deepStrictEqual(
-            rows.map((r) =>
-              Number(r.id)
-            ),
+            yield* noteIds(db),
             [
               1,
               2,
@@ -313,13 +316,8 @@ describe("group commit failures", () => {
         assert.deepStrictEqual(results.map((r) => r._tag), ["Right", "Right", "Left", "Right"])
         // The batch, then each of its four writes alone.
         assert.strictEqual(writer.stats().transactions, 5)
-        const rows = yield* db.query("read", (k) =>
-          (k as unknown as Kysely<any>).selectFrom("acme_notes").select("id").orderBy("id")
-            .execute())
         assert.deepStrictEqual(
-          rows.map((r) =>
-            Number(r.id)
-          ),
+          yield* noteIds(db),
           [11, 12, 14],
         )
       }),

@@ -206,6 +206,21 @@ export interface BusShape {
    */
   readonly read: (stream: string, options: ReadOptions) => Stream.Stream<BusMessage, BusError>
   /**
+   * `read` for a reader that never stops: hands what arrived together to `sink` as one batch
+   * (never empty, in sequence order) and reads on once `sink` is done, without a stream's steps
+   * per batch. Runs until interrupted; fails as `read` fails. For the hot readers of every event
+   * (the shared tail of `GET /api/v1/events`).
+   *
+   * @example
+   * yield* bus.readEach("events", { fromSeq: last + 1 }, (batch) =>
+   *   Effect.sync(() => ring.push(...batch))).pipe(Effect.forkScoped)
+   */
+  readonly readEach: (
+    stream: string,
+    options: ReadOptions,
+    sink: (batch: ReadonlyArray<BusMessage>) => Effect.Effect<void>,
+  ) => Effect.Effect<void, BusError>
+  /**
    * The sequence of the last message stored in `stream` (0 if it never stored one); reading
    * from `lastSeq + 1` returns only messages published after this call.
    */

@@ -943,8 +943,9 @@ export const make = (
       return row?.last == null ? 0 : int(row.last)
     })
 
-    const read = (name: string, options: ReadOptions): Stream.Stream<BusMessage, BusError> =>
-      Stream.unwrap(Effect.gen(function* () {
+    /** A reader's next batch (never empty), waiting for one as long as it takes. */
+    const reader = (name: string, options: ReadOptions) =>
+      Effect.gen(function* () {
         const operation = "read"
         if (!streams.has(name)) return yield* rejected(operation, `no stream ${name}`)
         let filter: Subjects.Tokens | undefined
@@ -1008,11 +1009,27 @@ export const make = (
             const out = yield* look(waiter).pipe(
               Effect.ensuring(Effect.sync(() => waiters.delete(waiter))),
             )
-            if (out.length > 0) return Chunk.unsafeFromArray(out)
+            if (out.length > 0) return out
           }
         })
-        return Stream.repeatEffectChunk(nextChunk)
-      })).pipe(Stream.withSpan("EmbeddedBus.read"))
+        return nextChunk
+      })
+
+    const read = (name: string, options: ReadOptions): Stream.Stream<BusMessage, BusError> =>
+      Stream.unwrap(Effect.map(
+        reader(name, options),
+        (nextChunk) => Stream.repeatEffectChunk(Effect.map(nextChunk, Chunk.unsafeFromArray)),
+      )).pipe(Stream.withSpan("EmbeddedBus.read"))
+
+    const readEach = (
+      name: string,
+      options: ReadOptions,
+      sink: (batch: ReadonlyArray<BusMessage>) => Effect.Effect<void>,
+    ): Effect.Effect<void, BusError> =>
+      Effect.flatMap(reader(name, options), (nextChunk) =>
+        Effect.forever(Effect.flatMap(nextChunk, sink))).pipe(
+          Effect.withSpan("EmbeddedBus.readEach"),
+        )
 
     // ---------------------------------------------------------------------------------------
     // Dead letters
@@ -1158,6 +1175,7 @@ export const make = (
       publish,
       consume,
       read,
+      readEach,
       lastSeq,
       deadLetters: { list, get, replay, discard },
       ping: database.ping.pipe(

@@ -1264,8 +1264,12 @@ export const make = (
     /** Something went wrong inside a reader's session: start a new one, it is never fatal. */
     const readHiccup = (cause: unknown) => new BusUnavailable({ operation: "read", cause })
 
-    const read = (name: string, options: ReadOptions): Stream.Stream<BusMessage, BusError> =>
-      Stream.unwrapScoped(Effect.gen(function* () {
+    const readEach = (
+      name: string,
+      options: ReadOptions,
+      sink: (batch: ReadonlyArray<BusMessage>) => Effect.Effect<void>,
+    ): Effect.Effect<void, BusError> =>
+      Effect.gen(function* () {
         const operation = "read"
         yield* existingStream(operation, name)
         const filter = options.filter
@@ -1280,9 +1284,6 @@ export const make = (
         let serial = 0
         /** The next sequence to emit; only ever moves forward. */
         let next = Math.max(1, options.fromSeq)
-        // Messages, then the reader's failure if it ever gives up: read as one stream without a
-        // race per element (`Stream.interruptWhen` forks one for every pull).
-        const buffer = yield* Queue.bounded<Take.Take<BusMessage, BusError>>(READ_BATCH)
 
         const open = Effect.suspend(() => {
           const consumer = `${prefix}_${++serial}`
@@ -1377,7 +1378,7 @@ export const make = (
                 out.push(toBusMessage(m, 1))
               }
               // What came before a gap is emitted; the reader then restarts after it.
-              if (out.length > 0) yield* Queue.offer(buffer, Take.chunk(Chunk.unsafeFromArray(out)))
+              if (out.length > 0) yield* sink(out)
               if (lostOne !== undefined) return yield* Effect.fail(readHiccup(lostOne))
               if (stuck) return yield* Effect.fail(readHiccup("a pull request did not end"))
               if (batch.done) return
@@ -1403,7 +1404,20 @@ export const make = (
             ),
           }),
         )
-        yield* pump.pipe(
+        return yield* pump
+      })
+
+    const read = (name: string, options: ReadOptions): Stream.Stream<BusMessage, BusError> =>
+      Stream.unwrapScoped(Effect.gen(function* () {
+        // Messages, then the reader's failure if it ever gives up: read as one stream without a
+        // race per element (`Stream.interruptWhen` forks one for every pull).
+        const buffer = yield* Queue.bounded<Take.Take<BusMessage, BusError>>(READ_BATCH)
+        yield* readEach(
+          name,
+          options,
+          (batch) =>
+            Queue.offer(buffer, Take.chunk(Chunk.unsafeFromArray(batch as Array<BusMessage>))),
+        ).pipe(
           Effect.catchAllCause((cause) => Queue.offer(buffer, Take.failCause(cause))),
           Effect.forkScoped,
         )
@@ -1499,6 +1513,7 @@ export const make = (
       publish,
       consume,
       read,
+      readEach,
       lastSeq,
       deadLetters: {
         list: listDeadLetters,

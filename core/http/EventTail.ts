@@ -12,7 +12,7 @@
  * a connection that cannot keep up (its buffer is full) is dropped from the tail and catches up
  * the same way: never a gap, never a repeat.
  */
-import { Chunk, Effect, type Scope, Stream } from "effect"
+import { Effect, type Scope } from "effect"
 import type { BusMessage, BusShape } from "../bus/Bus.ts"
 import { EventsStream } from "../pipeline/Streams.ts"
 
@@ -74,8 +74,11 @@ export const make = (
       }
     }
 
-    yield* bus.read(EventsStream.name, { fromSeq: coveredAfter + 1 }).pipe(
-      Stream.runForEachChunk((chunk) => Effect.sync(() => append(Chunk.toReadonlyArray(chunk)))),
+    yield* bus.readEach(
+      EventsStream.name,
+      { fromSeq: coveredAfter + 1 },
+      (batch) => Effect.sync(() => append(batch)),
+    ).pipe(
       Effect.catchAllCause((cause) =>
         Effect.logError("the shared events reader stopped; event streams read the bus each", cause)
       ),

@@ -22,12 +22,11 @@ import {
   Duration,
   Effect,
   Either,
-  Exit,
+  FiberSet,
   ParseResult,
   Queue,
   Schema,
   Stream,
-  Take,
 } from "effect"
 import { Presence } from "../../actors/routing/Presence.ts"
 import type { OperatorId, TeamId } from "../../schemas/Ids.ts"
@@ -41,6 +40,7 @@ import { ChorusEvent } from "../../schemas/Events.ts"
 import { ChorusApi } from "./Api.ts"
 import { EventsUnavailable } from "./EventsApi.ts"
 import * as EventTail from "./EventTail.ts"
+import * as SseBody from "./SseBody.ts"
 
 /** Tunables of the event stream; tests shorten the keepalive. */
 export interface EventStreamOptions {
@@ -55,8 +55,8 @@ export interface EventStreamOptions {
   readonly followBuffer?: number
 }
 
-/** Chunks of frames queued for a client that reads slower than events come. */
-const OUT_CHUNKS = 16
+/** Bytes of frames held for a client that reads slower than events come. */
+const OUT_BYTES = 64 * 1024
 
 export class EventStreamSettings extends Context.Reference<EventStreamSettings>()(
   "chorus/core/http/EventStreamSettings",
@@ -75,7 +75,6 @@ export class EventStreamsStop extends Context.Tag("chorus/core/http/EventStreams
 
 const decodeEvent = Schema.decodeUnknownEither(Schema.parseJson(ChorusEvent))
 const decoder = new TextDecoder()
-const encoder = new TextEncoder()
 
 /** An event as every connection needs it: decoded (or why not) and framed. */
 interface Decoded {
@@ -129,15 +128,14 @@ const decodedEvents = () => {
 type DecodeOnce = ReturnType<typeof decodedEvents>
 
 /**
- * The frames of a chunk of events as one piece of text: the stream machinery then runs once per
- * chunk the bus hands over, not once per event (at thousands of events a second, per-element
- * stream steps cost more than the framing itself).
+ * The frames of a chunk of events as one piece of text, written to the client at once: one
+ * write per chunk the bus hands over, not one per event.
  */
 const frames = (
   decodeOnce: DecodeOnce,
-  chunk: Chunk.Chunk<BusMessage>,
+  chunk: Iterable<BusMessage>,
   wanted: ReadonlySet<string>,
-): Effect.Effect<Chunk.Chunk<string>> => {
+): Effect.Effect<string> => {
   const invalid: Array<[BusMessage, string]> = []
   let text = ""
   for (const message of chunk) {
@@ -147,8 +145,7 @@ const frames = (
       text += decoded.frame
     }
   }
-  const out = text === "" ? Chunk.empty<string>() : Chunk.of(text)
-  if (invalid.length === 0) return Effect.succeed(out)
+  if (invalid.length === 0) return Effect.succeed(text)
   return Effect.forEach(
     invalid,
     ([message, error]) =>
@@ -156,7 +153,7 @@ const frames = (
         Effect.annotateLogs({ seq: message.seq, subject: message.subject, id: message.id, error }),
       ),
     { discard: true },
-  ).pipe(Effect.as(out))
+  ).pipe(Effect.as(text))
 }
 
 /** What decides whether an operator sees an event about a conversation. */
@@ -187,7 +184,7 @@ const operatorFilter = (
 ) => {
   const placements = new Lru<string, Placement>(10_000)
   const visible = (p: Placement | undefined) => p !== undefined && canSee(visibility, p)
-  return (chunk: Chunk.Chunk<BusMessage>) =>
+  return (chunk: ReadonlyArray<BusMessage>) =>
     Effect.gen(function* () {
       const decoded: Array<[BusMessage, ChorusEvent | undefined]> = []
       const missing = new Set<string>()
@@ -243,7 +240,7 @@ const operatorFilter = (
           kept.push(message)
         }
       }
-      return Chunk.unsafeFromArray(kept)
+      return kept
     })
 }
 
@@ -262,6 +259,8 @@ export const EventsHandlers = HttpApiBuilder.group(
       const decodeOnce = decodedEvents()
       const tail = yield* EventTail.make(bus, { capacity: settings.tailCapacity ?? 1_024 })
       const followBuffer = Math.max(1, settings.followBuffer ?? 4_096)
+      // Every open connection, ended when the server stops.
+      const connections = yield* FiberSet.make()
       return handlers.handle("stream", ({ headers, urlParams }) =>
         Effect.gen(function* () {
           const principal = yield* CurrentPrincipal
@@ -279,21 +278,20 @@ export const EventsHandlers = HttpApiBuilder.group(
           const wanted = new Set(types.map(eventSubject))
           /** The last event sequence this connection has passed (sent or filtered out). */
           let position = after
-          const emit = (out: Queue.Enqueue<Take.Take<string>>, batch: Iterable<BusMessage>) =>
+          const emit = (out: SseBody.SseBody, batch: Iterable<BusMessage>) =>
             Effect.gen(function* () {
               const fresh: Array<BusMessage> = []
               for (const m of batch) if (m.seq > position) fresh.push(m)
               if (fresh.length === 0) return
               position = fresh[fresh.length - 1]!.seq
-              const chunk = Chunk.unsafeFromArray(fresh)
               const text = yield* filter === undefined
-                ? frames(decodeOnce, chunk, wanted)
-                : Effect.flatMap(filter(chunk), (visible) => frames(decodeOnce, visible, wanted))
-              if (Chunk.isNonEmpty(text)) yield* Queue.offer(out, Take.chunk(text))
+                ? frames(decodeOnce, fresh, wanted)
+                : Effect.flatMap(filter(fresh), (visible) => frames(decodeOnce, visible, wanted))
+              if (text !== "") yield* out.write(text)
             })
 
           /** Follow the shared tail while it has this connection; returns when dropped. */
-          const follow = (out: Queue.Enqueue<Take.Take<string>>) =>
+          const follow = (out: SseBody.SseBody) =>
             Effect.gen(function* () {
               const inbox = yield* Queue.bounded<BusMessage | null>(followBuffer)
               let lost = false
@@ -322,7 +320,7 @@ export const EventsHandlers = HttpApiBuilder.group(
            * Read the bus from this connection's position until the tail holds what follows it.
            * False when the bus failed (the client is told, and reconnects with its last id).
            */
-          const catchUp = (out: Queue.Enqueue<Take.Take<string>>) =>
+          const catchUp = (out: SseBody.SseBody) =>
             Effect.scoped(Effect.gen(function* () {
               // Every type, filtered here: the position must pass every event to meet the tail.
               const pull = yield* Stream.toPull(
@@ -333,10 +331,7 @@ export const EventsHandlers = HttpApiBuilder.group(
                 if (Either.isLeft(next)) {
                   if (next.left._tag === "None") return true
                   yield* Effect.logWarning("event stream ended by a bus failure", next.left.value)
-                  yield* Queue.offer(
-                    out,
-                    Take.of(": the bus failed; reconnect with Last-Event-ID\n\n"),
-                  )
+                  yield* out.write(": the bus failed; reconnect with Last-Event-ID\n\n")
                   return false
                 }
                 yield* emit(out, next.right)
@@ -344,7 +339,7 @@ export const EventsHandlers = HttpApiBuilder.group(
               }
             }))
 
-          const events = (out: Queue.Enqueue<Take.Take<string>>) =>
+          const events = (out: SseBody.SseBody) =>
             Effect.gen(function* () {
               for (;;) {
                 if (yield* follow(out)) continue // dropped: catch up from where it stopped
@@ -352,35 +347,29 @@ export const EventsHandlers = HttpApiBuilder.group(
               }
             })
           const operator = operatorOf(principal)
-          // The frames, keep-alives and the end meet in one queue the response reads. Merging
-          // streams (`Stream.merge`, `Stream.interruptWhen`) would fork and race fibers for every
-          // frame of every open inbox.
-          const body = Stream.unwrapScoped(Effect.gen(function* () {
-            // An operator's open inbox keeps them present (actors/routing/Presence.ts).
-            if (operator !== undefined) yield* presence.connected(operator.id)
-            const out = yield* Queue.bounded<Take.Take<string>>(OUT_CHUNKS)
-            yield* Queue.offer(out, Take.of(": connected\n\n"))
-            yield* events(out).pipe(
-              Effect.exit,
-              Effect.flatMap((exit) =>
-                Queue.offer(out, Exit.isSuccess(exit) ? Take.end : Take.failCause(exit.cause))
-              ),
-              Effect.forkScoped,
-            )
-            yield* Queue.offer(out, Take.of(": keepalive\n\n")).pipe(
-              Effect.delay(settings.keepAlive),
-              Effect.forever,
-              Effect.forkScoped,
-            )
-            // The server stops: end at once, whatever a slow client has not read yet.
-            yield* Deferred.await(stopping).pipe(
-              Effect.zipRight(Queue.takeAll(out)),
-              Effect.zipRight(Queue.offer(out, Take.end)),
-              Effect.forkScoped,
-            )
-            return Stream.fromQueue(out).pipe(Stream.flattenTake)
-          })).pipe(Stream.map((text) => encoder.encode(text)))
-          return HttpServerResponse.stream(body, {
+          // The connection's fibers write straight into the response (SseBody.ts); they stop
+          // when it ends, and they end it: the events fail or stop, or the server stops.
+          const readable = yield* SseBody.open(connections, (out) =>
+            Effect.gen(function* () {
+              // An operator's open inbox keeps them present (actors/routing/Presence.ts).
+              if (operator !== undefined) yield* presence.connected(operator.id)
+              yield* out.write(": connected\n\n")
+              yield* events(out).pipe(
+                Effect.catchAllCause((cause) =>
+                  Effect.logError("event stream failed; the client reconnects", cause)
+                ),
+                Effect.zipRight(out.end),
+                Effect.forkScoped,
+              )
+              yield* out.write(": keepalive\n\n").pipe(
+                Effect.delay(settings.keepAlive),
+                Effect.forever,
+                Effect.forkScoped,
+              )
+              // The server stops: end at once.
+              yield* Deferred.await(stopping).pipe(Effect.zipRight(out.end), Effect.forkScoped)
+            }), { highWaterMark: OUT_BYTES })
+          return HttpServerResponse.raw(readable, {
             contentType: "text/event-stream",
             headers: { "cache-control": "no-cache", "x-accel-buffering": "no" },
           })

@@ -1126,6 +1126,66 @@ export const busConformance = (setup: BusSetup): void => {
   )
 
   it.scopedLive(
+    "readEach hands over what read emits, in non-empty batches, waiting for each sink; it fails as read fails",
+    () =>
+      Effect.gen(function* () {
+        const t = yield* setup
+        const bus = yield* t.open
+        yield* bus.ensureStream(orders)
+        const early = range(6, "e")
+        const seqs = yield* publishSeqs(bus, early)
+        const batches: Array<ReadonlyArray<BusMessage>> = []
+        let inSink = 0
+        let overlapped = false
+        const got = () => batches.flat()
+        yield* bus.readEach("orders", { fromSeq: seqs[2]! }, (batch) =>
+          Effect.gen(function* () {
+            if (inSink++ > 0) overlapped = true
+            batches.push(batch)
+            // A slow sink: the next batch waits for it.
+            yield* Effect.sleep("20 millis")
+            inSink--
+          })).pipe(Effect.forkScoped)
+        const live = range(5, "l")
+        yield* publishSeqs(bus, live, "orders.paid")
+        yield* Effect.gen(function* () {
+          while (got().length < 9) yield* Effect.sleep("20 millis")
+        }).pipe(Effect.timeout("15 seconds"))
+        assert.deepStrictEqual(got().map((m) => m.id), [...early.slice(2), ...live])
+        assertAscending(got().map((m) => m.seq))
+        assert.isTrue(batches.every((b) => b.length > 0), "no empty batch")
+        assert.isFalse(overlapped, "one batch at a time")
+
+        // With a filter, only matching subjects.
+        const paid: Array<string> = []
+        yield* bus.readEach(
+          "orders",
+          { fromSeq: 1, filter: "orders.paid" },
+          (batch) => Effect.sync(() => paid.push(...batch.map((m) => m.id))),
+        ).pipe(Effect.forkScoped)
+        yield* Effect.gen(function* () {
+          while (paid.length < 5) yield* Effect.sleep("20 millis")
+        }).pipe(Effect.timeout("15 seconds"))
+        assert.deepStrictEqual(paid, live)
+
+        const none = () => Effect.void
+        yield* failsWith(
+          "unknown stream",
+          bus.readEach("nope", { fromSeq: 1 }, none).pipe(Effect.timeout("5 seconds")),
+          "BusRejected",
+        )
+        yield* failsWith(
+          "invalid filter",
+          bus.readEach("orders", { fromSeq: 1, filter: "orders.>.x" }, none).pipe(
+            Effect.timeout("5 seconds"),
+          ),
+          "BusRejected",
+        )
+      }),
+    30_000,
+  )
+
+  it.scopedLive(
     "lastSeq is 0 for an empty stream, then the last stored sequence; reading past it waits",
     () =>
       Effect.gen(function* () {

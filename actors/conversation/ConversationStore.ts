@@ -37,7 +37,7 @@ import type {
 import { inboxOwner } from "../../core/accounts/InboxOwner.ts"
 import { Database, type DatabaseError, type DatabaseShape } from "../../core/storage/Database.ts"
 import * as GroupCommit from "../../core/storage/GroupCommit.ts"
-import { prepare } from "../../core/storage/Prepared.ts"
+import { prepare, prepareList } from "../../core/storage/Prepared.ts"
 import {
   newAttachments,
   newIncomingMessage,
@@ -226,6 +226,68 @@ const openOnChannel = prepare(
       .orderBy("created_at", "desc"),
 )
 
+/** The stored customer messages among `externalId`s of one channel account (duplicates). */
+const inboundStored = prepareList(
+  ["channel", "account"],
+  ["externalId"],
+  (db: Trx, param, items) =>
+    // `direction` inline, not bound: the index this uses is partial (direction = 'in'), and a
+    // statement binding a value of a partial index's column is planned again on every run
+    // (SQLite cannot know from the text that the index applies). That made this lookup cost
+    // more than the commit; the same holds for `delivery_state` (the outbox index).
+    db.selectFrom("messages").selectAll()
+      .where("direction", "=", sql.lit("in"))
+      .where("channel", "=", param("channel"))
+      .where("account", "=", param("account"))
+      .where("external_id", "in", items.map((item) => item("externalId"))),
+)
+
+/** Every column of a new message row, in the order a multi-row insert lists them. */
+const MESSAGE_COLUMNS = [
+  "id",
+  "conversation_id",
+  "seq",
+  "direction",
+  "channel",
+  "account",
+  "identity_id",
+  "external_id",
+  "author_id",
+  "text",
+  "attachments",
+  "delivery_state",
+  "delivery_at",
+  "delivery_error",
+  "sent_at",
+  "received_at",
+  "created_at",
+  "payload",
+] as const satisfies ReadonlyArray<keyof NewMessage>
+
+/** A new customer message's row: every column given, as the multi-row insert needs. */
+type InboundRow = { [K in (typeof MESSAGE_COLUMNS)[number]]-?: Exclude<NewMessage[K], undefined> }
+
+const insertMessages = prepareList(
+  [],
+  MESSAGE_COLUMNS,
+  (db: Trx, _param, items) =>
+    db.insertInto("messages").values(
+      items.map((item) =>
+        Object.fromEntries(MESSAGE_COLUMNS.map((column) => [column, item(column)])) as NewMessage
+      ),
+    ),
+)
+
+/** Identities a provider had called unreachable are reachable again. */
+const markReachable = prepareList(
+  [],
+  ["id"],
+  (db: Trx, _param, items) =>
+    db.updateTable("channel_identities").set({ reachable: 1 })
+      .where("id", "in", items.map((item) => item("id")))
+      .where("reachable", "=", 0),
+)
+
 const appendKind: GroupCommit.WriteKind<AppendInbound, AppendResult, never> = {
   name: "append inbound",
   rank: 0,
@@ -243,22 +305,19 @@ const appendKind: GroupCommit.WriteKind<AppendInbound, AppendResult, never> = {
     }
     const stored = new Map<string, MessageRow>()
     for (const { channel, account, ids } of byRoute.values()) {
-      // `direction` inline, not bound: the index this uses is partial (direction = 'in'), and a
-      // statement binding a value of a partial index's column is planned again on every run
-      // (SQLite cannot know from the text that the index applies). That made this lookup cost
-      // more than the commit; the same holds for `delivery_state` (the outbox index).
-      const rows = await trx.selectFrom("messages").selectAll()
-        .where("direction", "=", sql.lit("in"))
-        .where("channel", "=", channel)
-        .where("account", "=", account)
-        .where("external_id", "in", [...ids])
-        .execute()
-      for (const row of rows) stored.set(keyOf(row.channel, row.account, row.external_id), row)
+      const { rows } = await inboundStored.run(
+        trx,
+        { channel, account },
+        [...ids].map((externalId) => ({ externalId })),
+      )
+      for (const row of rows as Array<MessageRow>) {
+        stored.set(keyOf(row.channel, row.account, row.external_id), row)
+      }
     }
 
     const results: Array<Either.Either<AppendResult, never>> = []
-    const rows: Array<NewMessage> = []
-    const touched = new Map<string, { input: AppendInbound; row: NewMessage; count: number }>()
+    const rows: Array<InboundRow> = []
+    const touched = new Map<string, { input: AppendInbound; row: InboundRow; count: number }>()
     for (const input of inputs) {
       const m = input.inbound
       const key = keyOf(m.channel, m.account, m.externalId)
@@ -270,7 +329,7 @@ const appendKind: GroupCommit.WriteKind<AppendInbound, AppendResult, never> = {
         continue
       }
       const attachments = newAttachments(m.attachments)
-      const row: NewMessage = {
+      const row: InboundRow = {
         id: newId.message(),
         conversation_id: input.conversationId,
         seq: input.seq,
@@ -288,7 +347,7 @@ const appendKind: GroupCommit.WriteKind<AppendInbound, AppendResult, never> = {
         sent_at: m.sentAt.getTime(),
         received_at: m.receivedAt.getTime(),
         created_at: now,
-        ...(m.payload !== undefined ? { payload: m.payload } : {}),
+        payload: m.payload ?? null,
       }
       // The same message twice in one batch: the second is a duplicate of the first.
       stored.set(key, row as MessageRow)
@@ -309,16 +368,13 @@ const appendKind: GroupCommit.WriteKind<AppendInbound, AppendResult, never> = {
     if (rows.length === 0) return results
 
     for (let at = 0; at < rows.length; at += 200) {
-      await trx.insertInto("messages").values(rows.slice(at, at + 200)).execute()
+      await insertMessages.run(trx, {}, rows.slice(at, at + 200))
     }
     // The customer wrote from an identity a provider had called unreachable (blocked the bot,
     // bounced): it is reachable again. One indexed update per batch, touching only those rows.
     const identityIds = [...new Set(rows.map((r) => r.identity_id!))]
     for (let at = 0; at < identityIds.length; at += 500) {
-      await trx.updateTable("channel_identities").set({ reachable: 1 })
-        .where("id", "in", identityIds.slice(at, at + 500))
-        .where("reachable", "=", 0)
-        .execute()
+      await markReachable.run(trx, {}, identityIds.slice(at, at + 500).map((id) => ({ id })))
     }
     for (const [conversationId, { input, row, count }] of touched) {
       const updated = await touchConversation.run(trx, {

@@ -28,42 +28,133 @@ export interface Prepared<P extends string> {
 
 type Slot<P> = { readonly name: P } | { readonly constant: unknown }
 
+interface Compiled<P> {
+  readonly sql: string
+  readonly slots: ReadonlyArray<Slot<P>>
+}
+
+/** Compile `query` with markers in place of values; each marker's slot says which value goes there. */
+const compileMarked = <P extends string>(
+  query: Compilable<unknown>,
+  declared: ReadonlyArray<P>,
+): Compiled<P> => {
+  const { sql, parameters } = query.compile()
+  const slots = parameters.map((p): Slot<P> =>
+    typeof p === "string" && p.startsWith(MARK)
+      ? { name: p.slice(MARK.length) as P }
+      : { constant: p }
+  )
+  const used = new Set(slots.flatMap((s) => ("name" in s ? [s.name] : [])))
+  const missing = declared.filter((n) => !used.has(n))
+  if (missing.length > 0) {
+    throw new Error(`prepare: ${missing.join(", ")} never used in the query`)
+  }
+  return { sql, slots }
+}
+
+const marker = <P extends string>(known: ReadonlySet<string>) => (name: P): string => {
+  if (!known.has(name)) throw new Error(`prepare: ${name} is not among the declared values`)
+  return `${MARK}${name}`
+}
+
+/** The adapter's class tells SQLite from PostgreSQL: one compilation per dialect. */
+const dialectOf = (db: Kysely<any>): unknown => db.getExecutor().adapter.constructor
+
 export const prepare = <P extends string, DB>(
   names: ReadonlyArray<P>,
   build: (db: Kysely<DB>, param: (name: P) => any) => Compilable<unknown>,
 ): Prepared<P> => {
-  const known = new Set<string>(names)
-  // One compilation per dialect: the adapter's class tells SQLite from PostgreSQL.
-  const compiled = new Map<
-    unknown,
-    { readonly sql: string; readonly slots: ReadonlyArray<Slot<P>> }
-  >()
-  const compile = (db: Kysely<any>) => {
-    const { sql, parameters } = build(db as Kysely<DB>, (name) => {
-      if (!known.has(name)) throw new Error(`prepare: ${name} is not among the declared values`)
-      return `${MARK}${name}`
-    }).compile()
-    const slots = parameters.map((p): Slot<P> =>
-      typeof p === "string" && p.startsWith(MARK)
-        ? { name: p.slice(MARK.length) as P }
-        : { constant: p }
-    )
-    const used = new Set(slots.flatMap((s) => ("name" in s ? [s.name] : [])))
-    const missing = names.filter((n) => !used.has(n))
-    if (missing.length > 0) {
-      throw new Error(`prepare: ${missing.join(", ")} never used in the query`)
-    }
-    return { sql, slots }
-  }
+  const param = marker<P>(new Set(names))
+  const compiled = new Map<unknown, Compiled<P>>()
   return {
     run: (db, values) => {
-      const key = db.getExecutor().adapter.constructor
+      const key = dialectOf(db)
       let query = compiled.get(key)
       if (query === undefined) {
-        query = compile(db)
+        query = compileMarked(build(db as unknown as Kysely<DB>, param), names)
         compiled.set(key, query)
       }
       const parameters = query.slots.map((s) => ("name" in s ? values[s.name] : s.constant))
+      return db.executeQuery(CompiledQuery.raw(query.sql, parameters))
+    },
+  }
+}
+
+export interface PreparedList<P extends string, I extends string> {
+  readonly run: <DB>(
+    db: Kysely<DB>,
+    values: Readonly<Record<P, unknown>>,
+    items: ReadonlyArray<Readonly<Record<I, unknown>>>,
+  ) => Promise<QueryResult<unknown>>
+}
+
+/** Lists longer than this are compiled on each run: a batch that big amortizes the cost. */
+const LIST_CACHE_MAX = 64
+
+/**
+ * `prepare` for a query over a list (a multi-row insert, an `in (…)`): compiled once per dialect
+ * and list length, up to 64 items. `build` gets `param` for the values of the whole query and
+ * one function per item for that item's values (`items[i]("id")`); `run` takes the values and the
+ * list. An empty list is the caller's to avoid (`in ()` is not SQL).
+ *
+ * @example
+ * const byIds = prepareList(["state"], ["id"], (db, param, items) =>
+ *   db.selectFrom("messages").selectAll().where("delivery_state", "=", param("state"))
+ *     .where("id", "in", items.map((item) => item("id"))))
+ * await byIds.run(trx, { state: "queued" }, ids.map((id) => ({ id })))
+ */
+export const prepareList = <P extends string, I extends string, DB>(
+  names: ReadonlyArray<P>,
+  itemNames: ReadonlyArray<I>,
+  build: (
+    db: Kysely<DB>,
+    param: (name: P) => any,
+    items: ReadonlyArray<(name: I) => any>,
+  ) => Compilable<unknown>,
+): PreparedList<P, I> => {
+  const param = marker<P>(new Set(names))
+  const knownItem = new Set<string>(itemNames)
+  const itemParam = (index: number) => (name: I): string => {
+    if (!knownItem.has(name)) throw new Error(`prepare: ${name} is not among the item values`)
+    return `${MARK}${index}\u0000${name}`
+  }
+  const compile = (db: Kysely<any>, length: number) => {
+    const declared = [
+      ...names,
+      ...Array.from({ length }, (_, i) => itemNames.map((n) => `${i}\u0000${n}`)).flat(),
+    ]
+    const { sql, slots } = compileMarked<string>(
+      build(db as Kysely<DB>, param, Array.from({ length }, (_, i) => itemParam(i))),
+      declared,
+    )
+    // Where each value comes from: the query's values, or item i's.
+    const from = slots.map((s) => {
+      if (!("name" in s)) return s
+      const at = s.name.indexOf("\u0000")
+      return at < 0
+        ? { name: s.name }
+        : { item: Number(s.name.slice(0, at)), name: s.name.slice(at + 1) }
+    })
+    return { sql, from }
+  }
+  const compiled = new Map<unknown, Map<number, ReturnType<typeof compile>>>()
+  return {
+    run: (db, values, items) => {
+      const key = dialectOf(db)
+      let byLength = compiled.get(key)
+      if (byLength === undefined) compiled.set(key, byLength = new Map())
+      let query = byLength.get(items.length)
+      if (query === undefined) {
+        query = compile(db, items.length)
+        if (items.length <= LIST_CACHE_MAX) byLength.set(items.length, query)
+      }
+      const parameters = query.from.map((s) =>
+        "constant" in s
+          ? s.constant
+          : "item" in s
+          ? items[s.item]![s.name as I]
+          : values[s.name as P]
+      )
       return db.executeQuery(CompiledQuery.raw(query.sql, parameters))
     },
   }

@@ -20,7 +20,7 @@ import {
   sqliteDatabase,
   tableNames,
 } from "../support/TestDatabase.ts"
-import { prepare } from "../../core/storage/Prepared.ts"
+import { prepare, prepareList } from "../../core/storage/Prepared.ts"
 
 // A plugin's own migrations: they must run on both dialects, in their own migration table.
 const notesPlugin: MigrationSet = {
@@ -149,6 +149,76 @@ const storageBehaviour = (
           )
           assert.match(String(error.error), /prepare: /)
         }
+      }))
+
+    it.scoped("a prepared list query runs with each call's list, whatever its length, constants kept", () =>
+      Effect.gen(function* () {
+        const db = yield* open
+        yield* migrate(db, notesPlugin)
+        const k = db.db as unknown as Kysely<any>
+        const insert = prepareList([], ["id", "body"], (d: Kysely<any>, _param, items) =>
+          d.insertInto("acme_notes").values(
+            items.map((item) => ({ id: item("id"), body: item("body"), created_at: 7 })),
+          ))
+        const select = prepareList(["after"], ["id"], (d: Kysely<any>, param, items) =>
+          d.selectFrom("acme_notes").select(["id", "body", "created_at"])
+            .where(
+              "id",
+              "in",
+              items.map((item) =>
+                item("id")
+              ),
+            )
+            .where("id", ">", param("after"))
+            .where("body", "!=", "hidden")
+            .orderBy("id"))
+        const read = (after: number, ids: ReadonlyArray<number>) =>
+          db.query("read", (d) =>
+            select.run(d as unknown as Kysely<any>, { after }, ids.map((id) => ({ id }))).then((
+              r,
+            ) =>
+              (r.rows as Array<{ id: number; body: string; created_at: number }>).map((
+                row,
+              ) => [Number(row.id), row.body, Number(row.created_at)])
+            ))
+        // Lengths 1, 3 and 100 (past the compiled-once limit), each twice with other values.
+        const notes = Array.from({ length: 104 }, (_, i) => ({
+          id: i + 1,
+          body: i === 2 ? "hidden" : `n${i + 1}`,
+        }))
+        yield* db.transaction("seed", async (trx) => {
+          await insert.run(trx, {}, notes.slice(0, 1))
+          await insert.run(trx, {}, notes.slice(1, 4))
+          await insert.run(trx, {}, notes.slice(4, 104))
+        })
+        assert.deepStrictEqual(yield* read(0, [1]), [[1, "n1", 7]])
+        assert.deepStrictEqual(yield* read(0, [2]), [[2, "n2", 7]])
+        assert.deepStrictEqual(yield* read(0, [1, 3, 4]), [[1, "n1", 7], [4, "n4", 7]])
+        assert.deepStrictEqual(yield* read(1, [1, 2, 4]), [[2, "n2", 7], [4, "n4", 7]])
+        const hundred = notes.slice(4).map((n) =>
+          n.id
+        )
+        assert.strictEqual((yield* read(0, hundred)).length, 100)
+        assert.deepStrictEqual(
+          (yield* read(100, hundred)).map(([id]) =>
+            id
+          ),
+          [101, 102, 103, 104],
+        )
+        const undeclared = prepareList([], ["id"], (d: Kysely<any>, _param, items) =>
+          d.deleteFrom("acme_notes").where(
+            "id",
+            "in",
+            items.map((item) =>
+              item("x" as "id")
+            ),
+          ))
+        const error = yield* Effect.tryPromise(() =>
+          undeclared.run(k, {}, [{ id: 1 }])
+        ).pipe(
+          Effect.flip,
+        )
+        assert.match(String(error.error), /prepare: /)
       }))
 
     it.scoped("a failed transaction leaves nothing behind and reports a typed error", () =>

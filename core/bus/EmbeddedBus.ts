@@ -1025,11 +1025,13 @@ export const make = (
       name: string,
       options: ReadOptions,
       sink: (batch: ReadonlyArray<BusMessage>) => Effect.Effect<void>,
-    ): Effect.Effect<void, BusError> =>
-      Effect.flatMap(reader(name, options), (nextChunk) =>
-        Effect.forever(Effect.flatMap(nextChunk, sink))).pipe(
-          Effect.withSpan("EmbeddedBus.readEach"),
-        )
+    ): Effect.Effect<void, BusError> => {
+      const each = (nextChunk: Effect.Effect<Array<BusMessage>, BusError>) =>
+        Effect.forever(Effect.flatMap(nextChunk, sink))
+      return Effect.flatMap(reader(name, options), each).pipe(
+        Effect.withSpan("EmbeddedBus.readEach"),
+      )
+    }
 
     // ---------------------------------------------------------------------------------------
     // Dead letters

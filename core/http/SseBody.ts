@@ -32,21 +32,20 @@ export const open = (
 ): Effect.Effect<Readable> =>
   Effect.gen(function* () {
     let ended = false
-    /** Resumes the writer waiting for the client to read. */
-    let resumeWriter: (() => void) | undefined
+    /** The writers waiting for the client to read (the events and the keep-alive may both). */
+    const waiting = new Set<() => void>()
     const readable = new Readable({
       highWaterMark: options.highWaterMark ?? 64 * 1024,
       read() {
-        const resume = resumeWriter
-        resumeWriter = undefined
-        resume?.()
+        const resume = [...waiting]
+        waiting.clear()
+        for (const r of resume) r()
       },
     })
     const waitForReader = Effect.async<void>((resume) => {
-      resumeWriter = () => resume(Effect.void)
-      return Effect.sync(() => {
-        resumeWriter = undefined
-      })
+      const waiter = () => resume(Effect.void)
+      waiting.add(waiter)
+      return Effect.sync(() => waiting.delete(waiter))
     })
     const body: SseBody = {
       readable,

@@ -52,6 +52,34 @@ describe("SseBody", () => {
       assert.strictEqual(yield* Ref.get(written), 100)
     }))
 
+  it.scopedLive("two writers held back by a slow client both go on once it reads", () =>
+    Effect.gen(function* () {
+      const fibers = yield* FiberSet.make()
+      const done = yield* Ref.make(0)
+      const readable = yield* SseBody.open(fibers, (out) =>
+        Effect.gen(function* () {
+          // The events and the keep-alive of one connection, both writing past the mark.
+          const writer = (letter: string) =>
+            Effect.gen(function* () {
+              for (let i = 0; i < 20; i++) yield* out.write(letter.repeat(1_000))
+              yield* Ref.update(done, (n) => n + 1)
+            })
+          yield* Effect.forkScoped(writer("a"))
+          yield* Effect.forkScoped(writer("b"))
+          yield* Effect.forkScoped(
+            Effect.gen(function* () {
+              while ((yield* Ref.get(done)) < 2) yield* Effect.sleep("5 millis")
+              yield* out.end
+            }),
+          )
+        }), { highWaterMark: 5_000 })
+      yield* Effect.sleep("100 millis")
+      assert.strictEqual(yield* Ref.get(done), 0, "both wait for the client")
+      const text = yield* readAll(readable).pipe(Effect.timeout("5 seconds"))
+      assert.strictEqual(text.length, 40_000)
+      assert.strictEqual(yield* Ref.get(done), 2)
+    }))
+
   it.scopedLive("the client going away interrupts the connection's fibers and runs its finalizers", () =>
     Effect.gen(function* () {
       const fibers = yield* FiberSet.make()

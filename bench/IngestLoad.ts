@@ -185,7 +185,7 @@ export const measureIngest = async (url: string, token: string, tag: string, rat
     // an open conversation compiled, caches and the heap settled), so the fixed step measures
     // steady state rather than the tail of the first contacts.
     await runStep(500, 2)
-    if (process.env.OLD_WARMUP === undefined) await runStep(rates.fixed, 2)
+    await runStep(rates.fixed, 2)
     steps.push(await runStep(rates.fixed, rates.fixedSeconds))
     // Up from the fixed rate while it holds; down from it if it does not.
     const ladder = steps[0]!.sustained ? rates.steps : rates.steps.length > 0 ? [500, 250] : []

@@ -1021,11 +1021,7 @@ export const make = (
         (nextChunk) => Stream.repeatEffectChunk(Effect.map(nextChunk, Chunk.unsafeFromArray)),
       )).pipe(Stream.withSpan("EmbeddedBus.read"))
 
-    const readEach = (
-      name: string,
-      options: ReadOptions,
-      sink: (batch: ReadonlyArray<BusMessage>) => Effect.Effect<void>,
-    ): Effect.Effect<void, BusError> => {
+    const readEach: BusShape["readEach"] = (name, options, sink) => {
       const each = (nextChunk: Effect.Effect<Array<BusMessage>, BusError>) =>
         Effect.forever(Effect.flatMap(nextChunk, sink))
       return Effect.flatMap(reader(name, options), each).pipe(

@@ -1264,11 +1264,7 @@ export const make = (
     /** Something went wrong inside a reader's session: start a new one, it is never fatal. */
     const readHiccup = (cause: unknown) => new BusUnavailable({ operation: "read", cause })
 
-    const readEach = (
-      name: string,
-      options: ReadOptions,
-      sink: (batch: ReadonlyArray<BusMessage>) => Effect.Effect<void>,
-    ): Effect.Effect<void, BusError> =>
+    const readEach: BusShape["readEach"] = (name, options, sink) =>
       Effect.gen(function* () {
         const operation = "read"
         yield* existingStream(operation, name)

@@ -6,14 +6,12 @@
  *
  * Writing waits while the client has `highWaterMark` bytes unread, so a slow client holds its
  * writer back instead of growing memory. The fibers that write live in a scope of their own,
- * closed when the response ends for any reason: the client went away, `end`, or `fail`.
+ * closed when the response ends for any reason: the client went away, `end`, or the server stops.
  */
 import { Readable } from "node:stream"
-import { Effect, FiberId, FiberSet, Scope } from "effect"
+import { Effect, FiberId, FiberSet, type Scope } from "effect"
 
 export interface SseBody {
-  /** The Node stream to answer with (`HttpServerResponse.raw`). */
-  readonly readable: Readable
   /** Queue `text` for the client; waits while the client is `highWaterMark` bytes behind. */
   readonly write: (text: string) => Effect.Effect<void>
   /** End the response once what is written has been sent. */
@@ -21,8 +19,9 @@ export interface SseBody {
 }
 
 /**
- * Open a body whose writers `connection` starts in the scope it is given; they are interrupted
- * (and the scope's finalizers run) when the response is over. `fibers` holds the connection
+ * Open a body whose writers `connection` starts in its scope; they are interrupted (and the
+ * scope's finalizers run) when the response is over. Returns the Node stream to answer with
+ * (`HttpServerResponse.raw`). `fibers` holds the connection
  * while it lasts, so closing it (the server stops) ends every connection.
  */
 export const open = (
@@ -48,7 +47,6 @@ export const open = (
       return Effect.sync(() => waiting.delete(waiter))
     })
     const body: SseBody = {
-      readable,
       write: (text) =>
         Effect.suspend(() =>
           ended || readable.destroyed || readable.push(text) ? Effect.void : waitForReader
@@ -61,13 +59,8 @@ export const open = (
     }
     const fiber = yield* FiberSet.run(
       fibers,
-      Effect.scopedWith((scope) =>
-        Effect.zipRight(
-          Scope.extend(connection(body), scope),
-          // Held open until the response is over (the close below interrupts it).
-          Effect.never,
-        )
-      ).pipe(
+      // Held open until the response is over (the close below interrupts it).
+      Effect.scoped(Effect.zipRight(connection(body), Effect.never)).pipe(
         // Stopped from outside (the server stops) or by a defect: the response ends too.
         Effect.ensuring(Effect.sync(() => {
           if (!readable.destroyed && !readable.readableEnded) readable.destroy()

@@ -26,36 +26,7 @@ export interface Prepared<P extends string> {
   ) => Promise<QueryResult<unknown>>
 }
 
-type Slot<P> = { readonly name: P } | { readonly constant: unknown }
-
-interface Compiled<P> {
-  readonly sql: string
-  readonly slots: ReadonlyArray<Slot<P>>
-}
-
-/** Compile `query` with markers in place of values; each marker's slot says which value goes there. */
-const compileMarked = <P extends string>(
-  query: Compilable<unknown>,
-  declared: ReadonlyArray<P>,
-): Compiled<P> => {
-  const { sql, parameters } = query.compile()
-  const slots = parameters.map((p): Slot<P> =>
-    typeof p === "string" && p.startsWith(MARK)
-      ? { name: p.slice(MARK.length) as P }
-      : { constant: p }
-  )
-  const used = new Set(slots.flatMap((s) => ("name" in s ? [s.name] : [])))
-  const missing = declared.filter((n) => !used.has(n))
-  if (missing.length > 0) {
-    throw new Error(`prepare: ${missing.join(", ")} never used in the query`)
-  }
-  return { sql, slots }
-}
-
-const marker = <P extends string>(known: ReadonlySet<string>) => (name: P): string => {
-  if (!known.has(name)) throw new Error(`prepare: ${name} is not among the declared values`)
-  return `${MARK}${name}`
-}
+type Slot = { readonly name: string } | { readonly constant: unknown }
 
 /** The adapter's class tells SQLite from PostgreSQL: one compilation per dialect. */
 const dialectOf = (db: Kysely<any>): unknown => db.getExecutor().adapter.constructor
@@ -64,20 +35,9 @@ export const prepare = <P extends string, DB>(
   names: ReadonlyArray<P>,
   build: (db: Kysely<DB>, param: (name: P) => any) => Compilable<unknown>,
 ): Prepared<P> => {
-  const param = marker<P>(new Set(names))
-  const compiled = new Map<unknown, Compiled<P>>()
-  return {
-    run: (db, values) => {
-      const key = dialectOf(db)
-      let query = compiled.get(key)
-      if (query === undefined) {
-        query = compileMarked(build(db as unknown as Kysely<DB>, param), names)
-        compiled.set(key, query)
-      }
-      const parameters = query.slots.map((s) => ("name" in s ? values[s.name] : s.constant))
-      return db.executeQuery(CompiledQuery.raw(query.sql, parameters))
-    },
-  }
+  // A list query over no items: compiled once per dialect.
+  const query = prepareList<P, never, DB>(names, [], (db, param) => build(db, param))
+  return { run: (db, values) => query.run(db, values, []) }
 }
 
 export interface PreparedList<P extends string, I extends string> {
@@ -112,21 +72,35 @@ export const prepareList = <P extends string, I extends string, DB>(
     items: ReadonlyArray<(name: I) => any>,
   ) => Compilable<unknown>,
 ): PreparedList<P, I> => {
-  const param = marker<P>(new Set(names))
+  const known = new Set<string>(names)
+  const param = (name: P): string => {
+    if (!known.has(name)) throw new Error(`prepare: ${name} is not among the declared values`)
+    return `${MARK}${name}`
+  }
   const knownItem = new Set<string>(itemNames)
   const itemParam = (index: number) => (name: I): string => {
     if (!knownItem.has(name)) throw new Error(`prepare: ${name} is not among the item values`)
     return `${MARK}${index}\u0000${name}`
   }
+  /** Compiled with a marker in place of each value; each marker says which value goes there. */
   const compile = (db: Kysely<any>, length: number) => {
+    const { sql, parameters } = build(
+      db as Kysely<DB>,
+      param,
+      Array.from({ length }, (_, i) => itemParam(i)),
+    ).compile()
+    const slots = parameters.map((p): Slot =>
+      typeof p === "string" && p.startsWith(MARK) ? { name: p.slice(MARK.length) } : { constant: p }
+    )
+    const used = new Set(slots.flatMap((s) => ("name" in s ? [s.name] : [])))
     const declared = [
       ...names,
       ...Array.from({ length }, (_, i) => itemNames.map((n) => `${i}\u0000${n}`)).flat(),
     ]
-    const { sql, slots } = compileMarked<string>(
-      build(db as Kysely<DB>, param, Array.from({ length }, (_, i) => itemParam(i))),
-      declared,
-    )
+    const missing = declared.filter((n) => !used.has(n))
+    if (missing.length > 0) {
+      throw new Error(`prepare: ${missing.join(", ")} never used in the query`)
+    }
     // Where each value comes from: the query's values, or item i's.
     const from = slots.map((s) => {
       if (!("name" in s)) return s
